@@ -1,0 +1,145 @@
+"""The C backend: render Jinja2 templates, compile with the system C compiler, cache the library."""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import jinja2
+
+from .. import __version__
+from ..cache import cache_key, cache_root
+from ..errors import CompileError
+from ..lower import LoweredModel
+from ..target import host
+
+DEFAULT_CFLAGS = "-O3 -march=native"
+REQUIRED_FLAGS = ("-std=gnu11", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno")
+
+
+def template_dir() -> Path:
+    """templates/ ships inside the wheel as convgen/templates; in a checkout it is beside convgen/."""
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "templates", package.parent / "templates"):
+        if (candidate / "model.c.j2").is_file():
+            return candidate
+    raise CompileError(f"convgen's C templates are missing (looked in {package / 'templates'} "
+                       f"and {package.parent / 'templates'}); reinstall convgen")
+
+
+def _c_comment(text) -> str:
+    return str(text).replace("*/", "* /").replace("/*", "/ *").replace("\n", " ").replace("\r", " ")
+
+
+def _c_float(value) -> str:
+    value = float(value)
+    if math.isnan(value):
+        return "NAN"
+    if math.isinf(value):
+        return "INFINITY" if value > 0 else "(-INFINITY)"
+    return f"{value!r}f" if "e" in repr(value) or "." in repr(value) else f"{value!r}.0f"
+
+
+def _c_string(text: str) -> str:
+    out = []
+    for byte in str(text).encode("utf-8"):
+        ch = chr(byte)
+        out.append(ch if 32 <= byte < 127 and ch not in '"\\?' else f"\\{byte:03o}")
+    return '"' + "".join(out) + '"'
+
+
+def _raise(message: str):
+    raise CompileError(message)
+
+
+@functools.lru_cache(maxsize=None)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir())),
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             keep_trailing_newline=True, autoescape=False)
+    env.filters.update(c_comment=_c_comment, c_float=_c_float, c_string=_c_string, product=math.prod)
+    env.globals["raise"] = _raise
+    return env
+
+
+def signature(model: LoweredModel, backend: str) -> dict:
+    io = lambda specs: [{"name": s.name, "ident": s.ident, "shape": list(s.shape), "dtype": s.dtype}  # noqa: E731
+                        for s in specs]
+    return {"convgen": __version__, "backend": backend, "graph": model.graph_name, "prefix": model.prefix,
+            "inputs": io(model.inputs), "outputs": io(model.outputs), "workspace_bytes": model.workspace_bytes,
+            "threads": model.threads}
+
+
+WEIGHTS_FILE = "weights.bin"
+
+
+def render_source(model: LoweredModel) -> str:
+    return environment().get_template("model.c.j2").render(
+        model=model, version=__version__, weights_file=WEIGHTS_FILE,
+        signature=json.dumps(signature(model, "c"), sort_keys=True))
+
+
+def render_header(model: LoweredModel) -> str:
+    return environment().get_template("model.h.j2").render(model=model, version=__version__)
+
+
+def compiler() -> str:
+    cc = os.environ.get("CC") or "cc"
+    return cc
+
+
+def cflags() -> list[str]:
+    return shlex.split(os.environ.get("CFLAGS", DEFAULT_CFLAGS)) + list(REQUIRED_FLAGS)
+
+
+@functools.lru_cache(maxsize=8)
+def compiler_identity(cc: str) -> str:
+    """`cc --version`, part of the cache key; a missing compiler is a CompileError."""
+    argv = shlex.split(cc)
+    if not argv or shutil.which(argv[0]) is None:
+        raise CompileError(f"no C compiler: {cc!r} was not found (set CC to a C compiler)")
+    try:
+        result = subprocess.run(argv + ["--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise CompileError(f"cannot run the C compiler {cc!r}: {e}") from e
+    return result.stdout + result.stderr
+
+
+def compile_source(source: str, weights: bytes, output: Path) -> None:
+    """Compile one translation unit (and its weights) into a shared library at `output`, atomically."""
+    cc = compiler()
+    compiler_identity(cc)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=".build-") as tmp:
+        build = Path(tmp)
+        (build / "model.c").write_text(source)
+        (build / WEIGHTS_FILE).write_bytes(weights)
+        argv = shlex.split(cc) + cflags() + ["-o", "model.so", "model.c", "-lm"]
+        try:
+            result = subprocess.run(argv, cwd=build, capture_output=True, text=True, timeout=600)
+        except (OSError, subprocess.SubprocessError) as e:
+            raise CompileError(f"cannot run the C compiler: {' '.join(argv)}: {e}") from e
+        if result.returncode != 0:
+            kept = Path(tempfile.mkdtemp(prefix="convgen-failed-"))
+            shutil.copy(build / "model.c", kept / "model.c")
+            raise CompileError(f"C compiler failed (exit {result.returncode}): {' '.join(argv)}; "
+                               f"source kept at {kept / 'model.c'}", result.stderr, str(kept / "model.c"))
+        os.replace(build / "model.so", output)
+
+
+def build(model: LoweredModel, cache_dir=None) -> tuple[Path, str]:
+    """The library for `model`, from the cache or freshly compiled. Returns (path, source)."""
+    source = render_source(model)
+    cc = compiler()
+    key = cache_key("c", source, model.weights, cc, compiler_identity(cc), " ".join(cflags()),
+                    host().name, " ".join(host().features))
+    path = cache_root(cache_dir) / f"lib{model.prefix}-{key}.so"
+    if not path.exists():
+        compile_source(source, model.weights, path)
+    return path, source

@@ -1,0 +1,168 @@
+"""The layer-graph IR: immutable values, nodes and graphs.
+
+A Graph is a topologically ordered tuple of Nodes over named values.  A value
+is a graph input, a constant (weights: numpy arrays the compiler may pack at
+compile time) or the output of a node.  Nothing here knows about backends.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from .errors import ConvgenError, ShapeError
+
+DTYPES = ("float32", "int64")
+
+
+@dataclass(frozen=True)
+class TensorType:
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        if self.dtype not in DTYPES:
+            raise ConvgenError(f"unsupported dtype {self.dtype!r}; convgen computes in {DTYPES}")
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * np.dtype(self.dtype).itemsize
+
+    def __str__(self) -> str:
+        return f"{self.dtype}{list(self.shape)}"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One layer: `op` names the registry entry, `attrs` is that op's frozen attribute dataclass."""
+    name: str
+    op: str
+    attrs: Any
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    types: tuple[TensorType, ...]
+
+    @property
+    def output(self) -> str:
+        return self.outputs[0]
+
+    @property
+    def type(self) -> TensorType:
+        return self.types[0]
+
+
+def _frozen_array(array: np.ndarray) -> np.ndarray:
+    out = np.array(array, dtype=np.float32, copy=True, order="C")
+    out.setflags(write=False)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Graph:
+    name: str
+    inputs: tuple[tuple[str, TensorType], ...]
+    nodes: tuple[Node, ...]
+    outputs: tuple[str, ...]
+    constants: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        frozen = {k: v if not v.flags.writeable and v.dtype == np.float32 and v.flags.c_contiguous
+                  else _frozen_array(v) for k, v in self.constants.items()}
+        object.__setattr__(self, "constants", MappingProxyType(frozen))
+        self._check_well_formed()
+
+    # -- queries ---------------------------------------------------------
+    def type_of(self, value: str) -> TensorType:
+        return self._types()[value]
+
+    def _types(self) -> dict[str, TensorType]:
+        cached = self.__dict__.get("_type_table")
+        if cached is None:
+            cached = dict(self.inputs)
+            cached.update({k: TensorType(v.shape) for k, v in self.constants.items()})
+            for node in self.nodes:
+                cached.update(zip(node.outputs, node.types))
+            object.__setattr__(self, "_type_table", cached)
+        return cached
+
+    def producer(self, value: str) -> Node | None:
+        for node in self.nodes:
+            if value in node.outputs:
+                return node
+        return None
+
+    def consumers(self, value: str) -> list[Node]:
+        return [n for n in self.nodes if value in n.inputs]
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(f"graph {self.name!r} has no layer {name!r}; layers: {[n.name for n in self.nodes]}")
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.inputs)
+
+    @property
+    def output_types(self) -> tuple[TensorType, ...]:
+        return tuple(self.type_of(v) for v in self.outputs)
+
+    def with_nodes(self, nodes: Iterable[Node], constants: Mapping[str, np.ndarray] | None = None,
+                   outputs: tuple[str, ...] | None = None) -> "Graph":
+        return replace(self, nodes=tuple(nodes),
+                       constants=dict(self.constants if constants is None else constants),
+                       outputs=self.outputs if outputs is None else outputs)
+
+    def summary(self, print_fn=print) -> str:
+        from .summary import summarize
+        text = summarize(self)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def __repr__(self) -> str:
+        ins = ", ".join(f"{n}: {t}" for n, t in self.inputs)
+        return f"Graph({self.name!r}, inputs=[{ins}], {len(self.nodes)} layers, outputs={list(self.outputs)})"
+
+    # -- validation ------------------------------------------------------
+    def _check_well_formed(self) -> None:
+        defined: set[str] = set(self.input_names) | set(self.constants)
+        if len(defined) != len(self.inputs) + len(self.constants):
+            raise ConvgenError(f"graph {self.name!r}: input and constant names must be unique")
+        names: set[str] = set()
+        for node in self.nodes:
+            if node.name in names:
+                raise ConvgenError(f"graph {self.name!r}: duplicate layer name {node.name!r}")
+            names.add(node.name)
+            missing = [v for v in node.inputs if v not in defined]
+            if missing:
+                raise ConvgenError(f"graph {self.name!r}: layer {node.name!r} reads {missing}, "
+                                   "which no earlier layer, input or constant defines (cycle or dangling edge)")
+            for out in node.outputs:
+                if out in defined:
+                    raise ConvgenError(f"graph {self.name!r}: value {out!r} is defined twice")
+                defined.add(out)
+        undefined = [v for v in self.outputs if v not in defined]
+        if undefined:
+            raise ConvgenError(f"graph {self.name!r}: outputs {undefined} are not defined")
+        if not self.outputs:
+            raise ConvgenError(f"graph {self.name!r} has no outputs")
+
+
+def check_input_types(layer: str, types: list[TensorType], count: int | tuple[int, int]) -> None:
+    low, high = (count, count) if isinstance(count, int) else count
+    if not low <= len(types) <= high:
+        raise ShapeError(f"{layer}: expects {low if low == high else f'{low} to {high}'} inputs, got {len(types)}")

@@ -1,0 +1,387 @@
+"""Lowering: an optimized Graph -> a LoweredModel of kernels with plain-integer parameters.
+
+Each op family has one lowering function that reads the op's attributes and
+types and the schedule's choices, and returns a KernelSpec: which template
+macro to render, its parameters (ints, floats, bools), which values it reads
+and writes, how much scratch it needs, and any weights packed at compile time.
+The planner then places every value: graph inputs and outputs are the caller's
+pointers, constants live in the weights blob, intermediates and scratch share
+one arena by liveness.  Both backends consume the LoweredModel.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from . import ops, schedule
+from .errors import UnsupportedError
+from .ir import Graph, Node, TensorType
+from .memory import Interval, align, plan_arena
+from .ops.dense import normalize_axis
+from .target import Target
+from .trace import identifier
+
+
+@dataclass(frozen=True)
+class Buffer:
+    kind: str            # "input" | "output" | "arena" | "weights" | "null"
+    offset: int = 0      # input/output position, or byte offset in the arena / weights blob
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    buffer: Buffer
+    is_output: bool
+
+
+@dataclass(frozen=True, eq=False)
+class Kernel:
+    fn: str
+    template: str
+    layer: str
+    op: str
+    params: dict
+    args: tuple[Arg, ...]
+    scratch: Buffer
+    scratch_bytes: int
+
+    def arg(self, name: str) -> Arg:
+        return next(a for a in self.args if a.name == name)
+
+
+@dataclass(frozen=True, eq=False)
+class KernelSpec:
+    template: str
+    params: dict
+    inputs: list[tuple[str, str | None]]   # (argument name, value read; None for an absent bias)
+    outputs: list[tuple[str, str]]
+    scratch_bytes: int = 0
+    packed: dict = field(default_factory=dict)  # argument name -> array packed at compile time
+
+
+@dataclass(frozen=True)
+class IOSpec:
+    name: str
+    ident: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass(frozen=True, eq=False)
+class LoweredModel:
+    prefix: str
+    graph_name: str
+    inputs: tuple[IOSpec, ...]
+    outputs: tuple[IOSpec, ...]
+    kernels: tuple[Kernel, ...]
+    copies: tuple[tuple[Buffer, Buffer, int], ...]   # (destination, source, bytes) after the kernels
+    workspace_bytes: int
+    weights: bytes
+    threads: int
+
+
+@dataclass(frozen=True)
+class LowerContext:
+    graph: Graph
+    target: Target
+    threads: int
+
+    def type(self, value: str) -> TensorType:
+        return self.graph.type_of(value)
+
+    def is_constant(self, value: str) -> bool:
+        return value in self.graph.constants
+
+
+LoweringFn = Callable[[Node, LowerContext], KernelSpec | None]
+LOWERINGS: dict[str, LoweringFn] = {}
+
+
+def lowering(op: str):
+    def register(fn: LoweringFn) -> LoweringFn:
+        if op in LOWERINGS:
+            raise ValueError(f"lowering for {op!r} registered twice")
+        LOWERINGS[op] = fn
+        return fn
+    return register
+
+
+def as_3d(values, fill) -> tuple:
+    """1-D and 2-D windows run through the 3-D kernels with leading unit axes."""
+    values = tuple(values)
+    return (fill,) * (3 - len(values)) + values
+
+
+def activation_params(act) -> dict | None:
+    return None if act is None else {"kind": act.kind, "params": list(act.params)}
+
+
+def _window_params(x: TensorType, out: TensorType, kernel, stride, dilation, pads) -> dict:
+    (ID, IH, IW), (OD, OH, OW) = as_3d(x.shape[2:], 1), as_3d(out.shape[2:], 1)
+    (KD, KH, KW), (SD, SH, SW), (DD, DH, DW) = as_3d(kernel, 1), as_3d(stride, 1), as_3d(dilation, 1)
+    (PD, PDE), (PH, PHE), (PW, PWE) = as_3d(pads, (0, 0))
+    return dict(N=x.shape[0], C=x.shape[1], ID=ID, IH=IH, IW=IW, OD=OD, OH=OH, OW=OW, KD=KD, KH=KH, KW=KW,
+                SD=SD, SH=SH, SW=SW, DD=DD, DH=DH, DW=DW, PD=PD, PH=PH, PW=PW, PDE=PDE, PHE=PHE, PWE=PWE)
+
+
+def _padded_extents(p: dict) -> dict:
+    """The input region a window kernel reads, as a zero-padded copy (or the input itself, unpadded)."""
+    if not any(p[k] for k in ("PD", "PH", "PW", "PDE", "PHE", "PWE")):
+        return dict(PAD_COPY=False, XD=p["ID"], XH=p["IH"], XW=p["IW"])
+    extent = {axis: (p[f"O{axis}"] - 1) * p[f"S{axis}"] + (p[f"K{axis}"] - 1) * p[f"D{axis}"] + 1
+              for axis in "DHW"}
+    return dict(PAD_COPY=True, XD=extent["D"], XH=extent["H"], XW=extent["W"])
+
+
+def pack_conv_weights(w: np.ndarray, groups: int, blocks: int, oc_vectors: int, width: int) -> np.ndarray:
+    """(OC, C/g, *k) -> [g][block][C/g][kd][kh][kw][oc_vectors][width], zero-filled past OC/g.
+
+    Mirrors the runtime packing loop in templates/conv.c.j2.
+    """
+    oc, cg = w.shape[:2]
+    k = math.prod(w.shape[2:])
+    ocg, tile = oc // groups, oc_vectors * width
+    padded = np.zeros((groups, blocks * tile, cg, k), np.float32)
+    padded[:, :ocg] = w.reshape(groups, ocg, cg, k)
+    return np.ascontiguousarray(padded.reshape(groups, blocks, tile, cg, k).transpose(0, 1, 3, 4, 2))
+
+
+@lowering("conv")
+def lower_conv(node: Node, ctx: LowerContext) -> KernelSpec:
+    a = node.attrs
+    x, w_value = ctx.type(node.inputs[0]), node.inputs[1]
+    out = node.type
+    p = _window_params(x, out, a.kernel, a.stride, a.dilation, a.pads)
+    p.update(_padded_extents(p))
+    oc, g = out.shape[1], a.groups
+    sched = schedule.conv_schedule(oc // g, p["OW"], ops.get("conv").flops(a, [x, ctx.type(w_value)], node.types),
+                                   ctx.target, ctx.threads)
+    p.update(OC=oc, G=g, CG=x.shape[1] // g, OCG=oc // g, THREADS=sched.threads, HAS_BIAS=len(node.inputs) == 3,
+             activation=activation_params(a.activation))
+    scratch = p["N"] * p["C"] * p["XD"] * p["XH"] * p["XW"] * 4 if p["PAD_COPY"] else 0
+    packed = {}
+    if sched.path == "direct":
+        tile = sched.oc_vectors * sched.vector_width
+        blocks = math.ceil(p["OCG"] / tile)
+        p.update(VW=sched.vector_width, OCV=sched.oc_vectors, OCB=blocks, RW=sched.row_tile,
+                 PACK_AT_RUNTIME=not ctx.is_constant(w_value), WPACK_OFFSET=align(scratch) // 4)
+        if ctx.is_constant(w_value):
+            packed["w"] = pack_conv_weights(ctx.graph.constants[w_value], g, blocks, sched.oc_vectors,
+                                            sched.vector_width)
+        else:
+            scratch = align(scratch) + g * blocks * tile * p["CG"] * p["KD"] * p["KH"] * p["KW"] * 4
+    else:
+        p.update(OWB=sched.row_tile)
+    return KernelSpec("conv_" + sched.path, p, [("x", node.inputs[0]), ("w", w_value),
+                                                ("b", node.inputs[2] if len(node.inputs) == 3 else None)],
+                      [("y", node.output)], scratch, packed)
+
+
+@lowering("locally_connected")
+def lower_locally_connected(node: Node, ctx: LowerContext) -> KernelSpec:
+    a = node.attrs
+    x = ctx.type(node.inputs[0])
+    p = _window_params(x, node.type, a.kernel, a.stride, a.dilation, a.pads)
+    p.update(OC=node.type.shape[1], HAS_BIAS=len(node.inputs) == 3, activation=activation_params(a.activation))
+    return KernelSpec("locally_connected", p, [("x", node.inputs[0]), ("w", node.inputs[1]),
+                                               ("b", node.inputs[2] if len(node.inputs) == 3 else None)],
+                      [("y", node.output)])
+
+
+@lowering("pool")
+def lower_pool(node: Node, ctx: LowerContext) -> KernelSpec:
+    a = node.attrs
+    x = ctx.type(node.inputs[0])
+    p = _window_params(x, node.type, a.kernel, a.stride, a.dilation, a.pads)
+    flops = ops.get("pool").flops(a, [x], node.types)
+    p.update(KIND=a.kind, COUNT_INCLUDE_PAD=a.count_include_pad, DIVISOR=a.divisor_override or 0,
+             INDICES=a.return_indices, THREADS=schedule.threads_for(flops, ctx.threads))
+    outputs = [("y", node.outputs[0])] + ([("indices", node.outputs[1])] if a.return_indices else [])
+    return KernelSpec("pool", p, [("x", node.inputs[0])], outputs)
+
+
+@lowering("global_pool")
+def lower_global_pool(node: Node, ctx: LowerContext) -> KernelSpec:
+    x = ctx.type(node.inputs[0])
+    return KernelSpec("global_pool", dict(PLANES=x.shape[0] * x.shape[1], SIZE=math.prod(x.shape[2:]),
+                                          KIND=node.attrs.kind), [("x", node.inputs[0])], [("y", node.output)])
+
+
+@lowering("activation")
+def lower_activation(node: Node, ctx: LowerContext) -> KernelSpec:
+    return KernelSpec("activation", dict(COUNT=node.type.size, activation=activation_params(node.attrs)),
+                      [("x", node.inputs[0])], [("y", node.output)])
+
+
+@lowering("batch_norm")
+def lower_batch_norm(node: Node, ctx: LowerContext) -> KernelSpec:
+    shape = node.type.shape
+    p = dict(N=shape[0], C=shape[1], INNER=math.prod(shape[2:]), EPS=node.attrs.eps,
+             activation=activation_params(node.attrs.activation))
+    names = ("x", "gamma", "beta", "mean", "var")
+    return KernelSpec("batch_norm", p, list(zip(names, node.inputs)), [("y", node.output)])
+
+
+@lowering("add")
+def lower_add(node: Node, ctx: LowerContext) -> KernelSpec:
+    return KernelSpec("add", dict(COUNT=node.type.size, activation=activation_params(node.attrs.activation)),
+                      [("a", node.inputs[0]), ("b", node.inputs[1])], [("y", node.output)])
+
+
+@lowering("linear")
+def lower_linear(node: Node, ctx: LowerContext) -> KernelSpec:
+    x, w_value = ctx.type(node.inputs[0]), node.inputs[1]
+    m_out, k = ctx.type(w_value).shape
+    flops = ops.get("linear").flops(node.attrs, [x, ctx.type(w_value)], node.types)
+    sched = schedule.dense_schedule(m_out, flops, ctx.target, ctx.threads)
+    tile = sched.vector_width * sched.oc_vectors
+    blocks = math.ceil(m_out / tile)
+    p = dict(ROWS=x.size // k, K=k, M=m_out, VW=sched.vector_width, OCV=sched.oc_vectors, OCB=blocks,
+             THREADS=sched.threads, HAS_BIAS=len(node.inputs) == 3, PACK_AT_RUNTIME=not ctx.is_constant(w_value),
+             activation=activation_params(node.attrs.activation))
+    packed, scratch = {}, 0
+    if ctx.is_constant(w_value):
+        packed["w"] = pack_conv_weights(ctx.graph.constants[w_value], 1, blocks, sched.oc_vectors, sched.vector_width)
+    else:
+        scratch = blocks * tile * k * 4
+    return KernelSpec("linear", p, [("x", node.inputs[0]), ("w", w_value),
+                                    ("b", node.inputs[2] if len(node.inputs) == 3 else None)],
+                      [("y", node.output)], scratch, packed)
+
+
+@lowering("softmax")
+def lower_softmax(node: Node, ctx: LowerContext) -> KernelSpec:
+    shape = node.type.shape
+    axis = normalize_axis(node.name, node.attrs.axis, len(shape))
+    p = dict(OUTER=math.prod(shape[:axis]), AXIS=shape[axis], INNER=math.prod(shape[axis + 1:]))
+    return KernelSpec("softmax", p, [("x", node.inputs[0])], [("y", node.output)])
+
+
+@lowering("concat")
+def lower_concat(node: Node, ctx: LowerContext) -> KernelSpec:
+    shape = node.type.shape
+    axis = normalize_axis(node.name, node.attrs.axis, len(shape))
+    inner = math.prod(shape[axis + 1:])
+    chunks = [ctx.type(v).shape[axis] * inner for v in node.inputs]
+    p = dict(OUTER=math.prod(shape[:axis]), CHUNKS=chunks, OFFSETS=[sum(chunks[:i]) for i in range(len(chunks))],
+             TOTAL=sum(chunks))
+    return KernelSpec("concat", p, [(f"x{i}", v) for i, v in enumerate(node.inputs)], [("y", node.output)])
+
+
+@lowering("flatten")
+def lower_flatten(node: Node, ctx: LowerContext) -> None:
+    return None  # a view: the output shares its input's storage
+
+
+# -- planning ----------------------------------------------------------------------------
+
+def _resolve_aliases(graph: Graph, specs: dict[str, KernelSpec | None]) -> dict[str, str]:
+    alias: dict[str, str] = {}
+    for node in graph.nodes:
+        if specs[node.name] is None:
+            source = node.inputs[0]
+            alias[node.output] = alias.get(source, source)
+    return alias
+
+
+def lower(graph: Graph, target: Target, threads: int) -> LoweredModel:
+    ctx = LowerContext(graph, target, threads)
+    specs: dict[str, KernelSpec | None] = {}
+    for node in graph.nodes:
+        if node.op not in LOWERINGS:
+            raise UnsupportedError(f"layer {node.name!r}: no lowering for op {node.op!r}")
+        specs[node.name] = LOWERINGS[node.op](node, ctx)
+    alias = _resolve_aliases(graph, specs)
+    root = lambda v: alias.get(v, v)  # noqa: E731
+
+    buffers: dict[str, Buffer] = {}
+    for i, (name, _) in enumerate(graph.inputs):
+        buffers[name] = Buffer("input", i)
+    produced = {v: n for n in graph.nodes if specs[n.name] is not None for v in n.outputs}
+    copies_needed: list[tuple[int, str]] = []
+    for j, value in enumerate(graph.outputs):
+        r = root(value)
+        if r in produced and r not in buffers:
+            buffers[r] = Buffer("output", j, graph.type_of(value).dtype)
+        else:
+            copies_needed.append((j, r))
+
+    # weights blob: raw constants the kernels read, and compile-time packed arrays
+    blob = bytearray()
+
+    def add_weights(array: np.ndarray) -> Buffer:
+        offset = align(len(blob))
+        blob.extend(b"\0" * (offset - len(blob)))
+        blob.extend(np.ascontiguousarray(array, dtype=np.float32).tobytes())
+        return Buffer("weights", offset)
+
+    # liveness of intermediates (by kernel index) and per-kernel scratch
+    order = [n for n in graph.nodes if specs[n.name] is not None]
+    first, last = {}, {}
+    for i, node in enumerate(order):
+        for v in node.outputs:
+            first.setdefault(root(v), i)
+        for v in node.inputs:
+            last[root(v)] = i
+    for _, r in copies_needed:
+        last[r] = len(order)
+    intervals = [Interval(v, align(graph.type_of(v).nbytes), first[v], max(last.get(v, first[v]), first[v]))
+                 for v in first if v not in buffers]
+    intervals += [Interval(f"scratch:{n.name}", specs[n.name].scratch_bytes, i, i)
+                  for i, n in enumerate(order) if specs[n.name].scratch_bytes]
+    offsets, arena_bytes = plan_arena(intervals)
+    for v in first:
+        if v not in buffers:
+            buffers[v] = Buffer("arena", offsets[v], graph.type_of(v).dtype)
+
+    kernels = []
+    constant_buffers: dict[str, Buffer] = {}
+    for i, node in enumerate(order):
+        spec = specs[node.name]
+        args = []
+        for arg_name, value in spec.inputs:
+            if value is None:
+                buf = Buffer("null")
+            elif arg_name in spec.packed:
+                buf = add_weights(spec.packed[arg_name])
+            elif value in graph.constants:
+                if value not in constant_buffers:
+                    constant_buffers[value] = add_weights(graph.constants[value])
+                buf = constant_buffers[value]
+            else:
+                buf = buffers[root(value)]
+            args.append(Arg(arg_name, buf, False))
+        args += [Arg(arg_name, buffers[root(value)], True) for arg_name, value in spec.outputs]
+        scratch = Buffer("arena", offsets[f"scratch:{node.name}"]) if spec.scratch_bytes else Buffer("null")
+        kernels.append(Kernel(f"layer{i}_{identifier(node.name)}", spec.template, node.name, node.op,
+                              spec.params, tuple(args), scratch, spec.scratch_bytes))
+
+    copies = []
+    for j, r in copies_needed:
+        source = buffers.get(r)
+        if source is None:
+            if r not in constant_buffers:
+                constant_buffers[r] = add_weights(graph.constants[r])
+            source = constant_buffers[r]
+        copies.append((Buffer("output", j, graph.type_of(graph.outputs[j]).dtype), source,
+                       graph.type_of(graph.outputs[j]).nbytes))
+
+    def io(name: str, t: TensorType, used: set[str], ident: str | None = None) -> IOSpec:
+        ident = ident or identifier(name)
+        while ident in used:
+            ident += "_"
+        used.add(ident)
+        return IOSpec(name, ident, t.shape, t.dtype)
+
+    used_idents: set[str] = set()
+    inputs = tuple(io(n, t, used_idents) for n, t in graph.inputs)
+    output_idents = ["output"] if len(graph.outputs) == 1 else [f"output{j}" for j in range(len(graph.outputs))]
+    outputs = tuple(io(v, graph.type_of(v), used_idents, ident)
+                    for v, ident in zip(graph.outputs, output_idents))
+    return LoweredModel(identifier(graph.name), graph.name, inputs, outputs, tuple(kernels), tuple(copies),
+                        arena_bytes, bytes(blob), threads)

@@ -1,0 +1,565 @@
+"""The DSL: layers in the style of torch.nn, traced into a convgen Graph.
+
+    from convgen import nn
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 6, 5)
+            self.pool = nn.MaxPool2d(2)
+        def forward(self, x):
+            return self.pool(nn.relu(self.conv(x)))
+    graph = Net().to_graph((1, 1, 32, 32))
+
+Parameters are float32 numpy arrays, initialised from a seeded generator
+(`nn.manual_seed`) the way torch initialises them, and named like torch's
+state_dict, so `load_state_dict({k: v.numpy() for k, v in torch_sd.items()})`
+works for the same architecture.  A DAG without a Module class:
+
+    x = nn.Input((1, 3, 32, 32))
+    y = nn.relu(nn.Conv2d(3, 8, 3, padding=1)(x) + x)   # needs 8 == 3: a ShapeError says so
+    graph = nn.graph(y, name="block")
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from . import ops, shapes
+from .errors import ConvgenError, ShapeError, UnsupportedError
+from .ir import Graph
+from .ops import Activation
+from .trace import Tensor, Tracer
+
+_rng = np.random.default_rng(0)
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the generator that initialises new layers' parameters."""
+    global _rng
+    _rng = np.random.default_rng(seed)
+
+
+def _uniform(shape: Sequence[int], fan_in: int) -> np.ndarray:
+    bound = 1.0 / math.sqrt(max(fan_in, 1))  # torch's default (kaiming_uniform with a=sqrt(5))
+    return _rng.uniform(-bound, bound, size=tuple(shape)).astype(np.float32)
+
+
+# -- tracing entry points -------------------------------------------------------
+
+def Input(shape: Sequence[int], name: str = "input", tracer: Tracer | None = None) -> Tensor:
+    """A graph input of a fixed shape (N, C, *spatial). Inputs created without `tracer` share a new one
+    unless another Tensor's tracer is given."""
+    return (tracer or Tracer()).input(shape, name)
+
+
+def graph(*outputs: Tensor, name: str = "model") -> Graph:
+    """The Graph computing `outputs` from the Inputs they were traced from."""
+    if not outputs:
+        raise ConvgenError("nn.graph needs at least one output Tensor")
+    return outputs[0].tracer.graph(outputs, name)
+
+
+def trace(fn: Callable, *input_shapes: Sequence[int], name: str | None = None,
+          input_names: Sequence[str] | None = None) -> Graph:
+    """Trace a Module (or any function of Tensors) on inputs of the given shapes into a Graph."""
+    if not input_shapes:
+        raise ConvgenError("trace needs the shape of every input, e.g. trace(model, (1, 3, 32, 32))")
+    names = list(input_names) if input_names else (["input"] if len(input_shapes) == 1
+                                                   else [f"input{i}" for i in range(len(input_shapes))])
+    if len(names) != len(input_shapes):
+        raise ConvgenError(f"{len(input_shapes)} input shapes but {len(names)} input names")
+    tracer = Tracer()
+    if isinstance(fn, Module):
+        fn._assign_names()
+    inputs = [tracer.input(shape, n) for shape, n in zip(input_shapes, names)]
+    result = fn(*inputs)
+    outputs = list(result) if isinstance(result, (tuple, list)) else [result]
+    graph_name = name or (type(fn).__name__ if isinstance(fn, Module) else getattr(fn, "__name__", "model"))
+    return tracer.graph(outputs, graph_name)
+
+
+# -- Module ----------------------------------------------------------------------
+
+class Module:
+    """Base class of layers and of user networks: children and parameters registered by attribute."""
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_params", OrderedDict())
+        object.__setattr__(self, "_qualname", "")
+
+    def __setattr__(self, name: str, value) -> None:
+        if "_modules" not in self.__dict__:
+            raise ConvgenError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        if isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_parameter(self, name: str, value: np.ndarray | None) -> None:
+        """A parameter (or buffer, like batch-norm running statistics) named as in torch's state_dict."""
+        self._params[name] = None if value is None else np.ascontiguousarray(value, dtype=np.float32)
+
+    def param(self, name: str) -> np.ndarray | None:
+        return self._params[name]
+
+    def forward(self, *inputs: Tensor):
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def __call__(self, *inputs: Tensor):
+        if not inputs or not all(isinstance(t, Tensor) for t in inputs):
+            raise ConvgenError(f"{type(self).__name__} is called on symbolic Tensors (from nn.Input or "
+                               "trace); to run on arrays, compile the graph: convgen.compile(model.to_graph(shape))")
+        return self.forward(*inputs)
+
+    def to_graph(self, *input_shapes: Sequence[int], name: str | None = None,
+                 input_names: Sequence[str] | None = None) -> Graph:
+        return trace(self, *input_shapes, name=name, input_names=input_names)
+
+    # -- naming and state ------------------------------------------------------
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def _assign_names(self) -> None:
+        for qualname, module in self.named_modules():
+            object.__setattr__(module, "_qualname", qualname)
+
+    def layer_name(self, tracer: Tracer) -> str:
+        return self._qualname or tracer.auto_name(type(self).__name__.lower())
+
+    def label(self, name: str) -> str:
+        """How errors name this layer: its graph name and its class."""
+        return f"layer {name!r} ({type(self).__name__})"
+
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        state = OrderedDict()
+        for prefix, module in self.named_modules():
+            for name, value in module._params.items():
+                if value is not None:
+                    state[f"{prefix}.{name}" if prefix else name] = value
+        return state
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray], strict: bool = True) -> None:
+        """Load arrays by torch-style name; torch's `num_batches_tracked` counters are ignored."""
+        own = self.state_dict()
+        state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        if strict and (missing or unexpected):
+            raise ConvgenError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        modules = dict(self.named_modules())
+        for key, value in state.items():
+            if key not in own:
+                continue
+            prefix, _, name = key.rpartition(".")
+            array = np.asarray(value, dtype=np.float32)
+            if array.shape != own[key].shape:
+                raise ShapeError(f"load_state_dict: {key} has shape {array.shape}, the layer expects {own[key].shape}")
+            modules[prefix].register_parameter(name, array)
+
+    def parameter_count(self) -> int:
+        return sum(v.size for v in self.state_dict().values())
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        if not self._modules:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"  ({k}): " + repr(m).replace("\n", "\n  ") for k, m in self._modules.items()]
+        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+
+class Sequential(Module):
+    def __init__(self, *layers: Module) -> None:
+        super().__init__()
+        for i, layer in enumerate(layers):
+            setattr(self, str(i), layer)
+
+    def __getitem__(self, index: int) -> Module:
+        return list(self._modules.values())[index]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self._modules.values():
+            x = layer(x)
+        return x
+
+
+def _emit(module: Module, x: Tensor, op: str, attrs, params: Sequence[str] = (), name: str | None = None):
+    """Emit one node reading x and the module's named parameters (skipping absent ones)."""
+    name = name or module.layer_name(x.tracer)
+    inputs: list = [x]
+    for p in params:
+        value = module.param(p)
+        if value is not None:
+            inputs.append(x.tracer.constant(f"{name}.{p}", value))
+    return x.tracer.emit(name, op, attrs, inputs)
+
+
+# -- convolution ----------------------------------------------------------------------
+
+class _ConvNd(Module):
+    ndim = 0
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True) -> None:
+        super().__init__()
+        label = type(self).__name__
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.kernel_size = shapes.as_tuple(kernel_size, self.ndim, "kernel_size", label)
+        self.stride = shapes.as_tuple(stride, self.ndim, "stride", label)
+        self.dilation = shapes.as_tuple(dilation, self.ndim, "dilation", label)
+        self.padding = padding
+        if self.in_channels < 1 or self.out_channels < 1:
+            raise ShapeError(f"{label}: channels must be >= 1, got in={in_channels}, out={out_channels}")
+        shapes.check_groups(label, self.in_channels, self.out_channels, self.groups)
+        fan_in = self.in_channels // self.groups * math.prod(self.kernel_size)
+        self.register_parameter("weight", _uniform(
+            (self.out_channels, self.in_channels // self.groups) + self.kernel_size, fan_in))
+        self.register_parameter("bias", _uniform((self.out_channels,), fan_in) if bias else None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        name = self.layer_name(x.tracer)
+        label = self.label(name)
+        shapes.check_rank(label, x.shape, self.ndim + 2)
+        pads = shapes.resolve_padding(self.padding, x.shape[2:], self.kernel_size, self.stride, self.dilation, label)
+        attrs = ops.ConvAttrs(self.kernel_size, self.stride, pads, self.dilation, self.groups)
+        return _emit(self, x, "conv", attrs, ("weight", "bias"), name=name)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding!r}, dilation={self.dilation}, groups={self.groups}")
+
+
+class Conv1d(_ConvNd):
+    ndim = 1
+
+
+class Conv2d(_ConvNd):
+    ndim = 2
+
+
+class Conv3d(_ConvNd):
+    ndim = 3
+
+
+class _LocallyConnectedNd(Module):
+    """Like a convolution, but each output position has its own weights (the seed's "local connection").
+
+    Weight shape: (*out_spatial, out_channels, in_channels, *kernel); bias: (out_channels, *out_spatial).
+    The input's spatial size is needed up front, to size the weights.
+    """
+    ndim = 0
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, input_size, stride=1,
+                 padding=0, bias: bool = True) -> None:
+        super().__init__()
+        label = type(self).__name__
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size = shapes.as_tuple(kernel_size, self.ndim, "kernel_size", label)
+        self.stride = shapes.as_tuple(stride, self.ndim, "stride", label)
+        self.input_size = shapes.as_tuple(input_size, self.ndim, "input_size", label)
+        ones = (1,) * self.ndim
+        self.pads = shapes.resolve_padding(padding, self.input_size, self.kernel_size, self.stride, ones, label)
+        out_spatial = shapes.window_output_shape(label, self.input_size, self.kernel_size, self.stride,
+                                                 self.pads, ones)
+        fan_in = self.in_channels * math.prod(self.kernel_size)
+        self.register_parameter("weight", _uniform(
+            out_spatial + (self.out_channels, self.in_channels) + self.kernel_size, fan_in))
+        self.register_parameter("bias", _uniform((self.out_channels,) + out_spatial, fan_in) if bias else None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        name = self.layer_name(x.tracer)
+        label = self.label(name)
+        shapes.check_rank(label, x.shape, self.ndim + 2)
+        if x.shape[2:] != self.input_size:
+            raise ShapeError(f"{label}: spatial input size {x.shape[2:]} differs from the input_size "
+                             f"{self.input_size} the layer was built for")
+        attrs = ops.LocallyConnectedAttrs(self.kernel_size, self.stride, self.pads)
+        return _emit(self, x, "locally_connected", attrs, ("weight", "bias"), name=name)
+
+
+class LocallyConnected1d(_LocallyConnectedNd):
+    ndim = 1
+
+
+class LocallyConnected2d(_LocallyConnectedNd):
+    ndim = 2
+
+
+# -- pooling -------------------------------------------------------------------------------
+
+class _PoolNd(Module):
+    ndim = 0
+    kind = ""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+                 count_include_pad: bool = True, divisor_override: int | None = None,
+                 return_indices: bool = False) -> None:
+        super().__init__()
+        label = type(self).__name__
+        self.kernel_size = shapes.as_tuple(kernel_size, self.ndim, "kernel_size", label)
+        self.stride = self.kernel_size if stride is None else shapes.as_tuple(stride, self.ndim, "stride", label)
+        self.dilation = shapes.as_tuple(dilation, self.ndim, "dilation", label)
+        self.padding, self.ceil_mode = padding, bool(ceil_mode)
+        self.count_include_pad, self.divisor_override = bool(count_include_pad), divisor_override
+        self.return_indices = bool(return_indices)
+
+    def forward(self, x: Tensor):
+        name = self.layer_name(x.tracer)
+        label = self.label(name)
+        shapes.check_rank(label, x.shape, self.ndim + 2)
+        pads = shapes.resolve_padding(self.padding, x.shape[2:], self.kernel_size, self.stride, self.dilation, label)
+        attrs = ops.PoolAttrs(self.kind, self.kernel_size, self.stride, pads, self.dilation, self.ceil_mode,
+                              self.count_include_pad, self.divisor_override, self.return_indices)
+        return _emit(self, x, "pool", attrs, name=name)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding!r}"
+
+
+def _max_pool(ndim: int):
+    class MaxPool(_PoolNd):
+        kind = "max"
+
+        def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False,
+                     ceil_mode: bool = False) -> None:
+            super().__init__(kernel_size, stride, padding, dilation, ceil_mode, return_indices=return_indices)
+    MaxPool.ndim = ndim
+    MaxPool.__name__ = MaxPool.__qualname__ = f"MaxPool{ndim}d"
+    return MaxPool
+
+
+def _avg_pool(ndim: int):
+    class AvgPool(_PoolNd):
+        kind = "avg"
+
+        def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+                     count_include_pad: bool = True, divisor_override: int | None = None) -> None:
+            super().__init__(kernel_size, stride, padding, 1, ceil_mode, count_include_pad, divisor_override)
+    AvgPool.ndim = ndim
+    AvgPool.__name__ = AvgPool.__qualname__ = f"AvgPool{ndim}d"
+    return AvgPool
+
+
+MaxPool1d, MaxPool2d, MaxPool3d = (_max_pool(n) for n in (1, 2, 3))
+AvgPool1d, AvgPool2d, AvgPool3d = (_avg_pool(n) for n in (1, 2, 3))
+
+
+class _GlobalPool(Module):
+    kind = ""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _emit(self, x, "global_pool", ops.GlobalPoolAttrs(self.kind))
+
+
+class GlobalAvgPool(_GlobalPool):
+    """Mean over every spatial axis, keeping them as size 1 (ONNX GlobalAveragePool)."""
+    kind = "avg"
+
+
+class GlobalMaxPool(_GlobalPool):
+    kind = "max"
+
+
+class _AdaptiveAvgPool(GlobalAvgPool):
+    """torch's AdaptiveAvgPoolNd, for output_size 1 (what classifier heads use)."""
+
+    def __init__(self, output_size=1) -> None:
+        super().__init__()
+        sizes = output_size if isinstance(output_size, (tuple, list)) else (output_size,)
+        if any(s not in (1, None) for s in sizes):
+            raise UnsupportedError(f"{type(self).__name__}: only output_size 1 is supported, got {output_size!r}")
+
+
+class AdaptiveAvgPool1d(_AdaptiveAvgPool):
+    pass
+
+
+class AdaptiveAvgPool2d(_AdaptiveAvgPool):
+    pass
+
+
+class AdaptiveAvgPool3d(_AdaptiveAvgPool):
+    pass
+
+
+# -- activations and other layers -----------------------------------------------------
+
+def _activation(x: Tensor, kind: str, *params: float, layer: Module | None = None) -> Tensor:
+    name = layer.layer_name(x.tracer) if layer else None
+    return x.tracer.emit(name, "activation", Activation(kind, params), [x], default_name=kind)
+
+
+def relu(x: Tensor) -> Tensor:
+    return _activation(x, "relu")
+
+
+def relu6(x: Tensor) -> Tensor:
+    return _activation(x, "clip", 0.0, 6.0)
+
+
+def clip(x: Tensor, min: float, max: float) -> Tensor:  # noqa: A002 (torch's names)
+    return _activation(x, "clip", min, max)
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    return _activation(x, "leaky_relu", negative_slope)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    return _activation(x, "sigmoid")
+
+
+def tanh(x: Tensor) -> Tensor:
+    return _activation(x, "tanh")
+
+
+def add(a: Tensor, b: Tensor) -> Tensor:
+    return a + b
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 1) -> Tensor:
+    tensors = list(tensors)
+    if not tensors:
+        raise ConvgenError("cat needs at least one Tensor")
+    return tensors[0].tracer.emit(None, "concat", ops.ConcatAttrs(dim), tensors, default_name="concat")
+
+
+def flatten(x: Tensor, start_dim: int = 1) -> Tensor:
+    return x.flatten(start_dim)
+
+
+class _ActivationLayer(Module):
+    kind = ""
+
+    def params(self) -> tuple[float, ...]:
+        return ()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _activation(x, self.kind, *self.params(), layer=self)
+
+
+class ReLU(_ActivationLayer):
+    kind = "relu"
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+
+
+class Hardtanh(_ActivationLayer):
+    kind = "clip"
+
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0) -> None:
+        super().__init__()
+        if min_val > max_val:
+            raise ConvgenError(f"Hardtanh: min_val {min_val} > max_val {max_val}")
+        self.min_val, self.max_val = float(min_val), float(max_val)
+
+    def params(self) -> tuple[float, ...]:
+        return self.min_val, self.max_val
+
+
+class ReLU6(Hardtanh):
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__(0.0, 6.0)
+
+
+Clip = Hardtanh
+
+
+class LeakyReLU(_ActivationLayer):
+    kind = "leaky_relu"
+
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
+        super().__init__()
+        self.negative_slope = float(negative_slope)
+
+    def params(self) -> tuple[float, ...]:
+        return (self.negative_slope,)
+
+
+class Sigmoid(_ActivationLayer):
+    kind = "sigmoid"
+
+
+class Tanh(_ActivationLayer):
+    kind = "tanh"
+
+
+class _BatchNorm(Module):
+    """Inference-mode batch normalisation: y = (x - running_mean) / sqrt(running_var + eps) * weight + bias."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True) -> None:
+        super().__init__()
+        self.num_features, self.eps = int(num_features), float(eps)
+        self.register_parameter("weight", np.ones(num_features, np.float32))
+        self.register_parameter("bias", np.zeros(num_features, np.float32))
+        self.register_parameter("running_mean", np.zeros(num_features, np.float32))
+        self.register_parameter("running_var", np.ones(num_features, np.float32))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _emit(self, x, "batch_norm", ops.BatchNormAttrs(self.eps),
+                     ("weight", "bias", "running_mean", "running_var"))
+
+
+class BatchNorm1d(_BatchNorm):
+    pass
+
+
+class BatchNorm2d(_BatchNorm):
+    pass
+
+
+class BatchNorm3d(_BatchNorm):
+    pass
+
+
+class Linear(Module):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__()
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.register_parameter("weight", _uniform((out_features, in_features), in_features))
+        self.register_parameter("bias", _uniform((out_features,), in_features) if bias else None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _emit(self, x, "linear", ops.LinearAttrs(), ("weight", "bias"))
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+class Flatten(Module):
+    def __init__(self, start_dim: int = 1) -> None:
+        super().__init__()
+        self.start_dim = start_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _emit(self, x, "flatten", ops.FlattenAttrs(self.start_dim))
+
+
+class Softmax(Module):
+    def __init__(self, dim: int = 1) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _emit(self, x, "softmax", ops.SoftmaxAttrs(self.dim))
+
+
+class Identity(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+class Dropout(Identity):
+    """Identity at inference, as in torch's eval mode."""
+
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
+        super().__init__()

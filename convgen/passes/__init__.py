@@ -1,0 +1,24 @@
+"""Graph -> Graph passes, run in the order PIPELINE lists them."""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..ir import Graph
+from .dead_code import eliminate_dead_nodes
+from .fold_batch_norm import fold_batch_norm
+from .fuse_activation import fuse_activations
+
+Pass = Callable[[Graph], Graph]
+
+PIPELINE: tuple[Pass, ...] = (
+    eliminate_dead_nodes,
+    fold_batch_norm,     # conv -> bn          => conv
+    fuse_activations,    # conv/linear/bn/add -> act => one layer with an epilogue
+    eliminate_dead_nodes,
+)
+
+
+def optimize(graph: Graph, pipeline: tuple[Pass, ...] = PIPELINE) -> Graph:
+    for step in pipeline:
+        graph = step(graph)
+    return graph

@@ -1,0 +1,187 @@
+"""Compile graphs and run the libraries from Python through cffi.
+
+Calls are zero-copy for C-contiguous float32 arrays of the right shape; other
+real-valued arrays (and nested lists) are converted to float32 C order first.
+cffi releases the GIL for the duration of the call.  Each Python thread gets its
+own workspace, so one CompiledModel may be called from many threads at once.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import cffi
+import numpy as np
+
+from . import backends, lower, passes
+from .backends.c import environment
+from .errors import ConvgenError
+from .ir import Graph
+from .target import host
+
+_ffi_lock = threading.Lock()
+
+
+def _resolve_threads(threads: int | None) -> int:
+    if threads is None:
+        return host().cores
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    return threads
+
+
+def compile(graph: Graph, backend: str = "c", threads: int | None = None,  # noqa: A001 (public API name)
+            cache_dir: str | os.PathLike | None = None) -> "CompiledModel":
+    """Optimize, lower and build `graph` into a shared library, and load it.
+
+    >>> from convgen import nn
+    >>> g = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()).to_graph((1, 1, 8, 8))
+    >>> model = convgen.compile(g)                 # doctest: +SKIP
+    >>> y = model(np.ones((1, 1, 8, 8), np.float32))  # (1, 4, 6, 6)  # doctest: +SKIP
+    """
+    if not isinstance(graph, Graph):
+        raise TypeError(f"convgen.compile takes a convgen.Graph, got {type(graph).__name__}; "
+                        "build one with module.to_graph(shape) or convgen.from_onnx(path)")
+    build = backends.get(backend)
+    optimized = passes.optimize(graph)
+    lowered = lower.lower(optimized, host(), _resolve_threads(threads))
+    path, source = build(lowered, cache_dir=cache_dir)
+    return CompiledModel(path, lowered.prefix, source=source, graph=optimized, lowered=lowered)
+
+
+def load(path: str | os.PathLike) -> "CompiledModel":
+    """Load a model written by CompiledModel.save (its directory, or the .so itself)."""
+    path = Path(path)
+    if path.is_dir():
+        libraries = sorted(path.glob("lib*.so"))
+        if len(libraries) != 1:
+            raise ConvgenError(f"{path}: expected exactly one lib<name>.so, found {[p.name for p in libraries]}")
+        path = libraries[0]
+    match = re.fullmatch(r"lib(\w+?)(-[0-9a-f]{32})?\.so", path.name)
+    if not match or not path.is_file():
+        raise ConvgenError(f"{path}: not a convgen model library (expected lib<name>.so)")
+    return CompiledModel(path, match.group(1))
+
+
+class CompiledModel:
+    """A compiled graph: call it with arrays, get arrays back."""
+
+    def __init__(self, library: Path, prefix: str, source: str | None = None, graph: Graph | None = None,
+                 lowered=None) -> None:
+        self.library_path = Path(library)
+        self.prefix = prefix
+        self.source = source
+        self.graph = graph
+        self._lowered = lowered
+        self._ffi = cffi.FFI()
+        self._lib = self._ffi.dlopen(str(self.library_path))
+        self._ffi.cdef(f"const char* {prefix}_signature(void);")
+        self.signature = json.loads(self._ffi.string(getattr(self._lib, f"{prefix}_signature")()).decode())
+        self._ffi.cdef(environment().get_template("cdef.h.j2").render(
+            prefix=prefix, inputs=self.signature["inputs"], outputs=self.signature["outputs"]), override=True)
+        self._run = getattr(self._lib, f"{prefix}_run")
+        self.input_names = tuple(i["name"] for i in self.signature["inputs"])
+        self.input_shapes = tuple(tuple(i["shape"]) for i in self.signature["inputs"])
+        self.output_names = tuple(o["name"] for o in self.signature["outputs"])
+        self.output_shapes = tuple(tuple(o["shape"]) for o in self.signature["outputs"])
+        self._output_dtypes = tuple(np.dtype(o["dtype"]) for o in self.signature["outputs"])
+        self._output_ctypes = tuple("int64_t[]" if d == np.int64 else "float[]" for d in self._output_dtypes)
+        self.workspace_bytes = int(self.signature["workspace_bytes"])
+        self._local = threading.local()
+
+    # -- calling ------------------------------------------------------------------
+    def _workspace(self):
+        if self.workspace_bytes == 0:
+            return self._ffi.NULL
+        buf = getattr(self._local, "workspace", None)
+        if buf is None:
+            raw = np.empty(self.workspace_bytes + 64, np.uint8)
+            offset = (-raw.ctypes.data) % 64
+            buf = self._local.workspace = (raw, self._ffi.from_buffer(raw[offset:offset + self.workspace_bytes]))
+        return buf[1]
+
+    def _as_input(self, index: int, value) -> np.ndarray:
+        name, shape = self.input_names[index], self.input_shapes[index]
+        if type(value) is not np.ndarray:
+            value = np.asarray(value)
+        if value.dtype != np.float32:
+            if value.dtype.kind not in "fiu":
+                raise TypeError(f"input {name!r}: expected a float32 array (real numbers are converted), "
+                                f"got dtype {value.dtype}")
+            value = value.astype(np.float32)
+        if value.shape != shape:
+            raise ValueError(f"input {name!r}: expected shape {shape}, got {value.shape}")
+        if not value.flags.c_contiguous:
+            value = np.ascontiguousarray(value)
+        return value
+
+    def _check_out(self, out) -> list[np.ndarray]:
+        outs = [out] if isinstance(out, np.ndarray) else list(out)
+        if len(outs) != len(self.output_shapes):
+            raise ValueError(f"out= needs {len(self.output_shapes)} array(s), got {len(outs)}")
+        for o, shape, dtype, name in zip(outs, self.output_shapes, self._output_dtypes, self.output_names):
+            if not isinstance(o, np.ndarray):
+                raise TypeError(f"out= for output {name!r} must be a numpy array, got {type(o).__name__}")
+            if o.dtype != dtype or o.shape != shape or not o.flags.c_contiguous or not o.flags.writeable:
+                raise ValueError(f"out= for output {name!r} must be a writeable C-contiguous {dtype} array of "
+                                 f"shape {shape}, got {o.dtype} {o.shape}")
+        return outs
+
+    def __call__(self, *args, out=None, **named):
+        arrays = self._bind(args, named)
+        outs = (self._check_out(out) if out is not None
+                else [np.empty(s, d) for s, d in zip(self.output_shapes, self._output_dtypes)])
+        from_buffer = self._ffi.from_buffer
+        status = self._run(*[from_buffer("float[]", a) for a in arrays],
+                           *[from_buffer(c_type, o) for c_type, o in zip(self._output_ctypes, outs)],
+                           self._workspace())
+        if status != 0:
+            raise MemoryError(f"{self.prefix}: the workspace could not be allocated")
+        if out is not None:
+            return out
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _bind(self, args: Sequence, named: dict) -> list[np.ndarray]:
+        if args and named:
+            raise TypeError("pass inputs either by position or by name, not both")
+        if named:
+            unknown = sorted(set(named) - set(self.input_names))
+            missing = [n for n in self.input_names if n not in named]
+            if unknown or missing:
+                raise TypeError(f"inputs are {list(self.input_names)}; unknown {unknown}, missing {missing}")
+            args = [named[n] for n in self.input_names]
+        if len(args) != len(self.input_names):
+            raise TypeError(f"expected {len(self.input_names)} input(s) {list(self.input_names)}, got {len(args)}")
+        return [self._as_input(i, a) for i, a in enumerate(args)]
+
+    # -- inspection and deployment ---------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write lib<name>.so and <name>.h into the directory `path`; load it back with convgen.load."""
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.library_path, directory / f"lib{self.prefix}.so")
+        if self._lowered is not None:
+            from .backends.c import render_header
+            (directory / f"{self.prefix}.h").write_text(render_header(self._lowered))
+        return directory
+
+    def show_code(self, layer: str | None = None) -> str:
+        """The generated C: all of it, or the kernel of one layer."""
+        if self.source is None:
+            raise ConvgenError("this model was loaded from a library; its source is not kept")
+        if layer is None:
+            return self.source
+        match = re.search(r'/\* layer "%s" .*?\n}\n' % re.escape(layer), self.source, re.S)
+        if not match:
+            raise KeyError(f"no kernel for layer {layer!r}")
+        return match.group(0)
+
+    def __repr__(self) -> str:
+        ins = ", ".join(f"{n}{list(s)}" for n, s in zip(self.input_names, self.input_shapes))
+        outs = ", ".join(f"{list(s)}" for s in self.output_shapes)
+        return f"CompiledModel({self.prefix!r}, inputs=[{ins}], outputs=[{outs}], library={str(self.library_path)!r})"

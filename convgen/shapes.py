@@ -1,0 +1,169 @@
+"""All shape arithmetic of convgen: the output-size formula and padding rules.
+
+Every spatial axis of every convolution and pooling window goes through
+`window_output_size`:
+
+    out = floor((in + pad_begin + pad_end - dilation*(k-1) - 1) / stride) + 1
+
+(`ceil` under ceil_mode, with the rule that the last window must start inside
+the input or the left padding).  "same", "valid" and ONNX's auto_pad resolve
+to explicit (begin, end) pads here, once.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence, Union
+
+from .errors import ShapeError
+
+Padding = Union[int, str, Sequence]
+
+
+def _axis(spatial_axis: int) -> str:
+    return f"spatial axis {spatial_axis} (tensor axis {spatial_axis + 2})"
+
+
+def as_tuple(value, ndim: int, what: str, layer: str) -> tuple[int, ...]:
+    """An int or a length-`ndim` sequence of ints, as a tuple of ints."""
+    if isinstance(value, bool):
+        raise ShapeError(f"{layer}: {what} must be an int or a tuple of {ndim} ints, got {value!r}")
+    if isinstance(value, int) or hasattr(value, "__index__") and not hasattr(value, "__len__"):
+        return (int(value),) * ndim
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise ShapeError(f"{layer}: {what} must be an int or a tuple of {ndim} ints, got {value!r}") from None
+    if len(items) == 1 and ndim > 1:
+        items = items * ndim
+    if len(items) != ndim or not all(isinstance(v, int) or hasattr(v, "__index__") for v in items):
+        raise ShapeError(f"{layer}: {what} must be an int or a tuple of {ndim} ints, got {value!r}")
+    return tuple(int(v) for v in items)
+
+
+def effective_kernel(kernel: int, dilation: int) -> int:
+    """Extent of a dilated kernel: d*(k-1) + 1."""
+    return dilation * (kernel - 1) + 1
+
+
+def same_pads(in_size: int, kernel: int, stride: int, dilation: int, upper: bool = True) -> tuple[int, int]:
+    """ONNX SAME_UPPER / SAME_LOWER: out = ceil(in/stride), the odd pad at the end (upper) or begin."""
+    out = -(-in_size // stride)
+    total = max(0, (out - 1) * stride + effective_kernel(kernel, dilation) - in_size)
+    small, large = total // 2, total - total // 2
+    return (small, large) if upper else (large, small)
+
+
+def resolve_padding(padding: Padding, in_spatial: Sequence[int], kernel: Sequence[int],
+                    stride: Sequence[int], dilation: Sequence[int], layer: str) -> tuple[tuple[int, int], ...]:
+    """Any accepted padding form -> one (begin, end) pair per spatial axis.
+
+    Forms: int; tuple of ints (one per axis, both sides); tuple of (begin, end)
+    pairs; "valid"; "same" (= SAME_UPPER); "same_upper"; "same_lower".
+    """
+    ndim = len(in_spatial)
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return ((0, 0),) * ndim
+        if mode in ("same", "same_upper", "same_lower"):
+            return tuple(same_pads(i, k, s, d, upper=mode != "same_lower")
+                         for i, k, s, d in zip(in_spatial, kernel, stride, dilation))
+        raise ShapeError(f"{layer}: unknown padding mode {padding!r} "
+                         "(expected an int, a tuple, 'valid', 'same', 'same_upper' or 'same_lower')")
+    if not isinstance(padding, (int, bool)) and hasattr(padding, "__len__") and len(padding) == ndim \
+            and all(hasattr(p, "__len__") for p in padding):
+        pairs = tuple(as_tuple(p, 2, "padding pair", layer) for p in padding)
+    else:
+        pairs = tuple((p, p) for p in as_tuple(padding, ndim, "padding", layer))
+    for axis, (begin, end) in enumerate(pairs):
+        if begin < 0 or end < 0:
+            raise ShapeError(f"{layer}: {_axis(axis)}: padding must be >= 0, got ({begin}, {end})")
+    return pairs
+
+
+def window_output_size(in_size: int, kernel: int, stride: int, pad_begin: int, pad_end: int,
+                       dilation: int, layer: str, axis: int, ceil_mode: bool = False) -> int:
+    """The output-size formula for one spatial axis of a sliding window."""
+    if kernel < 1 or stride < 1 or dilation < 1:
+        raise ShapeError(f"{layer}: {_axis(axis)}: kernel ({kernel}), stride ({stride}) and dilation "
+                         f"({dilation}) must all be >= 1")
+    span = in_size + pad_begin + pad_end - effective_kernel(kernel, dilation)
+    if span < 0:
+        raise ShapeError(
+            f"{layer}: {_axis(axis)}: input size {in_size} with padding ({pad_begin}, {pad_end}) is "
+            f"smaller than the dilated kernel {effective_kernel(kernel, dilation)} "
+            f"(kernel {kernel}, dilation {dilation}); output would be < 1")
+    if ceil_mode:
+        out = -(-span // stride) + 1
+        # The last window must start inside the input or the left padding.
+        if (out - 1) * stride >= in_size + pad_begin:
+            out -= 1
+    else:
+        out = span // stride + 1
+    return out
+
+
+def window_output_shape(layer: str, in_spatial: Sequence[int], kernel: Sequence[int],
+                        stride: Sequence[int], pads: Sequence[tuple[int, int]],
+                        dilation: Sequence[int], ceil_mode: bool = False) -> tuple[int, ...]:
+    return tuple(window_output_size(i, k, s, pb, pe, d, layer, axis, ceil_mode)
+                 for axis, (i, k, s, (pb, pe), d) in enumerate(zip(in_spatial, kernel, stride, pads, dilation)))
+
+
+def check_pool_padding(layer: str, kernel: Sequence[int], dilation: Sequence[int],
+                       pads: Sequence[tuple[int, int]]) -> None:
+    """A pooling pad may be at most half the dilated window (torch and ONNX runtimes agree)."""
+    for axis, (k, d, (pb, pe)) in enumerate(zip(kernel, dilation, pads)):
+        limit = effective_kernel(k, d) // 2
+        if max(pb, pe) > limit:
+            raise ShapeError(f"{layer}: {_axis(axis)}: padding ({pb}, {pe}) is larger than the kernel "
+                             f"allows: at most half the window, {limit} (kernel {k}, dilation {d})")
+
+
+def check_channels(layer: str, in_channels: int, expected: int) -> None:
+    if in_channels != expected:
+        raise ShapeError(f"{layer}: axis 1 (channels): input has {in_channels} channels, "
+                         f"the layer expects {expected}")
+
+
+def check_groups(layer: str, in_channels: int, out_channels: int, groups: int) -> None:
+    if groups < 1:
+        raise ShapeError(f"{layer}: groups must be >= 1, got {groups}")
+    for what, n in (("in_channels", in_channels), ("out_channels", out_channels)):
+        if n % groups:
+            raise ShapeError(f"{layer}: axis 1 (channels): {what}={n} is not divisible by groups={groups}")
+
+
+def check_rank(layer: str, shape: Sequence[int], rank: int, what: str = "input") -> None:
+    if len(shape) != rank:
+        raise ShapeError(f"{layer}: {what} must have rank {rank} (N, C, spatial...), got shape {tuple(shape)}")
+
+
+def flatten_shape(shape: Sequence[int], start_dim: int, layer: str) -> tuple[int, ...]:
+    start = start_dim + len(shape) if start_dim < 0 else start_dim
+    if not 0 <= start < len(shape):
+        raise ShapeError(f"{layer}: start_dim {start_dim} is out of range for shape {tuple(shape)}")
+    return tuple(shape[:start]) + (math.prod(shape[start:]),)
+
+
+def concat_shape(shapes: Sequence[Sequence[int]], axis: int, layer: str) -> tuple[int, ...]:
+    first = tuple(shapes[0])
+    ax = axis + len(first) if axis < 0 else axis
+    if not 0 <= ax < len(first):
+        raise ShapeError(f"{layer}: concat axis {axis} is out of range for rank {len(first)}")
+    for shape in shapes[1:]:
+        if len(shape) != len(first) or any(a != b for i, (a, b) in enumerate(zip(shape, first)) if i != ax):
+            raise ShapeError(f"{layer}: cannot concatenate shapes {first} and {tuple(shape)} along axis {ax}: "
+                             "every other axis must match")
+    return first[:ax] + (sum(s[ax] for s in shapes),) + first[ax + 1:]
+
+
+def broadcast_equal(layer: str, a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
+    if tuple(a) != tuple(b):
+        raise ShapeError(f"{layer}: operand shapes {tuple(a)} and {tuple(b)} differ")
+    return tuple(a)
+
+
+def receptive_field_step(size: int, jump: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """Receptive field (size, jump) after a window layer, from the one before it."""
+    return size + (effective_kernel(kernel, dilation) - 1) * jump, jump * stride

@@ -1,0 +1,121 @@
+"""Symbolic tensors and the tracer that turns DSL calls into a Graph.
+
+Calling a layer on a symbolic Tensor infers the output shape at once (so a
+ShapeError names the layer where the mistake is) and records one Node.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import ops
+from .errors import ConvgenError, ShapeError
+from .ir import Graph, Node, TensorType
+
+
+class Tensor:
+    """A symbolic value during tracing: a name, a type, and the tracer that owns it."""
+
+    def __init__(self, tracer: "Tracer", value: str, type: TensorType):
+        self.tracer, self.value, self.type = tracer, value, type
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.type.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.type.ndim
+
+    def __add__(self, other: "Tensor") -> "Tensor":
+        return self.tracer.emit(None, "add", ops.AddAttrs(), [self, other], default_name="add")
+
+    __radd__ = __add__
+
+    def flatten(self, start_dim: int = 1) -> "Tensor":
+        return self.tracer.emit(None, "flatten", ops.FlattenAttrs(start_dim), [self], default_name="flatten")
+
+    def __repr__(self) -> str:
+        return f"Tensor({self.value!r}, shape={self.shape})"
+
+
+class Tracer:
+    def __init__(self) -> None:
+        self.inputs: list[tuple[str, TensorType]] = []
+        self.nodes: list[Node] = []
+        self.constants: dict[str, np.ndarray] = {}
+        self._names: set[str] = set()
+        self._counters: dict[str, itertools.count] = {}
+
+    def unique(self, base: str) -> str:
+        if base not in self._names:
+            self._names.add(base)
+            return base
+        for i in itertools.count(1):
+            name = f"{base}_{i}"
+            if name not in self._names:
+                self._names.add(name)
+                return name
+        raise AssertionError("unreachable")
+
+    def auto_name(self, kind: str) -> str:
+        """A fresh name `kind<i>`, reserved only when a node takes it (through unique)."""
+        counter = self._counters.setdefault(kind, itertools.count())
+        while True:
+            name = f"{kind}{next(counter)}"
+            if name not in self._names:
+                return name
+
+    def input(self, shape: Sequence[int], name: str) -> Tensor:
+        if not shape or any(int(d) < 1 for d in shape):
+            raise ShapeError(f"input {name!r}: every dimension must be >= 1, got {tuple(shape)}")
+        name = self.unique(name)
+        t = TensorType(tuple(shape))
+        self.inputs.append((name, t))
+        return Tensor(self, name, t)
+
+    def constant(self, name: str, array: np.ndarray) -> str:
+        existing = self.constants.get(name)
+        if existing is None:
+            self.constants[name] = np.asarray(array, dtype=np.float32)
+        elif existing is not array and not np.array_equal(existing, array):
+            raise ConvgenError(f"two different constants are both named {name!r}")
+        return name
+
+    def emit(self, layer: str | None, op: str, attrs: Any, inputs: list, default_name: str = "layer",
+             outputs: int | None = None) -> Tensor | tuple[Tensor, ...]:
+        """Record one node; `inputs` are Tensors or constant names. Returns its output Tensor(s)."""
+        name = self.unique(layer) if layer else self.auto_name(default_name)
+        values, types = [], []
+        for item in inputs:
+            if isinstance(item, Tensor):
+                if item.tracer is not self:
+                    raise ConvgenError(f"{name}: an input comes from a different trace")
+                values.append(item.value)
+                types.append(item.type)
+            else:
+                values.append(item)
+                types.append(TensorType(self.constants[item].shape))
+        out_types = ops.get(op).infer(f"layer {name!r} ({op})", attrs, types)
+        out_values = tuple(name if i == 0 else f"{name}:{i}" for i in range(len(out_types)))
+        self.nodes.append(Node(name, op, attrs, tuple(values), out_values, tuple(out_types)))
+        result = tuple(Tensor(self, v, t) for v, t in zip(out_values, out_types))
+        return result[0] if len(result) == 1 else result
+
+    def graph(self, outputs: Sequence[Tensor], name: str) -> Graph:
+        for t in outputs:
+            if not isinstance(t, Tensor) or t.tracer is not self:
+                raise ConvgenError(f"graph {name!r}: outputs must be Tensors of this trace, got {t!r}")
+        used = {v for n in self.nodes for v in n.inputs}
+        constants = {k: v for k, v in self.constants.items() if k in used}
+        return Graph(name=name, inputs=tuple(self.inputs), nodes=tuple(self.nodes),
+                     outputs=tuple(t.value for t in outputs), constants=constants)
+
+
+def identifier(name: str) -> str:
+    """A C-safe identifier derived from any name (used for graph names)."""
+    ident = re.sub(r"\W", "_", name, flags=re.ASCII).strip("_") or "model"
+    return ident if not ident[0].isdigit() else f"m_{ident}"
