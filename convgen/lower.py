@@ -11,6 +11,7 @@ one arena by liveness.  Both backends consume the LoweredModel.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -358,7 +359,8 @@ def lower(graph: Graph, target: Target, threads: int) -> LoweredModel:
             args.append(Arg(arg_name, buf, False))
         args += [Arg(arg_name, buffers[root(value)], True) for arg_name, value in spec.outputs]
         scratch = Buffer("arena", offsets[f"scratch:{node.name}"]) if spec.scratch_bytes else Buffer("null")
-        kernels.append(Kernel(f"layer{i}_{identifier(node.name)}", spec.template, node.name, node.op,
+        fn = f"layer{i}_{node.op}_" + re.sub(r"\W", "_", node.name, flags=re.ASCII)
+        kernels.append(Kernel(fn, spec.template, node.name, node.op,
                               spec.params, tuple(args), scratch, spec.scratch_bytes))
 
     copies = []

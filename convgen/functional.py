@@ -1,0 +1,144 @@
+"""Single ops on numpy arrays, with the signatures and semantics of torch.nn.functional.
+
+Each call compiles (once, then from an in-process and an on-disk cache) a kernel
+specialized for the op, its parameters and the shapes of its arguments; weights
+are runtime inputs, so new weights of the same shape reuse the kernel.
+
+    >>> import numpy as np, convgen.functional as F
+    >>> x = np.random.rand(1, 3, 32, 32).astype(np.float32)
+    >>> w = np.random.rand(8, 3, 3, 3).astype(np.float32)
+    >>> F.conv2d(x, w, padding="same").shape
+    (1, 8, 32, 32)
+
+Beyond torch: `padding` also takes per-side (begin, end) pairs, and "same" works
+at any stride (ONNX SAME_UPPER: the odd pad at the end).
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from . import ops, shapes
+from .ir import Graph, Node, TensorType
+from .runtime import CompiledModel, compile as compile_graph
+
+_kernels: dict[tuple, CompiledModel] = {}
+_kernels_lock = threading.Lock()
+
+
+def _array(value, what: str) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype.kind not in "fiu":
+        raise TypeError(f"{what}: expected a float32 array (real numbers are converted), got dtype {array.dtype}")
+    return array if array.dtype == np.float32 else array.astype(np.float32)
+
+
+def _kernel(op: str, attrs: Any, arrays: list[np.ndarray], names: list[str], backend: str,
+            threads: int | None) -> CompiledModel:
+    key = (op, attrs, tuple(a.shape for a in arrays), backend, threads)
+    with _kernels_lock:
+        model = _kernels.get(key)
+        if model is None:
+            types = [TensorType(a.shape) for a in arrays]
+            out_types = ops.get(op).infer(f"{op}", attrs, types)
+            outputs = tuple("output" if i == 0 else f"output{i}" for i in range(len(out_types)))
+            node = Node(op, op, attrs, tuple(names), outputs, tuple(out_types))
+            graph = Graph(op, tuple(zip(names, types)), (node,), outputs)
+            model = _kernels[key] = compile_graph(graph, backend=backend, threads=threads)
+    return model
+
+
+def _check_rank(x: np.ndarray, ndim: int, fn: str) -> None:
+    if x.ndim != ndim + 2:
+        raise ValueError(f"{fn}: input must have rank {ndim + 2} (N, C, {ndim} spatial), got shape {x.shape}")
+
+
+def _conv(ndim: int, input, weight, bias, stride, padding, dilation, groups, backend, threads):
+    fn = f"conv{ndim}d"
+    x, w = _array(input, f"{fn} input"), _array(weight, f"{fn} weight")
+    _check_rank(x, ndim, fn)
+    if w.ndim != ndim + 2:
+        raise ValueError(f"{fn}: weight must have rank {ndim + 2} (OC, C/groups, *kernel), got shape {w.shape}")
+    kernel = w.shape[2:]
+    stride = shapes.as_tuple(stride, ndim, "stride", fn)
+    dilation = shapes.as_tuple(dilation, ndim, "dilation", fn)
+    pads = shapes.resolve_padding(padding, x.shape[2:], kernel, stride, dilation, fn)
+    attrs = ops.ConvAttrs(tuple(kernel), stride, pads, dilation, int(groups))
+    arrays, names = [x, w], ["input", "weight"]
+    if bias is not None:
+        arrays.append(_array(bias, f"{fn} bias"))
+        names.append("bias")
+    return _kernel("conv", attrs, arrays, names, backend, threads)(*arrays)
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, backend="c", threads=None):
+    """1-D convolution of (N, C, L) by (OC, C/groups, K), as torch.nn.functional.conv1d."""
+    return _conv(1, input, weight, bias, stride, padding, dilation, groups, backend, threads)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, backend="c", threads=None):
+    """2-D convolution of (N, C, H, W) by (OC, C/groups, KH, KW), as torch.nn.functional.conv2d."""
+    return _conv(2, input, weight, bias, stride, padding, dilation, groups, backend, threads)
+
+
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, backend="c", threads=None):
+    """3-D convolution of (N, C, D, H, W) by (OC, C/groups, KD, KH, KW), as torch.nn.functional.conv3d."""
+    return _conv(3, input, weight, bias, stride, padding, dilation, groups, backend, threads)
+
+
+def _pool(ndim: int, kind: str, input, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad,
+          divisor_override, return_indices, backend, threads):
+    fn = f"{kind}_pool{ndim}d"
+    x = _array(input, f"{fn} input")
+    _check_rank(x, ndim, fn)
+    kernel = shapes.as_tuple(kernel_size, ndim, "kernel_size", fn)
+    stride = kernel if stride is None or stride == [] or stride == () else shapes.as_tuple(stride, ndim, "stride", fn)
+    dilation = shapes.as_tuple(dilation, ndim, "dilation", fn)
+    pads = shapes.resolve_padding(padding, x.shape[2:], kernel, stride, dilation, fn)
+    attrs = ops.PoolAttrs(kind, kernel, stride, pads, dilation, bool(ceil_mode), bool(count_include_pad),
+                          None if divisor_override is None else int(divisor_override), bool(return_indices))
+    return _kernel("pool", attrs, [x], ["input"], backend, threads)(x)
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,
+               *, backend="c", threads=None):
+    """As torch.nn.functional.max_pool1d; with return_indices, (values, int64 indices into each input row)."""
+    return _pool(1, "max", input, kernel_size, stride, padding, dilation, ceil_mode, True, None, return_indices,
+                 backend, threads)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,
+               *, backend="c", threads=None):
+    """As torch.nn.functional.max_pool2d; indices are flat positions within each (n, c) input plane."""
+    return _pool(2, "max", input, kernel_size, stride, padding, dilation, ceil_mode, True, None, return_indices,
+                 backend, threads)
+
+
+def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,
+               *, backend="c", threads=None):
+    """As torch.nn.functional.max_pool3d."""
+    return _pool(3, "max", input, kernel_size, stride, padding, dilation, ceil_mode, True, None, return_indices,
+                 backend, threads)
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None, *, backend="c", threads=None):
+    """As torch.nn.functional.avg_pool1d (plus divisor_override, as the 2-D and 3-D forms have)."""
+    return _pool(1, "avg", input, kernel_size, stride, padding, 1, ceil_mode, count_include_pad, divisor_override,
+                 False, backend, threads)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None, *, backend="c", threads=None):
+    """As torch.nn.functional.avg_pool2d."""
+    return _pool(2, "avg", input, kernel_size, stride, padding, 1, ceil_mode, count_include_pad, divisor_override,
+                 False, backend, threads)
+
+
+def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None, *, backend="c", threads=None):
+    """As torch.nn.functional.avg_pool3d."""
+    return _pool(3, "avg", input, kernel_size, stride, padding, 1, ceil_mode, count_include_pad, divisor_override,
+                 False, backend, threads)

@@ -1,0 +1,74 @@
+"""LeNet-5, end to end: describe it in the DSL, print its summary, compile it, run it.
+
+    python examples/lenet5.py
+
+If torch is installed, the same network in torch (same weights) checks the result.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+
+import numpy as np
+
+import convgen
+from convgen import nn
+
+
+def lenet5() -> nn.Sequential:
+    """LeCun et al., 1998: C1 6@5x5, S2 subsampling, C3 16@5x5, S4, C5 120@5x5, F6 84, output 10."""
+    return nn.Sequential(
+        nn.Conv2d(1, 6, kernel_size=5), nn.Tanh(), nn.AvgPool2d(2),
+        nn.Conv2d(6, 16, kernel_size=5), nn.Tanh(), nn.AvgPool2d(2),
+        nn.Conv2d(16, 120, kernel_size=5), nn.Tanh(), nn.Flatten(),
+        nn.Linear(120, 84), nn.Tanh(),
+        nn.Linear(84, 10))
+
+
+def check_against_torch(net: nn.Module, x: np.ndarray, y: np.ndarray) -> None:
+    try:
+        import torch
+    except ImportError:
+        print("torch is not installed: skipping the cross-check")
+        return
+    t = torch.nn
+    reference = t.Sequential(t.Conv2d(1, 6, 5), t.Tanh(), t.AvgPool2d(2), t.Conv2d(6, 16, 5), t.Tanh(),
+                             t.AvgPool2d(2), t.Conv2d(16, 120, 5), t.Tanh(), t.Flatten(),
+                             t.Linear(120, 84), t.Tanh(), t.Linear(84, 10)).eval()
+    reference.load_state_dict({k: torch.from_numpy(v) for k, v in net.state_dict().items()})
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(x)).numpy()
+    print(f"max |convgen - torch| = {np.abs(y - expected).max():.2e}")
+
+
+def main() -> None:
+    nn.manual_seed(0)
+    net = lenet5()
+    graph = net.to_graph((1, 1, 32, 32), name="lenet5")
+    graph.summary()
+
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        model = convgen.compile(graph, threads=1, cache_dir=cache)
+        cold = time.perf_counter() - start
+        start = time.perf_counter()
+        model = convgen.compile(graph, threads=1, cache_dir=cache)
+        warm = time.perf_counter() - start
+    print(f"\ncompile: {cold * 1e3:.0f} ms cold, {warm * 1e3:.1f} ms from the cache")
+
+    x = np.random.default_rng(0).standard_normal((1, 1, 32, 32)).astype(np.float32)
+    out = np.empty(model.output_shapes[0], np.float32)
+    model(x, out=out)
+    calls = 2000
+    start = time.perf_counter()
+    for _ in range(calls):
+        model(x, out=out)
+    per_call = (time.perf_counter() - start) / calls
+    print(f"one forward call: {per_call * 1e6:.1f} us (1 thread, preallocated output)")
+    print("scores:", np.array2string(out[0], precision=3))
+    print("predicted class:", int(out.argmax()))
+    check_against_torch(net, x, out)
+
+
+if __name__ == "__main__":
+    main()

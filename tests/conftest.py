@@ -1,0 +1,38 @@
+"""Shared test fixtures.
+
+BACKENDS lists every code generator; tests that compile take the `backend`
+fixture so each new backend runs the whole suite.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+BACKENDS = ["c"]
+
+settings.register_profile(
+    "convgen", deadline=None, max_examples=40, derandomize=False,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+settings.register_profile("ci", parent=settings.get_profile("convgen"), max_examples=40, derandomize=True)
+settings.load_profile("ci" if os.environ.get("CI") else "convgen")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+def assert_close(actual: np.ndarray, expected: np.ndarray, rtol: float = 1e-4, atol: float = 1e-5) -> None:
+    """float32 kernels against float64 references: relative to the size of the values."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
+    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol * scale)

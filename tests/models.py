@@ -1,0 +1,88 @@
+"""The same small networks in convgen's DSL and in torch, with matching state_dict names."""
+from __future__ import annotations
+
+import numpy as np
+
+from convgen import nn
+
+
+def lenet5() -> nn.Module:
+    """LeNet-5 (LeCun et al., 1998): C1 conv 6@5x5, S2 avg pool, C3 conv 16@5x5, S4, C5 conv 120@5x5, F6 84, 10."""
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5), nn.Tanh(), nn.AvgPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2),
+        nn.Conv2d(16, 120, 5), nn.Tanh(), nn.Flatten(),
+        nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, 10))
+
+
+def torch_lenet5():
+    import torch.nn as tnn
+    return tnn.Sequential(
+        tnn.Conv2d(1, 6, 5), tnn.Tanh(), tnn.AvgPool2d(2),
+        tnn.Conv2d(6, 16, 5), tnn.Tanh(), tnn.AvgPool2d(2),
+        tnn.Conv2d(16, 120, 5), tnn.Tanh(), tnn.Flatten(),
+        tnn.Linear(120, 84), tnn.Tanh(), tnn.Linear(84, 10))
+
+
+class BasicBlock(nn.Module):
+    """ResNet's basic block: conv-bn-relu-conv-bn, plus the (downsampled) input, relu."""
+
+    def __init__(self, in_channels: int, channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.downsample = None
+        if stride != 1 or in_channels != channels:
+            self.downsample = nn.Sequential(nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False),
+                                            nn.BatchNorm2d(channels))
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+def torch_basic_block(in_channels: int, channels: int, stride: int = 1):
+    import torch.nn as tnn
+
+    class TorchBasicBlock(tnn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = tnn.Conv2d(in_channels, channels, 3, stride=stride, padding=1, bias=False)
+            self.bn1 = tnn.BatchNorm2d(channels)
+            self.relu = tnn.ReLU()
+            self.conv2 = tnn.Conv2d(channels, channels, 3, padding=1, bias=False)
+            self.bn2 = tnn.BatchNorm2d(channels)
+            self.downsample = None
+            if stride != 1 or in_channels != channels:
+                self.downsample = tnn.Sequential(tnn.Conv2d(in_channels, channels, 1, stride=stride, bias=False),
+                                                 tnn.BatchNorm2d(channels))
+
+        def forward(self, x):
+            out = self.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            identity = x if self.downsample is None else self.downsample(x)
+            return self.relu(out + identity)
+
+    return TorchBasicBlock()
+
+
+def randomize_batch_norm(torch_module, seed: int = 0) -> None:
+    """Give every torch BatchNorm non-trivial statistics and affine parameters."""
+    import torch
+    generator = torch.Generator().manual_seed(seed)
+    for m in torch_module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=generator) * 0.5)
+            m.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
+            m.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
+
+
+def numpy_state(torch_module) -> dict[str, np.ndarray]:
+    return {k: v.detach().numpy() for k, v in torch_module.state_dict().items()}
