@@ -199,7 +199,7 @@ def _emit(module: Module, x: Tensor, op: str, attrs, params: Sequence[str] = (),
         value = module.param(p)
         if value is not None:
             inputs.append(x.tracer.constant(f"{name}.{p}", value))
-    return x.tracer.emit(name, op, attrs, inputs)
+    return x.tracer.emit(name, op, attrs, inputs, kind=type(module).__name__)
 
 
 # -- convolution ----------------------------------------------------------------------
@@ -394,7 +394,8 @@ class AdaptiveAvgPool3d(_AdaptiveAvgPool):
 
 def _activation(x: Tensor, kind: str, *params: float, layer: Module | None = None) -> Tensor:
     name = layer.layer_name(x.tracer) if layer else None
-    return x.tracer.emit(name, "activation", Activation(kind, params), [x], default_name=kind)
+    return x.tracer.emit(name, "activation", Activation(kind, params), [x], default_name=kind,
+                         kind=type(layer).__name__ if layer else None)
 
 
 def relu(x: Tensor) -> Tensor:

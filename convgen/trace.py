@@ -86,8 +86,11 @@ class Tracer:
         return name
 
     def emit(self, layer: str | None, op: str, attrs: Any, inputs: list, default_name: str = "layer",
-             outputs: int | None = None) -> Tensor | tuple[Tensor, ...]:
-        """Record one node; `inputs` are Tensors or constant names. Returns its output Tensor(s)."""
+             kind: str | None = None) -> Tensor | tuple[Tensor, ...]:
+        """Record one node; `inputs` are Tensors or constant names. Returns its output Tensor(s).
+
+        Errors name the layer as "layer 'NAME' (KIND)", KIND being the DSL class or else the op.
+        """
         name = self.unique(layer) if layer else self.auto_name(default_name)
         values, types = [], []
         for item in inputs:
@@ -99,7 +102,7 @@ class Tracer:
             else:
                 values.append(item)
                 types.append(TensorType(self.constants[item].shape))
-        out_types = ops.get(op).infer(f"layer {name!r} ({op})", attrs, types)
+        out_types = ops.get(op).infer(f"layer {name!r} ({kind or op})", attrs, types)
         out_values = tuple(name if i == 0 else f"{name}:{i}" for i in range(len(out_types)))
         self.nodes.append(Node(name, op, attrs, tuple(values), out_values, tuple(out_types)))
         result = tuple(Tensor(self, v, t) for v, t in zip(out_values, out_types))

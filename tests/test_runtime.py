@@ -1,0 +1,247 @@
+"""Calling compiled models: argument checks, out=, save/load, threads, compiler errors, the cache."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import convgen
+import convgen.functional as F
+from convgen import nn
+from convgen.backends import c as c_backend
+
+from conftest import assert_close
+
+SHAPE = (2, 3, 9, 9)
+
+
+@pytest.fixture(scope="module")
+def small():
+    nn.manual_seed(3)
+    net = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    graph = net.to_graph(SHAPE, name="small")
+    return graph, convgen.compile(graph)
+
+
+def reference(graph, x):
+    values = {graph.input_names[0]: x, **graph.constants}
+    for node in graph.nodes:
+        values[node.output] = convgen.ops.run_reference(node.op, node.attrs, *(values[v] for v in node.inputs))
+    return values[graph.outputs[0]]
+
+
+def test_positional_named_and_converted_inputs(small, rng):
+    graph, model = small
+    x = rng.standard_normal(SHAPE).astype(np.float32)
+    expected = reference(graph, x)
+    assert_close(model(x), expected)
+    assert_close(model(input=x), expected)
+    assert_close(model(x.astype(np.float64)), expected)             # converted to float32
+    assert_close(model(x.tolist()), expected)                       # nested lists
+    wide = np.zeros(SHAPE[:3] + (18,), np.float32)
+    wide[..., ::2] = x
+    assert_close(model(wide[..., ::2]), expected)                   # non-contiguous: copied
+
+
+@pytest.mark.parametrize("bad, error, message", [
+    (np.zeros((2, 3, 9, 8), np.float32), ValueError, r"expected shape \(2, 3, 9, 9\), got \(2, 3, 9, 8\)"),
+    (np.zeros((3, 9, 9), np.float32), ValueError, "expected shape"),
+    (np.zeros(SHAPE, np.complex64), TypeError, "complex64"),
+    (np.array([["a"]]), TypeError, "dtype"),
+])
+def test_bad_inputs_raise_clear_errors(small, bad, error, message):
+    with pytest.raises(error, match=message):
+        small[1](bad)
+
+
+def test_wrong_number_or_names_of_inputs(small):
+    model = small[1]
+    x = np.zeros(SHAPE, np.float32)
+    with pytest.raises(TypeError, match="expected 1 input"):
+        model(x, x)
+    with pytest.raises(TypeError, match="expected 1 input"):
+        model()
+    with pytest.raises(TypeError, match=r"unknown \['image'\]"):
+        model(image=x)
+    with pytest.raises(TypeError, match="not both"):
+        model(x, input=x)
+
+
+def test_out_writes_into_preallocated_array(small, rng):
+    graph, model = small
+    x = rng.standard_normal(SHAPE).astype(np.float32)
+    out = np.full(model.output_shapes[0], np.nan, np.float32)
+    assert model(x, out=out) is out
+    assert_close(out, reference(graph, x))
+    for bad in (np.empty(model.output_shapes[0], np.float64), np.empty((1, 1), np.float32),
+                np.empty(model.output_shapes[0][:-1] + (8,), np.float32)[..., ::2]):
+        with pytest.raises(ValueError, match="out="):
+            model(x, out=bad)
+
+
+def test_save_load_round_trip_with_header(small, tmp_path, rng):
+    graph, model = small
+    directory = model.save(tmp_path / "saved")
+    assert sorted(p.name for p in directory.iterdir()) == ["libsmall.so", "small.h"]
+    header = (directory / "small.h").read_text()
+    assert "int small_run(const float* input, float* output, void* workspace);" in header
+    assert "#define SMALL_INPUT_DIM3 9" in header
+    loaded = convgen.load(directory)
+    assert loaded.input_shapes == model.input_shapes and loaded.output_shapes == model.output_shapes
+    x = rng.standard_normal(SHAPE).astype(np.float32)
+    np.testing.assert_array_equal(loaded(x), model(x))
+
+
+def test_saved_library_runs_from_plain_c(small, tmp_path, rng):
+    graph, model = small
+    directory = model.save(tmp_path / "deploy")
+    x = rng.standard_normal(SHAPE).astype(np.float32)
+    x.tofile(tmp_path / "x.bin")
+    (tmp_path / "main.c").write_text(r'''
+#include <stdio.h>
+#include "small.h"
+int main(int argc, char** argv) {
+    static float x[SMALL_INPUT_SIZE], y[SMALL_OUTPUT_SIZE];
+    FILE* f = fopen(argv[1], "rb");
+    if (!f || fread(x, sizeof(float), SMALL_INPUT_SIZE, f) != SMALL_INPUT_SIZE) return 2;
+    fclose(f);
+    if (small_run(x, y, NULL) != 0) return 3;
+    fwrite(y, sizeof(float), SMALL_OUTPUT_SIZE, stdout);
+    return 0;
+}
+''')
+    exe = tmp_path / "main"
+    subprocess.run(["cc", "-O1", "-o", str(exe), str(tmp_path / "main.c"), f"-I{directory}", f"-L{directory}",
+                    "-lsmall", f"-Wl,-rpath,{directory}"], check=True)
+    result = subprocess.run([str(exe), str(tmp_path / "x.bin")], check=True, capture_output=True)
+    y = np.frombuffer(result.stdout, np.float32).reshape(model.output_shapes[0])
+    np.testing.assert_array_equal(y, model(x))
+
+
+def test_load_rejects_non_models(tmp_path):
+    with pytest.raises(convgen.ConvgenError, match="lib<name>.so"):
+        convgen.load(tmp_path)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(convgen.ConvgenError):
+        convgen.load(tmp_path / "notes.txt")
+
+
+def test_many_python_threads_share_one_model(rng):
+    nn.manual_seed(5)
+    graph = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2)).to_graph((1, 8, 24, 24))
+    model = convgen.compile(graph, threads=1)
+    inputs = [rng.standard_normal((1, 8, 24, 24)).astype(np.float32) for _ in range(8)]
+    expected = [reference(graph, x) for x in inputs]
+    failures = []
+
+    def worker(i: int) -> None:
+        for _ in range(20):
+            if not np.allclose(model(inputs[i]), expected[i], rtol=1e-4, atol=1e-5):
+                failures.append(i)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+
+
+def test_functional_kernel_cache_is_thread_safe(rng):
+    x = rng.standard_normal((1, 2, 11, 13)).astype(np.float32)
+    weights = [rng.standard_normal((3, 2, 2, 2)).astype(np.float32) for _ in range(6)]
+    results: dict[int, np.ndarray] = {}
+
+    def worker(i: int) -> None:
+        results[i] = F.conv2d(x, weights[i], stride=(1, 2), padding=((1, 0), (0, 1)))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    from convgen.ops import ConvAttrs, run_reference
+    attrs = ConvAttrs((2, 2), (1, 2), ((1, 0), (0, 1)), (1, 1))
+    for i, w in enumerate(weights):
+        assert_close(results[i], run_reference("conv", attrs, x, w))
+
+
+def test_compiler_failure_raises_compile_error_with_stderr(tmp_path, monkeypatch):
+    monkeypatch.setenv("CFLAGS", "-O2 --no-such-flag-for-convgen")
+    graph = nn.Sequential(nn.Conv2d(1, 1, 1)).to_graph((1, 1, 2, 2))
+    with pytest.raises(convgen.CompileError, match="no-such-flag-for-convgen") as info:
+        convgen.compile(graph, cache_dir=tmp_path)
+    assert "no-such-flag-for-convgen" in info.value.stderr
+
+
+def test_missing_compiler_raises_compile_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("CC", "/nonexistent/cc-for-convgen")
+    graph = nn.Sequential(nn.Conv2d(1, 1, 1)).to_graph((1, 1, 2, 2))
+    with pytest.raises(convgen.CompileError, match="no C compiler"):
+        convgen.compile(graph, cache_dir=tmp_path)
+
+
+def test_cache_reuses_libraries_and_keys_on_weights(tmp_path, monkeypatch):
+    nn.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3))
+    graph = net.to_graph((1, 2, 6, 6), name="cached")
+    first = convgen.compile(graph, cache_dir=tmp_path)
+    second = convgen.compile(graph, cache_dir=tmp_path)
+    assert first.library_path == second.library_path
+    assert first.library_path.parent == tmp_path
+    net.load_state_dict({"0.weight": np.ones((4, 2, 3, 3)), "0.bias": np.zeros(4)})
+    third = convgen.compile(net.to_graph((1, 2, 6, 6), name="cached"), cache_dir=tmp_path)
+    assert third.library_path != first.library_path
+    assert not list(tmp_path.glob(".build-*")) and not list(tmp_path.glob("*.tmp"))
+    monkeypatch.setenv("CONVGEN_CACHE_DIR", str(tmp_path / "env"))
+    assert convgen.compile(graph).library_path.parent == tmp_path / "env"
+
+
+def test_parallel_processes_compile_the_same_graph(tmp_path):
+    script = (
+        "import sys, numpy as np, convgen\n"
+        "from convgen import nn\n"
+        "nn.manual_seed(0)\n"
+        "g = nn.Sequential(nn.Conv2d(3, 7, 3), nn.ReLU()).to_graph((1, 3, 10, 10), name='race')\n"
+        "m = convgen.compile(g, cache_dir=sys.argv[1])\n"
+        "print(float(m(np.ones((1, 3, 10, 10), np.float32)).sum()))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, env=env)
+             for _ in range(4)]
+    outputs = [p.communicate()[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert len(set(outputs)) == 1
+    assert len(list(tmp_path.glob("librace-*.so"))) == 1
+
+
+def test_show_code_prints_one_layer(small):
+    code = small[1].show_code("0")
+    assert code.startswith('/* layer "0" (conv)') and "static void" in code
+    assert "_Static_assert" in code
+    with pytest.raises(KeyError):
+        small[1].show_code("no such layer")
+
+
+def test_templates_are_found():
+    assert (c_backend.template_dir() / "model.c.j2").is_file()
+
+
+def test_compile_rejects_non_graphs():
+    with pytest.raises(TypeError, match="convgen.Graph"):
+        convgen.compile(nn.Conv2d(1, 1, 1))
+    with pytest.raises(ValueError, match="threads"):
+        convgen.compile(nn.Sequential(nn.ReLU()).to_graph((1, 1, 2, 2)), threads=0)
+    with pytest.raises(ValueError, match="backend"):
+        convgen.compile(nn.Sequential(nn.ReLU()).to_graph((1, 1, 2, 2)), backend="fortran")
+
+
+def test_readme_test_command_is_what_ci_runs():
+    root = Path(__file__).resolve().parent.parent
+    command = 'pip install ".[test]" && pytest -n 2 tests'
+    assert command in (root / "README.md").read_text()
+    assert command in (root / ".ci" / "run").read_text()
