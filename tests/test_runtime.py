@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -245,3 +246,30 @@ def test_readme_test_command_is_what_ci_runs():
     command = 'pip install ".[test]" && pytest -n 2 tests'
     assert command in (root / "README.md").read_text()
     assert command in (root / ".ci" / "run").read_text()
+
+
+def test_calls_release_the_gil():
+    """While one long call is inside C, another Python thread runs: in its first half, not after it."""
+    graph = nn.Sequential(*[nn.Conv2d(32, 32, 3, padding=1) for _ in range(6)]).to_graph((1, 32, 128, 128))
+    model = convgen.compile(graph, threads=1)
+    x = np.ones((1, 32, 128, 128), np.float32)
+    out = np.empty(model.output_shapes[0], np.float32)
+    model(x, out=out)
+    started, stamps = threading.Event(), {}
+
+    def compute() -> None:
+        started.set()
+        stamps["start"] = time.perf_counter()
+        model(x, out=out)
+        stamps["end"] = time.perf_counter()
+
+    def python_work() -> None:
+        started.wait()
+        stamps["python"] = time.perf_counter()
+
+    threads = [threading.Thread(target=compute), threading.Thread(target=python_work)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert stamps["python"] < (stamps["start"] + stamps["end"]) / 2
