@@ -25,5 +25,9 @@ class CompileError(ConvgenError):
         super().__init__(message + detail)
 
 
+class DTypeError(ConvgenError, TypeError):
+    """A value of the wrong element type, e.g. int64 max-pool indices fed to a float op."""
+
+
 class UnsupportedError(ConvgenError, NotImplementedError):
     """A feature convgen does not implement."""

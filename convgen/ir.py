@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .errors import ConvgenError, ShapeError
+from .errors import ConvgenError, DTypeError, ShapeError
 
 DTYPES = ("float32", "int64")
 
@@ -163,6 +163,10 @@ class Graph:
 
 
 def check_input_types(layer: str, types: list[TensorType], count: int | tuple[int, int]) -> None:
+    """Every op reads float32 values; check that and the number of inputs."""
     low, high = (count, count) if isinstance(count, int) else count
     if not low <= len(types) <= high:
         raise ShapeError(f"{layer}: expects {low if low == high else f'{low} to {high}'} inputs, got {len(types)}")
+    for i, t in enumerate(types):
+        if t.dtype != "float32":
+            raise DTypeError(f"{layer}: input {i} is {t.dtype} (max-pool indices?); the layer computes on float32")

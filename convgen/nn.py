@@ -374,7 +374,7 @@ class _AdaptiveAvgPool(GlobalAvgPool):
     def __init__(self, output_size=1) -> None:
         super().__init__()
         sizes = output_size if isinstance(output_size, (tuple, list)) else (output_size,)
-        if any(s not in (1, None) for s in sizes):
+        if any(s != 1 for s in sizes):
             raise UnsupportedError(f"{type(self).__name__}: only output_size 1 is supported, got {output_size!r}")
 
 

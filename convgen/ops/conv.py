@@ -73,9 +73,14 @@ def _infer_conv(layer: str, attrs: ConvAttrs, types: list[TensorType]) -> tuple[
     return (conv_output_type(layer, attrs, x, out_channels),)
 
 
-def _conv_flops(attrs: ConvAttrs, ins: list[TensorType], outs: tuple[TensorType, ...]) -> int:
-    macs_per_output = ins[1].shape[1] * math.prod(attrs.kernel)
+def _window_flops(in_channels_per_output: int, attrs, ins: list[TensorType], outs: tuple[TensorType, ...]) -> int:
+    """A multiply and an add per tap of every output, plus its bias."""
+    macs_per_output = in_channels_per_output * math.prod(attrs.kernel)
     return outs[0].size * (2 * macs_per_output + (1 if len(ins) == 3 else 0))
+
+
+def window_of(attrs, x: TensorType) -> tuple[tuple[int, int, int], ...]:
+    return tuple(zip(attrs.kernel, attrs.stride, attrs.dilation))
 
 
 def window_slices(start: tuple[int, ...], out_spatial: tuple[int, ...], stride: tuple[int, ...]):
@@ -108,9 +113,9 @@ def conv_reference(attrs: ConvAttrs, x: np.ndarray, w: np.ndarray, b: np.ndarray
 register(OpDef(
     name="conv",
     infer=_infer_conv,
-    flops=_conv_flops,
+    flops=lambda a, ins, outs: _window_flops(ins[1].shape[1], a, ins, outs),
     reference=conv_reference,
-    window=lambda a, x: tuple(zip(a.kernel, a.stride, a.dilation)),
+    window=window_of,
 ))
 
 
@@ -124,11 +129,6 @@ def _infer_locally_connected(layer: str, attrs: LocallyConnectedAttrs, types: li
     if len(types) == 3:
         _check_param(layer, "bias", types[2], (out_channels,) + out.shape[2:])
     return (out,)
-
-
-def _locally_connected_flops(attrs, ins, outs) -> int:
-    macs_per_output = ins[0].shape[1] * math.prod(attrs.kernel)
-    return outs[0].size * (2 * macs_per_output + (1 if len(ins) == 3 else 0))
 
 
 def locally_connected_reference(attrs: LocallyConnectedAttrs, x: np.ndarray, w: np.ndarray,
@@ -150,7 +150,7 @@ def locally_connected_reference(attrs: LocallyConnectedAttrs, x: np.ndarray, w: 
 register(OpDef(
     name="locally_connected",
     infer=_infer_locally_connected,
-    flops=_locally_connected_flops,
+    flops=lambda a, ins, outs: _window_flops(ins[0].shape[1], a, ins, outs),
     reference=locally_connected_reference,
-    window=lambda a, x: tuple(zip(a.kernel, a.stride, a.dilation)),
+    window=window_of,
 ))

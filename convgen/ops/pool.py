@@ -15,7 +15,7 @@ import numpy as np
 from .. import shapes
 from ..errors import ShapeError
 from ..ir import TensorType, check_input_types
-from .conv import window_slices
+from .conv import window_of, window_slices
 from .registry import OpDef, register
 
 POOL_KINDS = ("max", "avg")
@@ -80,17 +80,27 @@ def _windows(attrs: PoolAttrs, xp: np.ndarray, out_spatial):
         yield k, xp[(slice(None),) * 2 + window_slices(start, out_spatial, attrs.stride)]
 
 
+def _first_tap_index(attrs: PoolAttrs, in_spatial, out_spatial) -> np.ndarray:
+    """torch's initial argmax: per window, the flat index of its first tap past the left padding."""
+    index = np.zeros(out_spatial, dtype=np.int64)
+    for axis, (i, s, d, o, (pb, _)) in enumerate(zip(in_spatial, attrs.stride, attrs.dilation, out_spatial,
+                                                     attrs.pads)):
+        start = np.arange(o) * s - pb
+        start = np.where(start < 0, start + (-start + d - 1) // d * d, start)
+        index = index * i + start.reshape([-1 if a == axis else 1 for a in range(len(out_spatial))])
+    return index
+
+
 def _max_reference(attrs: PoolAttrs, x: np.ndarray):
     xp, out_spatial = _padded_windows(attrs, x.astype(np.float64), -np.inf)
     plane = np.arange(math.prod(x.shape[2:])).reshape(x.shape[2:]).astype(np.int64)
     idx_p, _ = _padded_windows(attrs, plane[None, None].astype(np.float64), -1.0)
     best = np.full(x.shape[:2] + out_spatial, -np.inf)
-    best_index = np.full(best.shape, -1, dtype=np.int64)
+    best_index = np.broadcast_to(_first_tap_index(attrs, x.shape[2:], out_spatial), best.shape)
     indexed = zip(_windows(attrs, xp, out_spatial), _windows(attrs, idx_p, out_spatial))
     for (_, values), (_, index) in indexed:
-        # torch: the first element inside the input sets the index; a later one wins only if
-        # strictly greater, or NaN
-        take = (values > best) | np.isnan(values) | ((best_index < 0) & (index >= 0))
+        # torch: a later tap wins only if strictly greater, or NaN
+        take = (values > best) | np.isnan(values)
         best = np.where(take, values, best)
         best_index = np.where(take, np.broadcast_to(index, best.shape).astype(np.int64), best_index)
     if attrs.return_indices:
@@ -130,7 +140,7 @@ register(OpDef(
     infer=_infer_pool,
     flops=lambda a, ins, outs: outs[0].size * math.prod(a.kernel),
     reference=pool_reference,
-    window=lambda a, x: tuple(zip(a.kernel, a.stride, a.dilation)),
+    window=window_of,
 ))
 
 
