@@ -72,10 +72,14 @@ def trace(fn: Callable, *input_shapes: Sequence[int], name: str | None = None,
     if len(names) != len(input_shapes):
         raise ConvgenError(f"{len(input_shapes)} input shapes but {len(names)} input names")
     tracer = Tracer()
+    inputs = [tracer.input(shape, n) for shape, n in zip(input_shapes, names)]
     if isinstance(fn, Module):
         fn._assign_names()
-    inputs = [tracer.input(shape, n) for shape, n in zip(input_shapes, names)]
-    result = fn(*inputs)
+    try:
+        result = fn(*inputs)
+    finally:
+        if isinstance(fn, Module):
+            fn._assign_names(clear=True)  # names hold for this trace only
     outputs = list(result) if isinstance(result, (tuple, list)) else [result]
     graph_name = name or (type(fn).__name__ if isinstance(fn, Module) else getattr(fn, "__name__", "model"))
     return tracer.graph(outputs, graph_name)
@@ -124,9 +128,9 @@ class Module:
         for name, child in self._modules.items():
             yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
 
-    def _assign_names(self) -> None:
+    def _assign_names(self, clear: bool = False) -> None:
         for qualname, module in self.named_modules():
-            object.__setattr__(module, "_qualname", qualname)
+            object.__setattr__(module, "_qualname", "" if clear else qualname)
 
     def layer_name(self, tracer: Tracer) -> str:
         return self._qualname or tracer.auto_name(type(self).__name__.lower())

@@ -143,3 +143,12 @@ def test_module_repr_reads_like_torch():
 
 def test_torch_is_the_pinned_version():
     assert torch.__version__.split("+")[0] == "2.13.0"
+
+
+def test_modules_traced_once_can_join_a_dag_later():
+    head, tail = nn.Sequential(nn.Conv2d(1, 2, 3)), nn.Sequential(nn.Conv2d(1, 2, 3))
+    head.to_graph((1, 1, 8, 8))
+    tail.to_graph((1, 1, 8, 8))
+    x = nn.Input((1, 1, 8, 8))
+    graph = nn.graph(head(x), tail(x))
+    assert len(graph.constants) == 4
