@@ -131,12 +131,18 @@ def _window_params(x: TensorType, out: TensorType, kernel, stride, dilation, pad
 
 
 def _padded_extents(p: dict) -> dict:
-    """The input region a window kernel reads, as a zero-padded copy (or the input itself, unpadded)."""
-    if not any(p[k] for k in ("PD", "PH", "PW", "PDE", "PHE", "PWE")):
-        return dict(PAD_COPY=False, XD=p["ID"], XH=p["IH"], XW=p["IW"])
+    """The input region a window kernel reads: a padded copy when windows reach past the input
+    (padding, or a ceil_mode window hanging over the end), else the input itself."""
     extent = {axis: (p[f"O{axis}"] - 1) * p[f"S{axis}"] + (p[f"K{axis}"] - 1) * p[f"D{axis}"] + 1
               for axis in "DHW"}
+    padded = any(p[k] for k in ("PD", "PH", "PW")) or any(extent[a] > p[f"I{a}"] for a in "DHW")
+    if not padded:
+        return dict(PAD_COPY=False, XD=p["ID"], XH=p["IH"], XW=p["IW"])
     return dict(PAD_COPY=True, XD=extent["D"], XH=extent["H"], XW=extent["W"])
+
+
+def _pad_scratch_bytes(p: dict) -> int:
+    return p["N"] * p["C"] * p["XD"] * p["XH"] * p["XW"] * 4 if p["PAD_COPY"] else 0
 
 
 def pack_conv_weights(w: np.ndarray, groups: int, blocks: int, oc_vectors: int, width: int) -> np.ndarray:
@@ -164,7 +170,7 @@ def lower_conv(node: Node, ctx: LowerContext) -> KernelSpec:
                                    ctx.target, ctx.threads)
     p.update(OC=oc, G=g, CG=x.shape[1] // g, OCG=oc // g, THREADS=sched.threads, HAS_BIAS=len(node.inputs) == 3,
              activation=activation_params(a.activation))
-    scratch = p["N"] * p["C"] * p["XD"] * p["XH"] * p["XW"] * 4 if p["PAD_COPY"] else 0
+    scratch = _pad_scratch_bytes(p)
     packed = {}
     if sched.path == "direct":
         tile = sched.oc_vectors * sched.vector_width
@@ -188,10 +194,12 @@ def lower_locally_connected(node: Node, ctx: LowerContext) -> KernelSpec:
     a = node.attrs
     x = ctx.type(node.inputs[0])
     p = _window_params(x, node.type, a.kernel, a.stride, a.dilation, a.pads)
-    p.update(OC=node.type.shape[1], HAS_BIAS=len(node.inputs) == 3, activation=activation_params(a.activation))
+    p.update(_padded_extents(p))
+    p.update(OC=node.type.shape[1], HAS_BIAS=len(node.inputs) == 3, THREADS=1,
+             activation=activation_params(a.activation))
     return KernelSpec("locally_connected", p, [("x", node.inputs[0]), ("w", node.inputs[1]),
                                                ("b", node.inputs[2] if len(node.inputs) == 3 else None)],
-                      [("y", node.output)])
+                      [("y", node.output)], _pad_scratch_bytes(p))
 
 
 @lowering("pool")
@@ -199,11 +207,12 @@ def lower_pool(node: Node, ctx: LowerContext) -> KernelSpec:
     a = node.attrs
     x = ctx.type(node.inputs[0])
     p = _window_params(x, node.type, a.kernel, a.stride, a.dilation, a.pads)
+    p.update(_padded_extents(p))
     flops = ops.get("pool").flops(a, [x], node.types)
     p.update(KIND=a.kind, COUNT_INCLUDE_PAD=a.count_include_pad, DIVISOR=a.divisor_override or 0,
              INDICES=a.return_indices, THREADS=schedule.threads_for(flops, ctx.threads))
     outputs = [("y", node.outputs[0])] + ([("indices", node.outputs[1])] if a.return_indices else [])
-    return KernelSpec("pool", p, [("x", node.inputs[0])], outputs)
+    return KernelSpec("pool", p, [("x", node.inputs[0])], outputs, _pad_scratch_bytes(p))
 
 
 @lowering("global_pool")

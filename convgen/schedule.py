@@ -52,10 +52,15 @@ def accumulator_budget(target: Target) -> int:
     return target.vector_registers // 2
 
 
+def row_block(out_width: int) -> int:
+    """Output pixels a rowwise kernel accumulates at once (a stack buffer the compiler vectorizes)."""
+    return min(out_width, 256)
+
+
 def conv_schedule(out_channels_per_group: int, out_width: int, flops: int, target: Target,
                   threads: int) -> ConvSchedule:
     if out_channels_per_group < 4:
-        return ConvSchedule("rowwise", 0, 0, min(out_width, 256), threads_for(flops, threads))
+        return ConvSchedule("rowwise", 0, 0, row_block(out_width), threads_for(flops, threads))
     width = _vector_width_for(out_channels_per_group, target)
     oc_vectors = 2 if out_channels_per_group >= 2 * width else 1
     max_rows = max(1, accumulator_budget(target) // oc_vectors)
