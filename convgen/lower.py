@@ -290,13 +290,109 @@ def lower_flatten(node: Node, ctx: LowerContext) -> None:
 
 # -- planning ----------------------------------------------------------------------------
 
+class WeightsBlob:
+    """The constants the kernels read, concatenated at 64-byte alignment; each added once."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self._placed: dict[str, Buffer] = {}
+
+    def add(self, array: np.ndarray, key: str | None = None) -> Buffer:
+        if key is not None and key in self._placed:
+            return self._placed[key]
+        offset = align(len(self.data))
+        self.data.extend(b"\0" * (offset - len(self.data)))
+        self.data.extend(np.ascontiguousarray(array, dtype=np.float32).tobytes())
+        buffer = Buffer("weights", offset)
+        if key is not None:
+            self._placed[key] = buffer
+        return buffer
+
+
+@dataclass
+class Placement:
+    """Where every value lives, and the graph outputs that need a copy at the end."""
+    buffers: dict[str, Buffer]
+    scratch: dict[str, Buffer]
+    copies: list[tuple[int, str]]
+    arena_bytes: int
+
+
 def _resolve_aliases(graph: Graph, specs: dict[str, KernelSpec | None]) -> dict[str, str]:
+    """Views (flatten) share their input's storage: map each view to the value that owns it."""
     alias: dict[str, str] = {}
     for node in graph.nodes:
         if specs[node.name] is None:
             source = node.inputs[0]
             alias[node.output] = alias.get(source, source)
     return alias
+
+
+def _place(graph: Graph, order: list[Node], specs: dict[str, KernelSpec], root) -> Placement:
+    """Graph inputs and outputs are the caller's pointers; intermediates and scratch share the arena."""
+    buffers = {name: Buffer("input", i) for i, (name, _) in enumerate(graph.inputs)}
+    produced = {v for n in order for v in n.outputs}
+    copies = []
+    for j, value in enumerate(graph.outputs):
+        r = root(value)
+        if r in produced and r not in buffers:
+            buffers[r] = Buffer("output", j, graph.type_of(value).dtype)
+        else:  # an input, a constant, or a value already given to another output
+            copies.append((j, r))
+    first, last = {}, {}
+    for i, node in enumerate(order):
+        for v in node.outputs:
+            first.setdefault(root(v), i)
+        for v in node.inputs:
+            last[root(v)] = i
+    for _, r in copies:
+        last[r] = len(order)
+    intervals = [Interval(v, align(graph.type_of(v).nbytes), i, max(last.get(v, i), i))
+                 for v, i in first.items() if v not in buffers]
+    intervals += [Interval(f"scratch:{n.name}", specs[n.name].scratch_bytes, i, i)
+                  for i, n in enumerate(order) if specs[n.name].scratch_bytes]
+    offsets, arena_bytes = plan_arena(intervals)
+    for v in first:
+        if v not in buffers:
+            buffers[v] = Buffer("arena", offsets[v], graph.type_of(v).dtype)
+    scratch = {n.name: Buffer("arena", offsets[f"scratch:{n.name}"]) if specs[n.name].scratch_bytes
+               else Buffer("null") for n in order}
+    return Placement(buffers, scratch, copies, arena_bytes)
+
+
+def _bind(index: int, node: Node, spec: KernelSpec, graph: Graph, placement: Placement, blob: WeightsBlob,
+          root) -> Kernel:
+    args = []
+    for arg_name, value in spec.inputs:
+        if value is None:
+            buffer = Buffer("null")
+        elif arg_name in spec.packed:
+            buffer = blob.add(spec.packed[arg_name])
+        elif value in graph.constants:
+            buffer = blob.add(graph.constants[value], key=value)
+        else:
+            buffer = placement.buffers[root(value)]
+        args.append(Arg(arg_name, buffer, False))
+    args += [Arg(arg_name, placement.buffers[root(value)], True) for arg_name, value in spec.outputs]
+    fn = f"layer{index}_{node.op}_" + re.sub(r"\W", "_", node.name, flags=re.ASCII)
+    return Kernel(fn, spec.template, node.name, node.op, spec.params, tuple(args), placement.scratch[node.name],
+                  spec.scratch_bytes)
+
+
+def _io_specs(graph: Graph) -> tuple[tuple[IOSpec, ...], tuple[IOSpec, ...]]:
+    """C identifiers for the run function's parameters: sanitized input names, output / output<j>."""
+    used: set[str] = set()
+
+    def spec(name: str, t: TensorType, ident: str) -> IOSpec:
+        while ident in used:
+            ident += "_"
+        used.add(ident)
+        return IOSpec(name, ident, t.shape, t.dtype)
+
+    inputs = tuple(spec(n, t, identifier(n)) for n, t in graph.inputs)
+    names = ["output"] if len(graph.outputs) == 1 else [f"output{j}" for j in range(len(graph.outputs))]
+    outputs = tuple(spec(v, graph.type_of(v), ident) for v, ident in zip(graph.outputs, names))
+    return inputs, outputs
 
 
 def lower(graph: Graph, target: Target, threads: int) -> LoweredModel:
@@ -308,91 +404,13 @@ def lower(graph: Graph, target: Target, threads: int) -> LoweredModel:
         specs[node.name] = LOWERINGS[node.op](node, ctx)
     alias = _resolve_aliases(graph, specs)
     root = lambda v: alias.get(v, v)  # noqa: E731
-
-    buffers: dict[str, Buffer] = {}
-    for i, (name, _) in enumerate(graph.inputs):
-        buffers[name] = Buffer("input", i)
-    produced = {v: n for n in graph.nodes if specs[n.name] is not None for v in n.outputs}
-    copies_needed: list[tuple[int, str]] = []
-    for j, value in enumerate(graph.outputs):
-        r = root(value)
-        if r in produced and r not in buffers:
-            buffers[r] = Buffer("output", j, graph.type_of(value).dtype)
-        else:
-            copies_needed.append((j, r))
-
-    # weights blob: raw constants the kernels read, and compile-time packed arrays
-    blob = bytearray()
-
-    def add_weights(array: np.ndarray) -> Buffer:
-        offset = align(len(blob))
-        blob.extend(b"\0" * (offset - len(blob)))
-        blob.extend(np.ascontiguousarray(array, dtype=np.float32).tobytes())
-        return Buffer("weights", offset)
-
-    # liveness of intermediates (by kernel index) and per-kernel scratch
     order = [n for n in graph.nodes if specs[n.name] is not None]
-    first, last = {}, {}
-    for i, node in enumerate(order):
-        for v in node.outputs:
-            first.setdefault(root(v), i)
-        for v in node.inputs:
-            last[root(v)] = i
-    for _, r in copies_needed:
-        last[r] = len(order)
-    intervals = [Interval(v, align(graph.type_of(v).nbytes), first[v], max(last.get(v, first[v]), first[v]))
-                 for v in first if v not in buffers]
-    intervals += [Interval(f"scratch:{n.name}", specs[n.name].scratch_bytes, i, i)
-                  for i, n in enumerate(order) if specs[n.name].scratch_bytes]
-    offsets, arena_bytes = plan_arena(intervals)
-    for v in first:
-        if v not in buffers:
-            buffers[v] = Buffer("arena", offsets[v], graph.type_of(v).dtype)
-
-    kernels = []
-    constant_buffers: dict[str, Buffer] = {}
-    for i, node in enumerate(order):
-        spec = specs[node.name]
-        args = []
-        for arg_name, value in spec.inputs:
-            if value is None:
-                buf = Buffer("null")
-            elif arg_name in spec.packed:
-                buf = add_weights(spec.packed[arg_name])
-            elif value in graph.constants:
-                if value not in constant_buffers:
-                    constant_buffers[value] = add_weights(graph.constants[value])
-                buf = constant_buffers[value]
-            else:
-                buf = buffers[root(value)]
-            args.append(Arg(arg_name, buf, False))
-        args += [Arg(arg_name, buffers[root(value)], True) for arg_name, value in spec.outputs]
-        scratch = Buffer("arena", offsets[f"scratch:{node.name}"]) if spec.scratch_bytes else Buffer("null")
-        fn = f"layer{i}_{node.op}_" + re.sub(r"\W", "_", node.name, flags=re.ASCII)
-        kernels.append(Kernel(fn, spec.template, node.name, node.op,
-                              spec.params, tuple(args), scratch, spec.scratch_bytes))
-
-    copies = []
-    for j, r in copies_needed:
-        source = buffers.get(r)
-        if source is None:
-            if r not in constant_buffers:
-                constant_buffers[r] = add_weights(graph.constants[r])
-            source = constant_buffers[r]
-        copies.append((Buffer("output", j, graph.type_of(graph.outputs[j]).dtype), source,
-                       graph.type_of(graph.outputs[j]).nbytes))
-
-    def io(name: str, t: TensorType, used: set[str], ident: str | None = None) -> IOSpec:
-        ident = ident or identifier(name)
-        while ident in used:
-            ident += "_"
-        used.add(ident)
-        return IOSpec(name, ident, t.shape, t.dtype)
-
-    used_idents: set[str] = set()
-    inputs = tuple(io(n, t, used_idents) for n, t in graph.inputs)
-    output_idents = ["output"] if len(graph.outputs) == 1 else [f"output{j}" for j in range(len(graph.outputs))]
-    outputs = tuple(io(v, graph.type_of(v), used_idents, ident)
-                    for v, ident in zip(graph.outputs, output_idents))
-    return LoweredModel(identifier(graph.name), graph.name, inputs, outputs, tuple(kernels), tuple(copies),
-                        arena_bytes, bytes(blob), threads)
+    placement = _place(graph, order, specs, root)
+    blob = WeightsBlob()
+    kernels = tuple(_bind(i, n, specs[n.name], graph, placement, blob, root) for i, n in enumerate(order))
+    copies = tuple((Buffer("output", j, graph.type_of(graph.outputs[j]).dtype),
+                    placement.buffers.get(r) or blob.add(graph.constants[r], key=r),
+                    graph.type_of(graph.outputs[j]).nbytes) for j, r in placement.copies)
+    inputs, outputs = _io_specs(graph)
+    return LoweredModel(identifier(graph.name), graph.name, inputs, outputs, kernels, copies,
+                        placement.arena_bytes, bytes(blob.data), threads)
