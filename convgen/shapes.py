@@ -88,18 +88,19 @@ def window_output_size(in_size: int, kernel: int, stride: int, pad_begin: int, p
         raise ShapeError(f"{layer}: {_axis(axis)}: kernel ({kernel}), stride ({stride}) and dilation "
                          f"({dilation}) must all be >= 1")
     span = in_size + pad_begin + pad_end - effective_kernel(kernel, dilation)
-    if span < 0:
-        raise ShapeError(
-            f"{layer}: {_axis(axis)}: input size {in_size} with padding ({pad_begin}, {pad_end}) is "
-            f"smaller than the dilated kernel {effective_kernel(kernel, dilation)} "
-            f"(kernel {kernel}, dilation {dilation}); output would be < 1")
     if ceil_mode:
+        # A window may hang past the end (by up to stride - 1), but the last one must start
+        # inside the input or the left padding.
         out = -(-span // stride) + 1
-        # The last window must start inside the input or the left padding.
         if (out - 1) * stride >= in_size + pad_begin:
             out -= 1
     else:
         out = span // stride + 1
+    if out < 1:
+        raise ShapeError(
+            f"{layer}: {_axis(axis)}: input size {in_size} with padding ({pad_begin}, {pad_end}) is "
+            f"smaller than the dilated kernel {effective_kernel(kernel, dilation)} "
+            f"(kernel {kernel}, dilation {dilation}); output would be < 1")
     return out
 
 

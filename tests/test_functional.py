@@ -492,3 +492,18 @@ def test_pool_two_threads_match_one(backend, rng):
     avg_two = F.avg_pool2d(x, 3, 1, 1, backend=backend, threads=2)
     np.testing.assert_array_equal(avg_two, avg_one)
     assert_close(avg_two, TF.avg_pool2d(t64(x), 3, 1, 1).numpy())
+
+
+@pytest.mark.parametrize("length, kernel, stride, padding", [(3, 4, 3, 0), (1, 2, 2, 0), (2, 5, 2, 1), (5, 4, 3, 1)])
+def test_ceil_mode_window_overhanging_the_input_matches_torch(backend, length, kernel, stride, padding, rng):
+    """With ceil_mode a window may start inside the input and hang past its end."""
+    x = rng.permutation(length * 2).astype(np.float32).reshape(1, 2, length)
+    t = torch.from_numpy(x)
+    values, indices = F.max_pool1d(x, kernel, stride, padding, ceil_mode=True, return_indices=True, backend=backend)
+    expected_values, expected_indices = TF.max_pool1d(t, kernel, stride, padding, ceil_mode=True, return_indices=True)
+    np.testing.assert_array_equal(values, expected_values.numpy())
+    np.testing.assert_array_equal(indices, expected_indices.numpy())
+    for include_pad in (True, False):
+        assert_close(F.avg_pool1d(x, kernel, stride, padding, ceil_mode=True, count_include_pad=include_pad,
+                                  backend=backend),
+                     TF.avg_pool1d(t, kernel, stride, padding, ceil_mode=True, count_include_pad=include_pad).numpy())

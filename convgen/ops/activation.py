@@ -51,7 +51,8 @@ class Activation:
         object.__setattr__(self, "params", tuple(float(p) for p in self.params))
 
     def apply(self, x: np.ndarray) -> np.ndarray:
-        return KINDS[self.kind].numpy(x, *self.params)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 is NaN, as in torch
+            return KINDS[self.kind].numpy(x, *self.params)
 
     def __str__(self) -> str:
         return self.kind if not self.params else f"{self.kind}({', '.join(f'{p:g}' for p in self.params)})"
