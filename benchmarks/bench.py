@@ -1,46 +1,57 @@
 """convgen side by side with PyTorch and onnxruntime, on the same layers, in one run.
 
-    python benchmarks/bench.py                       # quick suite, 1 and 2 threads
+    python benchmarks/bench.py                                   # quick suite, 1 and 2 threads
     python benchmarks/bench.py --suite full --threads 1 --json results.json
+    python benchmarks/bench.py --layers depthwise_144x56,conv3d_64x8x28 --repeat 3
 
 Each framework runs in its own process (their thread pools would fight over the
-cores otherwise) on the same seeded inputs and weights; outputs are compared so a
-wrong kernel cannot post a fast time.  Reported per layer: median time, GFLOP/s,
-% of the machine's FMA peak (measured here with a generated kernel), GB/s for
-memory-bound layers, the ratio convgen/best peer (< 1: convgen is faster), and
-convgen's cold and warm compile times.
+cores otherwise) on the same seeded inputs and weights; the outputs are compared,
+so a wrong kernel cannot post a fast time.  The processes stay up and take turns:
+per layer, their timed loops alternate, so load from other processes on a shared
+host falls on every framework alike.  Reported per layer and framework:
+median time, GFLOP/s, % of the FP32 FMA peak (measured here with a generated
+kernel, per core, times the thread count), GB/s for memory-bound layers, the
+maximum error against the reference (torch), the ratio convgen / best peer
+(< 1: convgen is faster), and convgen's cold and warm compile times.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
+import platform
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
 SEED = 0
+MIN_LOOP_SECONDS = 0.02   # each timed loop runs enough calls to last at least this long
+SETTLE_SECONDS = 0.01     # pause before each timed loop, after another framework's loop
+TOLERANCE = 1e-3          # max |y - reference| / max |reference| above which a result is flagged
 
+
+# -- the suite --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Layer:
     name: str
     kind: str                      # "conv" | "max_pool" | "avg_pool" | "global_avg_pool"
-    input_shape: tuple[int, ...]
+    input_shape: tuple[int, ...]   # (N, C, *spatial), float32
     out_channels: int = 0
     kernel: int = 1
     stride: int = 1
     padding: int = 0
     dilation: int = 1
     groups: int = 1
-    memory_bound: bool = False
+    memory_bound: bool = False     # also report GB/s (input + output bytes)
 
     @property
     def ndim(self) -> int:
@@ -80,13 +91,20 @@ SUITE = [
     pool("maxpool3d_k2s2_64x8x28", "max_pool", (1, 64, 8, 28, 28), 2, 2),
 ]
 QUICK = ["3x3_64x56", "resnet_conv1"]
-NETWORKS: dict = {}  # whole networks (LeNet-5, ResNet-18) join the suite with the near-peak work
 
-CONVGEN_BACKENDS = ["c"]  # add "llvm" here when that backend lands
-FRAMEWORKS = [f"convgen-{b}" for b in CONVGEN_BACKENDS] + ["torch", "onnxruntime"]
+# Whole networks (LeNet-5, ResNet-18) are a later issue.  Hook: an entry name -> object that, like a
+# Layer, gives input_shape, flops and one builder per framework (a convgen nn.Module, the matching
+# torch.nn.Module with the same state_dict, an ONNX model); `worker` dispatches on the entry's type
+# and everything after the run (timing, comparison, table, JSON) is the same as for layers.
+NETWORKS: dict[str, object] = {}
+
+CONVGEN_BACKENDS = ["c"]   # add "llvm" here when that backend lands: it then runs as "convgen-llvm"
+PEERS = ["torch", "onnxruntime"]
+FRAMEWORKS = [f"convgen-{b}" for b in CONVGEN_BACKENDS] + PEERS
+REFERENCE_ORDER = ["torch", "onnxruntime"]   # whose output the others are compared to
 
 
-# -- layer facts ---------------------------------------------------------------------------
+# -- layer facts ------------------------------------------------------------------------------
 
 def out_size(i: int, layer: Layer) -> int:
     return (i + 2 * layer.padding - layer.dilation * (layer.kernel - 1) - 1) // layer.stride + 1
@@ -101,6 +119,7 @@ def output_shape(layer: Layer) -> tuple[int, ...]:
 
 
 def flops(layer: Layer) -> int:
+    """Conv: 2*N*OC*prod(out spatial)*(C/groups)*prod(kernel); pools: one op per tap read."""
     out = math.prod(output_shape(layer))
     if layer.kind == "conv":
         return 2 * out * (layer.input_shape[1] // layer.groups) * layer.kernel ** layer.ndim
@@ -113,7 +132,22 @@ def traffic_bytes(layer: Layer) -> int:
     return 4 * (math.prod(layer.input_shape) + math.prod(output_shape(layer)))
 
 
+def describe(layer: Layer) -> str:
+    """A short spec, e.g. 'conv2d 64x56x56>64 k3p1' or 'max2d 64x112x112 k3s2p1'."""
+    n, c, *spatial = layer.input_shape
+    shape = ("" if n == 1 else f"{n}x") + "x".join(map(str, [c, *spatial]))
+    if layer.kind == "global_avg_pool":
+        return f"global_avg {shape}"
+    window = f"k{layer.kernel}" + "".join(f"{p}{v}" for p, v, unit in (("s", layer.stride, 1), ("p", layer.padding, 0),
+                                                                       ("d", layer.dilation, 1)) if v != unit)
+    if layer.kind == "conv":
+        groups = f" g{layer.groups}" if layer.groups > 1 else ""
+        return f"conv{layer.ndim}d {shape}>{layer.out_channels} {window}{groups}"
+    return f"{layer.kind.split('_')[0]}{layer.ndim}d {shape} {window}"
+
+
 def arrays(layer: Layer) -> dict[str, np.ndarray]:
+    """The layer's input and weights, the same in every process (regenerated from SEED)."""
     rng = np.random.default_rng(SEED)
     data = {"x": rng.standard_normal(layer.input_shape).astype(np.float32)}
     if layer.kind == "conv":
@@ -123,136 +157,285 @@ def arrays(layer: Layer) -> dict[str, np.ndarray]:
     return data
 
 
-def median_time(fn, min_seconds: float = 0.02, repeat: int = 7) -> float:
-    """Median over `repeat` timed loops, each long enough to last `min_seconds`."""
-    fn()
+# -- timing -----------------------------------------------------------------------------------
+
+def calibrate(fn) -> int:
+    """After a warm-up, how many calls make a loop last at least MIN_LOOP_SECONDS."""
+    for _ in range(3):
+        fn()
     start, calls = time.perf_counter(), 0
-    while time.perf_counter() - start < min_seconds:
+    while time.perf_counter() - start < MIN_LOOP_SECONDS:   # also warms caches and thread pools
         fn()
         calls += 1
-    calls = max(calls, 1)
-    samples = []
-    for _ in range(repeat):
+    return max(calls, 1)
+
+
+def timed_loop(fn, calls: int) -> float:
+    """Seconds per call over one loop of `calls` calls (after a short untimed warm-up)."""
+    for _ in range(min(calls, 3)):
+        fn()
+    gc.disable()
+    try:
         start = time.perf_counter()
         for _ in range(calls):
             fn()
-        samples.append((time.perf_counter() - start) / calls)
-    return float(np.median(samples))
+        return (time.perf_counter() - start) / calls
+    finally:
+        gc.enable()
 
 
-# -- workers (each in its own process) ----------------------------------------------------------
+# -- runners: each returns (run, result) for one layer; run() is what is timed -----------------
 
-def convgen_runner(layer: Layer, data: dict, threads: int, backend: str, report: dict):
-    import convgen
+def convgen_module(layer: Layer, data: dict):
     from convgen import nn
-    dims = layer.ndim
     if layer.kind == "conv":
-        module = getattr(nn, f"Conv{dims}d")(layer.input_shape[1], layer.out_channels, layer.kernel,
-                                             stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
-                                             groups=layer.groups, bias=False)
+        module = getattr(nn, f"Conv{layer.ndim}d")(layer.input_shape[1], layer.out_channels, layer.kernel,
+                                                   stride=layer.stride, padding=layer.padding,
+                                                   dilation=layer.dilation, groups=layer.groups, bias=False)
         module.load_state_dict({"weight": data["w"]})
-    elif layer.kind == "global_avg_pool":
-        module = nn.GlobalAvgPool()
-    else:
-        cls = getattr(nn, f"{'Max' if layer.kind == 'max_pool' else 'Avg'}Pool{dims}d")
-        module = cls(layer.kernel, layer.stride, layer.padding)
-    graph = nn.Sequential(module).to_graph(layer.input_shape, name=layer.name)
-    with tempfile.TemporaryDirectory() as cache:
-        start = time.perf_counter()
-        convgen.compile(graph, backend=backend, threads=threads, cache_dir=cache)
-        report["compile_cold_s"] = time.perf_counter() - start
-        start = time.perf_counter()
-        model = convgen.compile(graph, backend=backend, threads=threads, cache_dir=cache)
-        report["compile_warm_s"] = time.perf_counter() - start
-    out = np.empty(model.output_shapes[0], np.float32)
-    x = data["x"]
-    return lambda: model(x, out=out), lambda: out
+        return module
+    if layer.kind == "global_avg_pool":
+        return nn.GlobalAvgPool()
+    cls = getattr(nn, f"{'Max' if layer.kind == 'max_pool' else 'Avg'}Pool{layer.ndim}d")
+    return cls(layer.kernel, layer.stride, layer.padding)
+
+
+def convgen_runner(layer: Layer, data: dict, threads: int, report: dict, backend: str):
+    """Compile twice in this worker's fresh CONVGEN_CACHE_DIR: the first is cold, the second a cache hit."""
+    import convgen
+    graph = convgen_module(layer, data).to_graph(layer.input_shape, name=layer.name)
+    start = time.perf_counter()
+    convgen.compile(graph, backend=backend, threads=threads)
+    report["compile_cold_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    model = convgen.compile(graph, backend=backend, threads=threads)
+    report["compile_warm_s"] = time.perf_counter() - start
+    x, out = data["x"], np.empty(model.output_shapes[0], np.float32)
+    return (lambda: model(x, out=out)), (lambda: out)
 
 
 def torch_runner(layer: Layer, data: dict, threads: int, report: dict):
     import torch
-    import torch.nn.functional as tf
+    import torch.nn.functional as F
     torch.set_num_threads(threads)
+    torch.set_grad_enabled(False)   # torch.no_grad() for everything this worker runs
     x = torch.from_numpy(data["x"])
     if layer.kind == "conv":
-        w = torch.from_numpy(data["w"])
-        fn = getattr(tf, f"conv{layer.ndim}d")
-        call = lambda: fn(x, w, None, layer.stride, layer.padding, layer.dilation, layer.groups)  # noqa: E731
+        w, conv_fn = torch.from_numpy(data["w"]), getattr(F, f"conv{layer.ndim}d")
+        call = lambda: conv_fn(x, w, None, layer.stride, layer.padding, layer.dilation, layer.groups)  # noqa: E731
     elif layer.kind == "global_avg_pool":
-        call = lambda: tf.adaptive_avg_pool2d(x, 1)  # noqa: E731
+        call = lambda: getattr(F, f"adaptive_avg_pool{layer.ndim}d")(x, 1)  # noqa: E731
     else:
-        fn = getattr(tf, f"{layer.kind}{layer.ndim}d")
-        call = lambda: fn(x, layer.kernel, layer.stride, layer.padding)  # noqa: E731
-    report["note"] = "allocates its output each call"
+        pool_fn = getattr(F, f"{layer.kind}{layer.ndim}d")
+        call = lambda: pool_fn(x, layer.kernel, layer.stride, layer.padding)  # noqa: E731
+    report["note"] = "allocates its output on every call (F.conv*d has no out=)"
     holder = {}
 
     def run():
-        with torch.no_grad():
-            holder["y"] = call()
+        holder["y"] = call()
     return run, lambda: holder["y"].numpy()
 
 
 def onnx_model(layer: Layer, data: dict):
-    import onnx
+    """A one-node ONNX model (opset 17) computing the layer, weights as an initializer."""
     from onnx import TensorProto, helper, numpy_helper
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(layer.input_shape))
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, list(output_shape(layer)))
-    spatial = dict(kernel_shape=[layer.kernel] * layer.ndim, strides=[layer.stride] * layer.ndim,
-                   pads=[layer.padding] * (2 * layer.ndim))
+    window = dict(kernel_shape=[layer.kernel] * layer.ndim, strides=[layer.stride] * layer.ndim,
+                  pads=[layer.padding] * (2 * layer.ndim))
     initializers = []
     if layer.kind == "conv":
         node = helper.make_node("Conv", ["x", "w"], ["y"], dilations=[layer.dilation] * layer.ndim,
-                                group=layer.groups, **spatial)
+                                group=layer.groups, **window)
         initializers.append(numpy_helper.from_array(data["w"], "w"))
     elif layer.kind == "global_avg_pool":
         node = helper.make_node("GlobalAveragePool", ["x"], ["y"])
+    elif layer.kind == "max_pool":
+        node = helper.make_node("MaxPool", ["x"], ["y"], **window)
     else:
-        op = "MaxPool" if layer.kind == "max_pool" else "AveragePool"
-        extra = {} if layer.kind == "max_pool" else {"count_include_pad": 1}
-        node = helper.make_node(op, ["x"], ["y"], **spatial, **extra)
+        node = helper.make_node("AveragePool", ["x"], ["y"], count_include_pad=1, **window)
     graph = helper.make_graph([node], layer.name, [x], [y], initializers)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def onnxruntime_runner(layer: Layer, data: dict, threads: int, report: dict):
+    """Run with io_binding: the input and a preallocated output bound once, as convgen's out=."""
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(onnx_model(layer, data).SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
-    binding = session.io_binding()
     out = np.empty(output_shape(layer), np.float32)
+    binding = session.io_binding()
     binding.bind_cpu_input("x", data["x"])
     binding.bind_output("y", "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
-    return lambda: session.run_with_iobinding(binding), lambda: out
+    return (lambda: session.run_with_iobinding(binding)), (lambda: out)
 
 
-def worker(framework: str, names: list[str], threads: int, repeat: int, outputs_path: str) -> None:
-    results, outputs = {}, {}
-    for layer in (l for l in SUITE if l.name in names):
-        data, report = arrays(layer), {}
+RUNNERS = {"torch": torch_runner, "onnxruntime": onnxruntime_runner}
+
+
+def runner_for(framework: str):
+    if framework.startswith("convgen-"):
+        backend = framework.split("-", 1)[1]
+        return lambda *args: convgen_runner(*args, backend=backend)
+    return RUNNERS[framework]
+
+
+def prime(framework: str, threads: int) -> dict:
+    """Pay convgen's one-time costs in a process (imports, template parsing) on a throwaway graph, so
+    that the first layer's cold compile time is like the others'."""
+    if not framework.startswith("convgen-"):
+        return {}
+    import convgen
+    from convgen import nn
+    start = time.perf_counter()
+    convgen.compile(nn.Sequential(nn.Conv2d(1, 1, 1), nn.MaxPool2d(1)).to_graph((1, 1, 1, 1), name="prime"),
+                    backend=framework.split("-", 1)[1], threads=threads)
+    return {"first_compile_in_process_s": time.perf_counter() - start}
+
+
+def framework_version(framework: str) -> str:
+    module = "convgen" if framework.startswith("convgen") else framework
+    return getattr(__import__(module), "__version__", "?")
+
+
+# -- workers: one process per framework, driven one command at a time ----------------------------
+#
+# The parent keeps every framework's worker alive and, per layer, alternates their timed loops
+# (convgen, torch, onnxruntime, convgen, ...), so that load from other processes on a shared host
+# falls on all of them alike instead of on whichever framework happened to be running.
+
+def serve(framework: str, threads: int, outdir: Path) -> None:
+    """The worker: read JSON commands on stdin, answer one JSON line each.  Stray output of the
+    libraries (C or Python) goes to stderr, so it cannot corrupt the answers."""
+    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    make, state = runner_for(framework), {}
+    for line in sys.stdin:
+        command = json.loads(line)
         try:
-            if framework.startswith("convgen-"):
-                run, result = convgen_runner(layer, data, threads, framework.split("-", 1)[1], report)
-            elif framework == "torch":
-                run, result = torch_runner(layer, data, threads, report)
+            answer = handle(command, state, make, threads, outdir, framework)
+        except Exception as e:   # a framework that cannot run a layer: say so, keep going
+            state.clear()
+            answer = {"error": f"{type(e).__name__}: {e}"[:300]}
+        answers.write(json.dumps(answer) + "\n")
+
+
+def handle(command: dict, state: dict, make, threads: int, outdir: Path, framework: str) -> dict:
+    """setup <layer>: build it and calibrate the loop; loop: time one loop; save: write the output."""
+    if command["cmd"] == "hello":
+        return {"version": framework_version(framework), **prime(framework, threads)}
+    if command["cmd"] == "setup":
+        state.clear()
+        layer, report = next(l for l in SUITE if l.name == command["layer"]), {}
+        run, result = make(layer, arrays(layer), threads, report)
+        state.update(layer=layer, run=run, result=result, calls=calibrate(run))
+        return {**report, "calls_per_loop": state["calls"]}
+    if command["cmd"] == "loop":
+        return {"seconds": timed_loop(state["run"], state["calls"])}
+    if command["cmd"] == "save":
+        np.save(outdir / f"{state['layer'].name}.npy", np.array(state["result"](), copy=True))
+        state.clear()
+        return {}
+    raise ValueError(f"unknown command {command!r}")
+
+
+class WorkerDied(Exception):
+    pass
+
+
+class Worker:
+    """The parent's handle on one framework's worker process."""
+
+    def __init__(self, framework: str, threads: int, tmp: Path) -> None:
+        self.framework, self.threads, self.outdir = framework, threads, tmp / f"{framework}-t{threads}"
+        self.outdir.mkdir(exist_ok=True)
+        self.stderr_path = self.outdir / "stderr.txt"
+        self.stderr = self.stderr_path.open("a")
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads),
+               # a fresh, empty convgen cache: the first compile of each layer really compiles
+               "CONVGEN_CACHE_DIR": tempfile.mkdtemp(prefix="cache-", dir=self.outdir)}
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--worker", framework, "--threads", str(threads),
+             "--outdir", str(self.outdir)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=env)
+
+    def request(self, cmd: str, **args) -> dict:
+        try:
+            self.proc.stdin.write(json.dumps({"cmd": cmd, **args}) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except (BrokenPipeError, OSError):
+            line = ""
+        if not line:
+            raise WorkerDied(self.death())
+        return json.loads(line)
+
+    def death(self) -> str:
+        code = self.proc.wait()
+        status = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
+        lines = self.stderr_path.read_text().strip().splitlines()
+        return f"worker {status}" + (f": {lines[-1]}"[:300] if lines else "")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait()
+        self.stderr.close()
+
+
+def bench_layer(layer: Layer, workers: dict[str, Worker], repeat: int) -> tuple[dict, dict]:
+    """Time one layer on every framework, their loops interleaved; return (reports, outputs).
+    A worker that dies is replaced (in `workers`) and its framework gets the error for this layer."""
+    reports, outputs = {}, {}
+    live = []
+    for framework, w in workers.items():
+        reports[framework] = attempt(workers, framework, "setup", layer=layer.name)
+        if "error" not in reports[framework]:
+            reports[framework]["samples_s"] = []
+            live.append(framework)
+    for r in range(repeat if live else 0):
+        for framework in live[r % len(live):] + live[:r % len(live)]:   # rotate who goes first
+            if "error" in reports[framework]:   # died in an earlier loop
+                continue
+            time.sleep(SETTLE_SECONDS)   # let the previous framework's spinning pool threads go to sleep
+            answer = attempt(workers, framework, "loop")
+            if "error" in answer:
+                reports[framework] = answer
             else:
-                run, result = onnxruntime_runner(layer, data, threads, report)
-            report["time_s"] = median_time(run, repeat=repeat)
-            outputs[layer.name] = np.array(result(), copy=True)
-        except Exception as e:  # a framework that cannot run a layer: say so, keep going
-            report["error"] = f"{type(e).__name__}: {e}"[:200]
-        results[layer.name] = report
-    np.savez(outputs_path, **outputs)
-    print(json.dumps(results))
+                reports[framework]["samples_s"].append(answer["seconds"])
+    for framework in live:
+        report = reports[framework]
+        if "error" in report:
+            continue
+        report["time_s"] = float(np.median(report["samples_s"]))
+        answer = attempt(workers, framework, "save")
+        if "error" in answer:
+            report.update(answer)
+        else:
+            outputs[framework] = np.load(workers[framework].outdir / f"{layer.name}.npy")
+    return reports, outputs
 
 
-# -- the machine's peak -------------------------------------------------------------------------
+def attempt(workers: dict[str, Worker], framework: str, cmd: str, **args) -> dict:
+    """A request that turns a dead worker into an error answer, and starts a new worker for what follows."""
+    w = workers[framework]
+    try:
+        return w.request(cmd, **args)
+    except WorkerDied as e:
+        w.close()
+        workers[framework] = Worker(framework, w.threads, w.outdir.parent)
+        return {"error": str(e)}
+
+
+# -- the machine's peak -----------------------------------------------------------------------
 
 PEAK_KERNEL = r"""
 typedef float vf __attribute__((vector_size(%(bytes)d)));
 #define CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
+/* %(chains)d independent chains of vector FMAs per thread: enough to cover the FMA latency on every port. */
 double fma_peak(long iters, int threads) {
     double total = 0.0;
     #pragma omp parallel num_threads(threads) reduction(+:total)
@@ -270,162 +453,266 @@ double fma_peak(long iters, int threads) {
     return total;
 }
 """
+PEAK_CHAINS = 16
 
 
-def measure_peak(threads: int, vector_bytes: int = 64) -> float:
-    """FP32 GFLOP/s of 16 independent FMA chains per thread, from a kernel compiled here."""
+def vector_widths() -> list[int]:
+    """SIMD register widths (bytes) to try: 256-bit on x86-64, and 512-bit too where the CPU has AVX-512."""
+    try:
+        flags = set(open("/proc/cpuinfo").read().split())
+    except OSError:
+        flags = set()
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return [16]
+    return [32, 64] if "avx512f" in flags else [32]
+
+
+def measure_peak(threads: int, vector_bytes: int) -> float:
+    """FP32 GFLOP/s of the generated FMA kernel on `threads` threads, FLOPs = 2*lanes*FMAs.  The best of many
+    ~1 ms runs, so that time slices lost to other processes on a shared host do not lower the peak."""
     import cffi
     with tempfile.TemporaryDirectory() as tmp:
         source, library = Path(tmp) / "peak.c", Path(tmp) / "libpeak.so"
-        source.write_text(PEAK_KERNEL % {"bytes": vector_bytes})
-        subprocess.run([os.environ.get("CC", "cc"), "-O2", "-march=native", "-fopenmp", "-fPIC", "-shared",
-                        "-o", str(library), str(source)], check=True)
+        source.write_text(PEAK_KERNEL % {"bytes": vector_bytes, "chains": PEAK_CHAINS})
+        subprocess.run([os.environ.get("CC", "cc"), "-O3", "-march=native", "-ffp-contract=fast", "-fopenmp",
+                        "-fPIC", "-shared", "-o", str(library), str(source)], check=True)
         ffi = cffi.FFI()
         ffi.cdef("double fma_peak(long iters, int threads);")
         lib = ffi.dlopen(str(library))
-        iters = 2_000_000
-        lib.fma_peak(iters, threads)
-        best = min(_timed(lambda: lib.fma_peak(iters, threads)) for _ in range(5))
-    return 2 * (vector_bytes // 4) * 16 * iters * threads / best / 1e9
+        iters = 250_000
+        for _ in range(10):
+            lib.fma_peak(iters, threads)
+        best = float("inf")
+        for _ in range(60):
+            start = time.perf_counter()
+            lib.fma_peak(iters, threads)
+            best = min(best, time.perf_counter() - start)
+    return 2 * (vector_bytes // 4) * PEAK_CHAINS * iters * threads / best / 1e9
 
 
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def peak_per_core() -> tuple[float, dict[int, float]]:
+    """The best single-thread FMA rate over the vector widths, and the rate at each width."""
+    by_width = {width: measure_peak(1, width) for width in vector_widths()}
+    return max(by_width.values()), by_width
 
 
-# -- the parent: run workers, compare, print --------------------------------------------------------
+# -- comparing and reporting --------------------------------------------------------------------
 
-@dataclass
-class Row:
-    layer: str
-    results: dict = field(default_factory=dict)  # framework -> report
-
-
-def run_framework(framework: str, names: list[str], threads: int, repeat: int, tmp: Path):
-    outputs = tmp / f"{framework}-{threads}.npz"
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    proc = subprocess.run([sys.executable, __file__, "--worker", framework, "--threads", str(threads),
-                           "--repeat", str(repeat), "--layers", ",".join(names), "--outputs", str(outputs)],
-                          capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        return {name: {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
-                for name in names}, {}
-    reports = json.loads(proc.stdout.strip().splitlines()[-1])
-    with np.load(outputs) as data:
-        return reports, {k: data[k] for k in data.files}
-
-
-def compare(rows: dict[str, Row], outputs: dict[str, dict]) -> None:
-    """Max error of every framework's output, relative to the largest value torch (or any) produced."""
-    for name, row in rows.items():
-        reference = next((outputs[f][name] for f in ("torch", "onnxruntime", *outputs) if name in outputs.get(f, {})),
-                         None)
-        if reference is None:
-            continue
-        scale = max(1e-6, float(np.abs(reference).max()))
-        for framework, report in row.results.items():
-            if name in outputs.get(framework, {}):
-                out = outputs[framework][name]
-                report["max_rel_err"] = (float(np.abs(out - reference).max() / scale)
-                                         if out.shape == reference.shape else float("inf"))
-
-
-def fmt_row(layer: Layer, row: Row, peak: float) -> str:
-    cells = [f"{layer.name:24s}"]
-    peers = [r["time_s"] for f, r in row.results.items() if not f.startswith("convgen") and "time_s" in r]
-    best_peer = min(peers) if peers else None
-    for framework in FRAMEWORKS:
-        r = row.results.get(framework, {})
-        if "time_s" not in r:
-            cells.append(f"{'error' if 'error' in r else '-':>28s}")
-            continue
-        t = r["time_s"]
-        rate = (f"{traffic_bytes(layer) / t / 1e9:6.1f}GB/s" if layer.memory_bound
-                else f"{flops(layer) / t / 1e9:6.1f}GF {100 * flops(layer) / t / 1e9 / peak:3.0f}%")
-        flag = "!" if r.get("max_rel_err", 0.0) > 1e-3 else " "
-        cells.append(f"{t * 1e6:10.1f}us {rate:>14s}{flag}")
-    for framework in FRAMEWORKS:
-        r = row.results.get(framework, {})
-        if framework.startswith("convgen") and "time_s" in r and best_peer:
-            cells.append(f"{r['time_s'] / best_peer:6.2f}x")
-            cells.append(f"{r.get('compile_cold_s', 0) * 1e3:6.0f}/{r.get('compile_warm_s', 0) * 1e3:4.1f}ms")
-    return " ".join(cells)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", choices=["quick", "full"], default="quick")
-    parser.add_argument("--layers", help="comma-separated layer names (overrides --suite)")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--repeat", type=int, default=7, help="timed loops per layer; the median is reported")
-    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS))
-    parser.add_argument("--json", help="write all results to this file")
-    parser.add_argument("--plot", help="write a bar chart of the ratios (needs matplotlib)")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--outputs", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    names = args.layers.split(",") if args.layers else ([l.name for l in SUITE] if args.suite == "full" else QUICK)
-    unknown = set(names) - {l.name for l in SUITE}
-    if unknown:
-        parser.error(f"unknown layers {sorted(unknown)}; known: {[l.name for l in SUITE]}")
-    if args.worker:
-        worker(args.worker, names, args.threads[0], args.repeat, args.outputs)
+def compare_layer(row: dict[str, dict], outputs: dict[str, np.ndarray]) -> None:
+    """Add max_rel_err = max |y - ref| / max |ref| to every report, the reference being torch's output
+    (onnxruntime's if torch has none); the reference itself gets reference=True."""
+    ref_fw = next((f for f in REFERENCE_ORDER if f in outputs), None)
+    if ref_fw is None:
         return
-    frameworks = [f for f in args.frameworks.split(",") if f]
-    everything = {"layers": [asdict(l) for l in SUITE if l.name in names], "runs": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        for threads in args.threads:
-            peak = measure_peak(threads)
-            rows = {name: Row(name) for name in names}
-            outputs = {}
-            for framework in frameworks:
-                reports, outputs[framework] = run_framework(framework, names, threads, args.repeat, Path(tmp))
-                for name, report in reports.items():
-                    rows[name].results[framework] = report
-            compare(rows, outputs)
-            print(f"\n== {threads} thread(s); measured FP32 FMA peak {peak:.0f} GFLOP/s; "
-                  "ratio = convgen time / best peer time (< 1: convgen faster); '!' marks max rel error > 1e-3")
-            header = [f"{'layer':24s}"] + [f"{f:>28s}" for f in FRAMEWORKS]
-            header += [f"{'ratio':>7s} {'compile cold/warm':>13s}"] * len(CONVGEN_BACKENDS)
-            print(" ".join(header))
-            for layer in (l for l in SUITE if l.name in names):
-                print(fmt_row(layer, rows[layer.name], peak))
-            for name, row in rows.items():
-                for framework, r in row.results.items():
-                    if "error" in r:
-                        print(f"  {name} / {framework}: {r['error']}")
-            everything["runs"].append({"threads": threads, "peak_gflops": peak,
-                                       "results": {n: r.results for n, r in rows.items()}})
-    if args.json:
-        Path(args.json).write_text(json.dumps(everything, indent=1))
-    if args.plot:
-        plot(everything, args.plot)
+    reference = outputs[ref_fw].astype(np.float64)
+    scale = max(1e-30, float(np.abs(reference).max()))
+    row[ref_fw]["reference"] = True
+    for framework, out in outputs.items():
+        if framework != ref_fw:
+            row[framework]["max_rel_err"] = (float(np.abs(out - reference).max() / scale)
+                                             if out.shape == reference.shape else float("inf"))
 
 
-def plot(everything: dict, path: str) -> None:
+def derive(layer: Layer, row: dict, peak: float) -> None:
+    """Rates for every framework's report, and each convgen backend's ratio to the best peer."""
+    for report in row.values():
+        if "time_s" in report:
+            t = report["time_s"]
+            report["gflops"] = flops(layer) / t / 1e9
+            report["pct_peak"] = 100 * report["gflops"] / peak
+            report["noise_pct"] = 100 * (max(report["samples_s"]) - min(report["samples_s"])) / t
+            if layer.memory_bound:
+                report["gbps"] = traffic_bytes(layer) / t / 1e9
+    peers = [r["time_s"] for f, r in row.items() if not f.startswith("convgen") and "time_s" in r]
+    for framework, report in row.items():
+        if framework.startswith("convgen") and "time_s" in report and peers:
+            report["ratio_vs_best_peer"] = report["time_s"] / min(peers)
+
+
+TABLE_HEADER = (f"{'layer':<28s} {'framework':<12s} {'time us':>10s} {'noise':>6s} {'GFLOP/s':>8s} {'%peak':>6s} "
+                f"{'GB/s':>6s} {'max err':>9s} {'vs best':>8s} {'compile cold/warm':>18s}")
+
+
+def format_report(framework: str, r: dict) -> str:
+    if "time_s" not in r:
+        return f"{framework:<12s} {'ERROR' if 'error' in r else '-':>10s}"
+    err = ("ref" if r.get("reference") else f"{r['max_rel_err']:.1e}" if "max_rel_err" in r else "-")
+    flag = "!" if r.get("max_rel_err", 0.0) > TOLERANCE else " "
+    gbps = f"{r['gbps']:6.1f}" if "gbps" in r else f"{'':6s}"
+    ratio = f"{r['ratio_vs_best_peer']:7.2f}x" if "ratio_vs_best_peer" in r else f"{'':8s}"
+    compile_ = (f"{r['compile_cold_s'] * 1e3:7.0f} / {r['compile_warm_s'] * 1e3:4.1f} ms"
+                if "compile_cold_s" in r else "")
+    return (f"{framework:<12s} {r['time_s'] * 1e6:10.1f} {r['noise_pct']:5.0f}% {r['gflops']:8.1f} "
+            f"{r['pct_peak']:5.1f}% {gbps} {err:>8s}{flag} {ratio} {compile_:>18s}").rstrip()
+
+
+def print_table(threads: int, layers: list[Layer], results: dict, frameworks: list[str], peak: dict) -> None:
+    print(f"\n== {threads} thread(s): FP32 FMA peak {peak['per_core']:.0f} GFLOP/s per core (measured), "
+          f"x{threads} = {peak['per_core'] * threads:.0f} GFLOP/s for %peak"
+          + (f"; measured on {threads} threads together: {peak['together']:.0f}" if threads > 1 else ""))
+    print(TABLE_HEADER)
+    print("-" * len(TABLE_HEADER))
+    for layer in layers:
+        labels = [layer.name, describe(layer)]
+        for i, framework in enumerate(frameworks):
+            label = labels[i] if i < len(labels) else ""
+            print(f"{label[:28]:<28s} {format_report(framework, results[layer.name].get(framework, {}))}")
+    print_summary(layers, results, frameworks)
+
+
+LEGEND = """\
+  time: median of the timed loops (each >= 20 ms); noise: (max - min) / median of those loops.
+  convgen writes into a preallocated out=, onnxruntime into a bound preallocated output (io_binding);
+  torch allocates its output on every call (F.conv*d has no out=).
+  max err: max |y - ref| / max |ref| against torch's output ('!': above 1e-3).
+  vs best: convgen time / the fastest peer's (< 1: convgen faster).  GB/s (input + output bytes): pools, depthwise."""
+
+
+def print_summary(layers: list[Layer], results: dict, frameworks: list[str]) -> None:
+    for framework in (f for f in frameworks if f.startswith("convgen")):
+        reports = [results[l.name].get(framework, {}) for l in layers]
+        ratios = [r["ratio_vs_best_peer"] for r in reports
+                  if "ratio_vs_best_peer" in r and r.get("max_rel_err", 0.0) <= TOLERANCE]
+        if ratios:
+            geomean = math.exp(sum(map(math.log, ratios)) / len(ratios))
+            faster = sum(r < 1 for r in ratios)
+            print(f"{framework}: geometric mean of time / best peer {geomean:.2f}x over {len(ratios)} layers "
+                  f"(those with correct results); faster on {faster}")
+    if any(r.get("pct_peak", 0) > 100 for l in layers for r in results[l.name].values()):
+        print("  NOTE: above 100% of peak: the peak was measured while other processes had the core")
+    for layer in layers:
+        for framework, r in results[layer.name].items():
+            if r.get("max_rel_err", 0.0) > TOLERANCE:
+                print(f"  MISMATCH {layer.name} / {framework}: max rel error {r['max_rel_err']:.2e} > {TOLERANCE}")
+            if "error" in r:
+                print(f"  ERROR {layer.name} / {framework}: {r['error']}")
+    print(LEGEND)
+
+
+def plot(everything: dict, path: str) -> bool:
+    """Bars of convgen-c time / best peer per layer, drawn from 1 on a log scale (left of 1: convgen faster),
+    one bar per thread count; False without matplotlib."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
     except ImportError:
-        print("matplotlib is not installed: no plot")
-        return
-    run = everything["runs"][0]
-    names = list(run["results"])
-    ratios = []
-    for name in names:
-        r = run["results"][name]
-        peers = [v["time_s"] for f, v in r.items() if not f.startswith("convgen") and "time_s" in v]
-        mine = r.get("convgen-c", {}).get("time_s")
-        ratios.append(mine / min(peers) if mine and peers else float("nan"))
-    fig, ax = plt.subplots(figsize=(10, 0.35 * len(names) + 1.5))
-    ax.barh(names, ratios)
+        return False
+    names = [layer["name"] for layer in everything["layers"]]
+    runs = everything["runs"]
+    height = 0.8 / len(runs)
+    fig, ax = plt.subplots(figsize=(9, 0.3 * len(names) * len(runs) + 1.5))
+    for i, run in enumerate(runs):
+        ratios = [run["results"][n].get("convgen-c", {}).get("ratio_vs_best_peer", float("nan")) for n in names]
+        ax.barh([j + i * height for j in range(len(names))], [r - 1 for r in ratios], height, left=1,
+                label=f"{run['threads']} thread(s)")
+    ax.set_yticks([j + height * (len(runs) - 1) / 2 for j in range(len(names))], names)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    low, high = ax.get_xlim()
+    ax.set_xticks([t for t in (0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 5, 7, 10, 20) if low <= t <= high], minor=False)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     ax.axvline(1.0, color="k", lw=1)
-    ax.set_xlabel(f"convgen time / best of torch and onnxruntime ({run['threads']} thread)")
+    ax.set_xlabel("convgen-c time / best of torch and onnxruntime (left of 1x: convgen faster)")
+    ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    return True
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+def check_load() -> float:
+    """The 1-minute load average; warn when other processes compete for the cores."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > 0.5:
+        print(f"warning: load average {load:.1f} on {os.cpu_count()} CPUs before starting: other processes "
+              "compete for the cores, so times (and the 2-thread numbers most) are unreliable")
+    return load
+
+
+def host_info() -> dict:
+    cc = subprocess.run([os.environ.get("CC", "cc"), "--version"], capture_output=True, text=True).stdout
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                 platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
+    return {"cpu": model, "cpus": os.cpu_count(), "cc": cc.splitlines()[0] if cc else "?",
+            "python": platform.python_version(), "numpy": np.__version__}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", choices=["quick", "full"], default="quick",
+                        help="quick: 3x3 64x56x56 and ResNet conv1; full: every layer")
+    parser.add_argument("--layers", help="comma-separated layer names (overrides --suite)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeat", type=int, default=7, help="timed loops per layer; the median is reported")
+    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
+                        help=f"comma-separated, from {FRAMEWORKS} (any convgen-<backend> works)")
+    parser.add_argument("--json", help="write all results here (and a ratio plot next to it if matplotlib is there)")
+    parser.add_argument("--plot", help="write the ratio bar chart here (needs matplotlib)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--outdir", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def run_all(layers: list[Layer], frameworks: list[str], threads: int, repeat: int, tmp: Path,
+            versions: dict) -> dict:
+    """{layer: {framework: report}} for one thread count, outputs compared."""
+    workers = {f: Worker(f, threads, tmp) for f in frameworks}
+    try:
+        for framework in frameworks:
+            versions[framework] = attempt(workers, framework, "hello").get("version", "?")
+        results = {}
+        for layer in layers:
+            results[layer.name], outputs = bench_layer(layer, workers, repeat)
+            compare_layer(results[layer.name], outputs)
+        return results
+    finally:
+        for w in workers.values():
+            w.close()
+
+
+def main() -> None:
+    args = parse_args()
+    names = args.layers.split(",") if args.layers else [l.name for l in SUITE] if args.suite == "full" else QUICK
+    unknown = set(names) - {l.name for l in SUITE}
+    if unknown:
+        sys.exit(f"unknown layers {sorted(unknown)}; known: {', '.join(l.name for l in SUITE)}")
+    if args.worker:
+        serve(args.worker, args.threads[0], Path(args.outdir))
+        return
+    frameworks = [f for f in args.frameworks.split(",") if f]
+    layers = [l for l in SUITE if l.name in names]
+    load = check_load()
+    per_core, by_width = peak_per_core()
+    print(f"FP32 FMA peak, 1 thread: {per_core:.0f} GFLOP/s ("
+          + ", ".join(f"{8 * w}-bit vectors {g:.0f}" for w, g in by_width.items()) + ")")
+    everything = {"host": {**host_info(), "load_average_at_start": load},
+                  "peak_gflops_per_core": per_core, "peak_by_vector_bits": {8 * w: g for w, g in by_width.items()},
+                  "versions": {}, "tolerance": TOLERANCE,
+                  "layers": [{**asdict(l), "spec": describe(l), "flops": flops(l), "bytes": traffic_bytes(l)}
+                             for l in layers], "runs": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for threads in args.threads:
+            together = measure_peak(threads, max(by_width, key=by_width.get)) if threads > 1 else per_core
+            results = run_all(layers, frameworks, threads, args.repeat, Path(tmp), everything["versions"])
+            again, _ = peak_per_core()   # a peak is a maximum: measured again, in case others had the core before
+            per_core = max(per_core, again)
+            for layer in layers:
+                derive(layer, results[layer.name], per_core * threads)
+            print_table(threads, layers, results, frameworks, {"per_core": per_core, "together": together})
+            everything["peak_gflops_per_core"] = per_core
+            everything["runs"].append({"threads": threads, "peak_gflops": per_core * threads,
+                                       "peak_measured_together_gflops": together, "results": results})
+    print("versions: " + ", ".join(f"{f} {v}" for f, v in everything["versions"].items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(everything, indent=1))
+        print(f"wrote {args.json}")
+    plot_path = args.plot or (str(Path(args.json).with_suffix(".png")) if args.json else None)
+    if plot_path:
+        print(f"wrote {plot_path}" if plot(everything, plot_path) else "matplotlib is not installed: no plot")
 
 
 if __name__ == "__main__":
