@@ -36,3 +36,25 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, rtol: float = 1e-4, a
     assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
     scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol * scale)
+
+
+def capped_settings(max_examples: int | None = None) -> settings:
+    """The loaded profile, at most `max_examples`, and the `backend` fixture allowed under @given."""
+    base = settings.default
+    return settings(base, max_examples=min(base.max_examples, max_examples or base.max_examples),
+                    suppress_health_check=list(base.suppress_health_check) + [HealthCheck.function_scoped_fixture])
+
+
+def t64(a):
+    """A float64 torch tensor (torch in double precision as the oracle)."""
+    import torch
+    return torch.from_numpy(np.asarray(a, dtype=np.float64))
+
+
+def torch_pad(x, pairs):
+    """Per-side zero padding, (begin, end) per spatial axis, in F.pad's last-axis-first order."""
+    import torch.nn.functional as TF
+    flat = []
+    for begin, end in reversed(pairs):
+        flat += [begin, end]
+    return TF.pad(x, flat)

@@ -20,29 +20,10 @@ import convgen.functional as F
 from convgen import ops, schedule, shapes
 from convgen.target import host
 
-from conftest import assert_close
+from conftest import assert_close, capped_settings as _settings, t64, torch_pad
 
 # torch's padding="same" with an even kernel warns that it copies the input
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
-
-
-def _settings(max_examples: int | None = None) -> settings:
-    """The loaded profile, at most `max_examples`, and the `backend` fixture allowed under @given."""
-    base = settings.default
-    return settings(base, max_examples=min(base.max_examples, max_examples or base.max_examples),
-                    suppress_health_check=list(base.suppress_health_check) + [HealthCheck.function_scoped_fixture])
-
-
-def t64(a) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(a, dtype=np.float64))
-
-
-def torch_pad(x: torch.Tensor, pairs) -> torch.Tensor:
-    """Per-side zero padding, (begin, end) per spatial axis, in F.pad's last-axis-first order."""
-    flat = []
-    for begin, end in reversed(pairs):
-        flat += [begin, end]
-    return TF.pad(x, flat)
 
 
 def compiled_model(op: str, arrays, threads=None, where=lambda attrs: True):
