@@ -13,7 +13,7 @@ import re
 import shutil
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import cffi
 import numpy as np
@@ -50,8 +50,8 @@ def compile(graph: Graph, backend: str = "c", threads: int | None = None,  # noq
     build = backends.get(backend)
     optimized = passes.optimize(graph)
     lowered = lower.lower(optimized, host(), _resolve_threads(threads))
-    path, source = build(lowered, cache_dir=cache_dir)
-    return CompiledModel(path, lowered.prefix, source=source, graph=optimized, lowered=lowered)
+    library, source = build(lowered, cache_dir=cache_dir)
+    return CompiledModel(library, lowered.prefix, source=source, graph=optimized, lowered=lowered)
 
 
 def load(path: str | os.PathLike) -> "CompiledModel":
@@ -68,23 +68,53 @@ def load(path: str | os.PathLike) -> "CompiledModel":
     return CompiledModel(path, match.group(1))
 
 
+class Library(Protocol):
+    """Where a model's entry points come from: a shared library on disk, or code JIT-compiled in process."""
+
+    path: Path | None
+
+    def function(self, ffi: cffi.FFI, name: str, pointer_type: str): ...
+
+    def write(self, destination: Path) -> None: ...
+
+
+class SharedLibrary:
+    """A model library file, opened with dlopen."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lib = None
+
+    def function(self, ffi: cffi.FFI, name: str, pointer_type: str):
+        if self._lib is None:
+            self._lib = ffi.dlopen(str(self.path))
+        return getattr(self._lib, name)
+
+    def write(self, destination: Path) -> None:
+        shutil.copyfile(self.path, destination)
+
+
 class CompiledModel:
     """A compiled graph: call it with arrays, get arrays back."""
 
-    def __init__(self, library: Path, prefix: str, source: str | None = None, graph: Graph | None = None,
+    def __init__(self, library: Path | Library, prefix: str, source: str | None = None, graph: Graph | None = None,
                  lowered=None) -> None:
-        self.library_path = Path(library)
+        self._library = SharedLibrary(library) if isinstance(library, (str, os.PathLike)) else library
+        self.library_path = self._library.path
         self.prefix = prefix
         self.source = source
         self.graph = graph
         self._lowered = lowered
         self._ffi = cffi.FFI()
-        self._lib = self._ffi.dlopen(str(self.library_path))
         self._ffi.cdef(f"const char* {prefix}_signature(void);")
-        self.signature = json.loads(self._ffi.string(getattr(self._lib, f"{prefix}_signature")()).decode())
+        signature_fn = self._library.function(self._ffi, f"{prefix}_signature", "const char*(*)(void)")
+        self.signature = json.loads(self._ffi.string(signature_fn()).decode())
         self._ffi.cdef(environment().get_template("cdef.h.j2").render(
             prefix=prefix, inputs=self.signature["inputs"], outputs=self.signature["outputs"]), override=True)
-        self._run = getattr(self._lib, f"{prefix}_run")
+        run_params = environment().get_template("common.c.j2").module.run_params(
+            self.signature["inputs"], self.signature["outputs"], names=False)
+        self._run = self._library.function(self._ffi, f"{prefix}_run", f"int(*)({run_params})")
+        self.backend = self.signature.get("backend", "c")
         self.input_names = tuple(i["name"] for i in self.signature["inputs"])
         self.input_shapes = tuple(tuple(i["shape"]) for i in self.signature["inputs"])
         self.output_names = tuple(o["name"] for o in self.signature["outputs"])
@@ -164,24 +194,22 @@ class CompiledModel:
         """Write lib<name>.so and <name>.h into the directory `path`; load it back with convgen.load."""
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self.library_path, directory / f"lib{self.prefix}.so")
+        self._library.write(directory / f"lib{self.prefix}.so")
         if self._lowered is not None:
             from .backends.c import render_header
             (directory / f"{self.prefix}.h").write_text(render_header(self._lowered))
         return directory
 
     def show_code(self, layer: str | None = None) -> str:
-        """The generated C: all of it, or the kernel of one layer."""
+        """The generated code (C, or LLVM IR for backend="llvm"): all of it, or the kernel of one layer."""
         if self.source is None:
             raise ConvgenError("this model was loaded from a library; its source is not kept")
         if layer is None:
             return self.source
-        match = re.search(r'/\* layer "%s" .*?\n}\n' % re.escape(layer), self.source, re.S)
-        if not match:
-            raise KeyError(f"no kernel for layer {layer!r}")
-        return match.group(0)
+        return backends.layer_code(self.backend, self.source, layer)
 
     def __repr__(self) -> str:
         ins = ", ".join(f"{n}{list(s)}" for n, s in zip(self.input_names, self.input_shapes))
         outs = ", ".join(f"{list(s)}" for s in self.output_shapes)
-        return f"CompiledModel({self.prefix!r}, inputs=[{ins}], outputs=[{outs}], library={str(self.library_path)!r})"
+        library = str(self.library_path) if self.library_path else "JIT-compiled"
+        return f"CompiledModel({self.prefix!r}, inputs=[{ins}], outputs=[{outs}], library={library!r})"

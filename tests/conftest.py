@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-BACKENDS = ["c"]
+BACKENDS = ["c", "llvm"]
 
 settings.register_profile(
     "convgen", deadline=None, max_examples=40, derandomize=False,

@@ -26,11 +26,12 @@ from conftest import assert_close, capped_settings as _settings, t64, torch_pad
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
 
 
-def compiled_model(op: str, arrays, threads=None, where=lambda attrs: True):
-    """The CompiledModel convgen.functional built for `op` on arguments shaped like `arrays`."""
+def compiled_model(op: str, arrays, backend: str, threads=None, where=lambda attrs: True):
+    """The CompiledModel convgen.functional built for `op` on `backend` for arguments shaped like `arrays`."""
     arg_shapes = tuple(np.shape(a) for a in arrays)
-    matches = [m for (key_op, attrs, key_shapes, _, key_threads), m in F._kernels.items()
-               if key_op == op and key_shapes == arg_shapes and key_threads == threads and where(attrs)]
+    matches = [m for (key_op, attrs, key_shapes, key_backend, key_threads), m in F._kernels.items()
+               if key_op == op and key_shapes == arg_shapes and key_backend == backend and key_threads == threads
+               and where(attrs)]
     assert len(matches) == 1, f"{len(matches)} compiled {op} kernels for argument shapes {arg_shapes}"
     return matches[0]
 
@@ -173,7 +174,7 @@ def test_conv_direct_tiles_with_remainders(backend, ocg, out_width):
     w = rng.standard_normal((ocg * groups, 3, 3)).astype(np.float32)
     b = rng.standard_normal(ocg * groups).astype(np.float32)
     y = F.conv1d(x, w, b, padding=1, groups=groups, backend=backend)
-    (kernel,) = compiled_model("conv", (x, w, b), where=lambda a: a.groups == groups)._lowered.kernels
+    (kernel,) = compiled_model("conv", (x, w, b), backend, where=lambda a: a.groups == groups)._lowered.kernels
     assert kernel.template == "conv_direct" and kernel.params["OW"] % kernel.params["RW"] != 0
     assert_close(y, TF.conv1d(t64(x), t64(w), t64(b), padding=1, groups=groups).numpy())
 
@@ -455,7 +456,7 @@ def test_conv_two_threads_match_one(backend, x_shape, w_shape, kwargs, rng):
     b = rng.standard_normal(w_shape[0]).astype(np.float32)
     one = FUNCTIONAL_CONV[ndim](x, w, b, backend=backend, threads=1, **kwargs)
     two = FUNCTIONAL_CONV[ndim](x, w, b, backend=backend, threads=2, **kwargs)
-    scheduled = [compiled_model("conv", (x, w, b), threads=n)._lowered.kernels[0].params["THREADS"] for n in (1, 2)]
+    scheduled = [compiled_model("conv", (x, w, b), backend, threads=n)._lowered.kernels[0].params["THREADS"] for n in (1, 2)]
     assert scheduled == [1, 2], "the layer should be big enough to run on two threads"
     assert_close(two, one, rtol=1e-6, atol=1e-7)
     assert_close(two, TORCH_CONV[ndim](t64(x), t64(w), t64(b), **kwargs).numpy())
@@ -466,7 +467,7 @@ def test_pool_two_threads_match_one(backend, rng):
     one = F.max_pool2d(x, 3, 1, 1, return_indices=True, backend=backend, threads=1)
     two = F.max_pool2d(x, 3, 1, 1, return_indices=True, backend=backend, threads=2)
     is_max = lambda attrs: attrs.kind == "max"  # noqa: E731
-    assert compiled_model("pool", (x,), threads=2, where=is_max)._lowered.kernels[0].params["THREADS"] == 2
+    assert compiled_model("pool", (x,), backend, threads=2, where=is_max)._lowered.kernels[0].params["THREADS"] == 2
     np.testing.assert_array_equal(two[0], one[0])
     np.testing.assert_array_equal(two[1], one[1])
     avg_one = F.avg_pool2d(x, 3, 1, 1, backend=backend, threads=1)

@@ -16,17 +16,17 @@ import convgen.functional as F
 from convgen import nn
 from convgen.backends import c as c_backend
 
-from conftest import assert_close
+from conftest import BACKENDS, assert_close
 
 SHAPE = (2, 3, 9, 9)
 
 
-@pytest.fixture(scope="module")
-def small():
+@pytest.fixture(scope="module", params=BACKENDS)
+def small(request):
     nn.manual_seed(3)
     net = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
     graph = net.to_graph(SHAPE, name="small")
-    return graph, convgen.compile(graph)
+    return graph, convgen.compile(graph, backend=request.param)
 
 
 def reference(graph, x):
@@ -132,10 +132,10 @@ def test_load_rejects_non_models(tmp_path):
         convgen.load(tmp_path / "notes.txt")
 
 
-def test_many_python_threads_share_one_model(rng):
+def test_many_python_threads_share_one_model(backend, rng):
     nn.manual_seed(5)
     graph = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2)).to_graph((1, 8, 24, 24))
-    model = convgen.compile(graph, threads=1)
+    model = convgen.compile(graph, backend=backend, threads=1)
     inputs = [rng.standard_normal((1, 8, 24, 24)).astype(np.float32) for _ in range(8)]
     expected = [reference(graph, x) for x in inputs]
     failures = []
@@ -153,13 +153,13 @@ def test_many_python_threads_share_one_model(rng):
     assert not failures
 
 
-def test_functional_kernel_cache_is_thread_safe(rng):
+def test_functional_kernel_cache_is_thread_safe(backend, rng):
     x = rng.standard_normal((1, 2, 11, 13)).astype(np.float32)
     weights = [rng.standard_normal((3, 2, 2, 2)).astype(np.float32) for _ in range(6)]
     results: dict[int, np.ndarray] = {}
 
     def worker(i: int) -> None:
-        results[i] = F.conv2d(x, weights[i], stride=(1, 2), padding=((1, 0), (0, 1)))
+        results[i] = F.conv2d(x, weights[i], stride=(1, 2), padding=((1, 0), (0, 1)), backend=backend)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
     for t in threads:
@@ -187,32 +187,32 @@ def test_missing_compiler_raises_compile_error(tmp_path, monkeypatch):
         convgen.compile(graph, cache_dir=tmp_path)
 
 
-def test_cache_reuses_libraries_and_keys_on_weights(tmp_path, monkeypatch):
+def test_cache_reuses_libraries_and_keys_on_weights(backend, tmp_path, monkeypatch):
     nn.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(2, 4, 3))
     graph = net.to_graph((1, 2, 6, 6), name="cached")
-    first = convgen.compile(graph, cache_dir=tmp_path)
-    second = convgen.compile(graph, cache_dir=tmp_path)
+    first = convgen.compile(graph, backend=backend, cache_dir=tmp_path)
+    second = convgen.compile(graph, backend=backend, cache_dir=tmp_path)
     assert first.library_path == second.library_path
     assert first.library_path.parent == tmp_path
     net.load_state_dict({"0.weight": np.ones((4, 2, 3, 3)), "0.bias": np.zeros(4)})
-    third = convgen.compile(net.to_graph((1, 2, 6, 6), name="cached"), cache_dir=tmp_path)
+    third = convgen.compile(net.to_graph((1, 2, 6, 6), name="cached"), backend=backend, cache_dir=tmp_path)
     assert third.library_path != first.library_path
     assert not list(tmp_path.glob(".build-*")) and not list(tmp_path.glob("*.tmp"))
     monkeypatch.setenv("CONVGEN_CACHE_DIR", str(tmp_path / "env"))
-    assert convgen.compile(graph).library_path.parent == tmp_path / "env"
+    assert convgen.compile(graph, backend=backend).library_path.parent == tmp_path / "env"
 
 
-def test_parallel_processes_compile_the_same_graph(tmp_path):
+def test_parallel_processes_compile_the_same_graph(backend, tmp_path):
     script = (
         "import sys, numpy as np, convgen\n"
         "from convgen import nn\n"
         "nn.manual_seed(0)\n"
         "g = nn.Sequential(nn.Conv2d(3, 7, 3), nn.ReLU()).to_graph((1, 3, 10, 10), name='race')\n"
-        "m = convgen.compile(g, cache_dir=sys.argv[1])\n"
+        "m = convgen.compile(g, backend=sys.argv[2], cache_dir=sys.argv[1])\n"
         "print(float(m(np.ones((1, 3, 10, 10), np.float32)).sum()))\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, env=env)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), backend], stdout=subprocess.PIPE, env=env)
              for _ in range(4)]
     outputs = [p.communicate()[0] for p in procs]
     assert all(p.returncode == 0 for p in procs)
@@ -222,8 +222,12 @@ def test_parallel_processes_compile_the_same_graph(tmp_path):
 
 def test_show_code_prints_one_layer(small):
     code = small[1].show_code("0")
-    assert code.startswith('/* layer "0" (conv)') and "static void" in code
-    assert "_Static_assert" in code
+    if small[1].backend == "c":
+        assert code.startswith('/* layer "0" (conv)') and "static void" in code
+        assert "_Static_assert" in code
+    else:
+        assert code.startswith('; layer "0" (conv)') and 'define internal void @"layer0_conv_0"' in code
+        assert "llvm.fma.v" in code and "_pool_" not in code
     with pytest.raises(KeyError):
         small[1].show_code("no such layer")
 
@@ -248,10 +252,10 @@ def test_readme_test_command_is_what_ci_runs():
     assert command in (root / ".ci" / "run").read_text()
 
 
-def test_calls_release_the_gil():
+def test_calls_release_the_gil(backend):
     """While one long call is inside C, another Python thread runs: in its first half, not after it."""
     graph = nn.Sequential(*[nn.Conv2d(32, 32, 3, padding=1) for _ in range(6)]).to_graph((1, 32, 128, 128))
-    model = convgen.compile(graph, threads=1)
+    model = convgen.compile(graph, backend=backend, threads=1)
     x = np.ones((1, 32, 128, 128), np.float32)
     out = np.empty(model.output_shapes[0], np.float32)
     model(x, out=out)

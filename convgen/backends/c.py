@@ -5,6 +5,7 @@ import functools
 import json
 import math
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -143,3 +144,11 @@ def build(model: LoweredModel, cache_dir=None) -> tuple[Path, str]:
     if not path.exists():
         compile_source(source, model.weights, path)
     return path, source
+
+
+def layer_code(source: str, layer: str) -> str:
+    """The C of one layer's kernel: from its comment block to the end of its function."""
+    match = re.search(r'/\* layer "%s" .*?\n}\n' % re.escape(layer), source, re.S)
+    if not match:
+        raise KeyError(f"no kernel for layer {layer!r}")
+    return match.group(0)

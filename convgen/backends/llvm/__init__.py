@@ -1,0 +1,39 @@
+"""The LLVM backend: the C templates' loop nests built as LLVM IR with llvmlite.
+
+The same LoweredModel the C backend renders becomes one LLVM module (module.py, with a module
+per kernel family mirroring templates/*.c.j2), optimized for the host CPU and linked into a
+shared library with the system linker, or JIT-compiled in process when there is none
+(native.py).  Libraries are cached like the C backend's.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...cache import cache_key, cache_root
+from ...lower import LoweredModel
+from .module import build_module, layer_code, source_text, weights_ir
+from .native import JitLibrary, data_layout, find_linker, host_target, link_library
+from .parallel import uses_openmp
+
+__all__ = ["build", "generate", "layer_code"]
+
+
+def generate(model: LoweredModel) -> tuple[str, bool]:
+    """The model's LLVM IR (without the weights' bytes), and whether it calls into OpenMP."""
+    target = host_target()
+    module = build_module(model, target.triple, data_layout(), target.has_fma)
+    return source_text(model, module), uses_openmp(module)
+
+
+def build(model: LoweredModel, cache_dir=None) -> tuple[Path | JitLibrary, str]:
+    """The library for `model`: cached on disk when a linker exists, else JIT-compiled. Returns (library, IR)."""
+    source, openmp = generate(model)
+    weights = weights_ir(model, host_target().triple) if model.weights else None
+    linker = find_linker()
+    if linker is None:
+        return JitLibrary(source, weights, openmp), source
+    key = cache_key("llvm", source, model.weights, *host_target().identity())
+    path = cache_root(cache_dir) / f"lib{model.prefix}-{key}.so"
+    if not path.exists():
+        link_library(source, weights, path, linker, openmp)
+    return path, source

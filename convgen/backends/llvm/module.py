@@ -1,0 +1,165 @@
+"""One LLVM module per graph, as templates/model.c.j2: a function per kernel, the weights, and the
+exported entry points <prefix>_run, <prefix>_workspace_size and <prefix>_signature."""
+from __future__ import annotations
+
+import json
+import re
+from typing import Callable
+
+import numpy as np
+from llvmlite import ir
+
+from ... import __version__
+from ...lower import Buffer, Kernel, LoweredModel
+from ..c import signature
+from . import conv, dense, elementwise, pool
+from .emitter import F32, I8, I32, I64, PTR, Emitter, Ptr, Var
+
+Family = Callable[[Emitter, Kernel, dict[str, Ptr], Ptr], None]
+FAMILIES: dict[str, Family] = {
+    "conv_direct": conv.conv_direct, "conv_rowwise": conv.conv_rowwise, "locally_connected": conv.locally_connected,
+    "pool": pool.pool, "global_pool": pool.global_pool,
+    "activation": elementwise.activation, "batch_norm": elementwise.batch_norm, "add": elementwise.add,
+    "linear": dense.linear, "softmax": dense.softmax, "concat": dense.concat,
+}
+
+
+def weights_symbol(model: LoweredModel) -> str:
+    return f"{model.prefix}_weights"
+
+
+def _declare_weights(module: ir.Module, model: LoweredModel) -> ir.GlobalVariable | None:
+    """The weights blob: declared here, defined by weights_ir() in a module linked in (its bytes
+    stay out of the printed source)."""
+    if not model.weights:
+        return None
+    weights = ir.GlobalVariable(module, ir.ArrayType(I8, len(model.weights)), weights_symbol(model))
+    weights.global_constant = True
+    weights.storage_class = "hidden"  # printed where LLVM expects the visibility
+    weights.align = 64
+    return weights
+
+
+def weights_ir(model: LoweredModel, triple: str) -> str:
+    """The module that defines the weights: one 64-byte aligned constant of the blob's bytes."""
+    table = np.array([b"\\%02X" % byte for byte in range(256)], dtype="S3")
+    text = table[np.frombuffer(model.weights, np.uint8)].tobytes().decode("ascii")
+    return (f'target triple = "{triple}"\n'
+            f'@{weights_symbol(model)} = hidden constant [{len(model.weights)} x i8] c"{text}", align 64\n')
+
+
+def _kernel_function(module: ir.Module, k: Kernel, fma: bool) -> ir.Function:
+    """static void fn(const float* restrict x, ..., float* restrict scratch), with the kernel's body."""
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR] * (len(k.args) + 1)), k.fn)
+    fn.linkage = "internal"
+    fn.attributes.add("nounwind")
+    for arg, name in zip(fn.args, [a.name for a in k.args] + ["scratch"]):
+        arg.name = name
+        arg.add_attribute("noalias")
+    e = Emitter(fn, fma)
+    args = {a.name: Ptr(e, arg, I64 if a.buffer.dtype == "int64" else F32) for a, arg in zip(k.args, fn.args)}
+    FAMILIES[k.template](e, k, args, Ptr(e, fn.args[-1]))
+    e.ret()
+    return fn
+
+
+def _pointer(e: Emitter, buffer: Buffer, run_args: list, model: LoweredModel, arena: Var,
+             weights: ir.GlobalVariable | None) -> ir.Value:
+    """The pointer, inside the run function, to a buffer."""
+    if buffer.kind == "input":
+        return run_args[buffer.offset]
+    if buffer.kind == "output":
+        return run_args[len(model.inputs) + buffer.offset]
+    if buffer.kind == "arena":
+        return e.b.gep(arena.get(), [ir.Constant(I64, buffer.offset)], inbounds=True, source_etype=I8)
+    if buffer.kind == "weights":
+        return e.b.gep(weights, [ir.Constant(I64, buffer.offset)], inbounds=True, source_etype=I8)
+    return ir.Constant(PTR, None)
+
+
+def _exported(module: ir.Module, ret: ir.Type, params: list[ir.Type], name: str, fma: bool) -> Emitter:
+    fn = ir.Function(module, ir.FunctionType(ret, params), name)
+    fn.attributes.add("nounwind")
+    return Emitter(fn, fma)
+
+
+def _libc(module: ir.Module, name: str, ret: ir.Type, params: list[ir.Type]) -> ir.Function:
+    return module.globals.get(name) or ir.Function(module, ir.FunctionType(ret, params), name)
+
+
+def _run_function(module: ir.Module, model: LoweredModel, kernels: list[ir.Function],
+                  weights: ir.GlobalVariable | None, fma: bool) -> None:
+    """int <prefix>_run(inputs..., outputs..., void* workspace): 0, or -1 if no workspace could be allocated."""
+    count = len(model.inputs) + len(model.outputs)
+    e = _exported(module, I32, [PTR] * (count + 1), f"{model.prefix}_run", fma)
+    args = e.function.args
+    for arg, spec in zip(args, [*model.inputs, *model.outputs]):
+        arg.name = spec.ident
+        arg.add_attribute("noalias")
+    args[count].name = "workspace"
+    arena, owned = e.var(args[count], "arena"), e.var(ir.Constant(PTR, None), "owned")
+    if model.workspace_bytes:
+        with e.if_then(e.b.icmp_unsigned("==", args[count], ir.Constant(PTR, None))):
+            allocated = e.b.call(_libc(module, "aligned_alloc", PTR, [I64, I64]),
+                                 [ir.Constant(I64, 64), ir.Constant(I64, model.workspace_bytes)])
+            with e.if_then(e.b.icmp_unsigned("==", allocated, ir.Constant(PTR, None))):
+                e.ret(ir.Constant(I32, -1))
+            arena.set(allocated)
+            owned.set(allocated)
+    for k, fn in zip(model.kernels, kernels):
+        pointers = [_pointer(e, a.buffer, args, model, arena, weights) for a in k.args]
+        e.b.call(fn, pointers + [_pointer(e, k.scratch, args, model, arena, weights)])
+    for dst, src, nbytes in model.copies:
+        e.memcpy(Ptr(e, _pointer(e, dst, args, model, arena, weights)),
+                 Ptr(e, _pointer(e, src, args, model, arena, weights)), nbytes)
+    if model.workspace_bytes:
+        e.b.call(_libc(module, "free", ir.VoidType(), [PTR]), [owned.get()])
+    e.ret(ir.Constant(I32, 0))
+
+
+def _string_constant(module: ir.Module, name: str, text: str) -> ir.GlobalVariable:
+    data = bytearray(text.encode("utf-8") + b"\0")
+    constant = ir.GlobalVariable(module, ir.ArrayType(I8, len(data)), name)
+    constant.global_constant, constant.linkage, constant.unnamed_addr = True, "private", True
+    constant.initializer = ir.Constant(ir.ArrayType(I8, len(data)), data)
+    return constant
+
+
+def _info_functions(module: ir.Module, model: LoweredModel, fma: bool) -> None:
+    e = _exported(module, I64, [], f"{model.prefix}_workspace_size", fma)
+    e.ret(ir.Constant(I64, model.workspace_bytes))
+    text = json.dumps(signature(model, "llvm"), sort_keys=True)
+    e = _exported(module, PTR, [], f"{model.prefix}_signature", fma)
+    e.ret(_string_constant(module, f"{model.prefix}_signature_json", text))
+
+
+def build_module(model: LoweredModel, triple: str, data_layout: str, fma: bool) -> ir.Module:
+    module = ir.Module(name=model.prefix)
+    module.triple, module.data_layout = triple, data_layout
+    weights = _declare_weights(module, model)
+    kernels = [_kernel_function(module, k, fma) for k in model.kernels]
+    _info_functions(module, model, fma)
+    _run_function(module, model, kernels, weights, fma)
+    return module
+
+
+def _layer_line(k: Kernel) -> str:
+    return f"; layer {json.dumps(k.layer)} ({k.op}): @{k.fn}"
+
+
+def source_text(model: LoweredModel, module: ir.Module) -> str:
+    """The module's IR, after a header naming each layer's kernel function."""
+    header = [f"; Generated by convgen {__version__} from graph {json.dumps(model.graph_name)} "
+              f"({len(model.kernels)} kernels).  Every shape, stride, pad and tile is a constant.",
+              *(_layer_line(k) for k in model.kernels)]
+    return "\n".join(header) + "\n" + str(module)
+
+
+def layer_code(source: str, layer: str) -> str:
+    """The IR of one layer: its kernel function and the functions outlined from it."""
+    match = re.search(r"^; layer %s \(\w+\): @(\S+)$" % re.escape(json.dumps(layer)), source, re.M)
+    if not match:
+        raise KeyError(f"no kernel for layer {layer!r}")
+    name = re.escape(match.group(1))
+    functions = re.findall(r'^define [^\n]*@"?%s(?:\.[\w.]+)?"?\(.*?^}$' % name, source, re.M | re.S)
+    return match.group(0) + "\n" + "\n\n".join(functions) + "\n"

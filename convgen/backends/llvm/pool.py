@@ -1,0 +1,102 @@
+"""Pooling family, as templates/pool.c.j2: max and average windows over a padded copy of the
+input, and the global pools.  Semantics of torch: -inf padding for max (NaN wins), the index
+starts at the window's first tap past the left padding, ceil_mode windows clipped at the
+padded edge."""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from ...lower import Kernel
+from .emitter import Emitter, Index, IntLike, Ptr
+from .parallel import Capture, parallel_for
+from .window import pad_input
+
+
+def _first_tap(e: Emitter, start: IntLike, dilation: int) -> Index:
+    """`while (s < 0) s += dilation;` in closed form: the first tap at or past 0."""
+    steps = (e.imax(0 - start, 0) + (dilation - 1)) // dilation
+    return start + steps * dilation
+
+
+def _wins(e: Emitter, v: ir.Value, best: ir.Value) -> ir.Value:
+    """A later tap wins only if greater, or NaN: `v > best || v != v`."""
+    return e.b.or_(e.fcmp(">", v, best), e.is_nan(v))
+
+
+def _avg_divisor(e: Emitter, p: dict, d0: Index, h0: Index, ow: Index) -> ir.Value:
+    """The window clipped to the padded input (then to the input, unless padding counts)."""
+    if p["DIVISOR"]:
+        return e.f32(float(p["DIVISOR"]))
+    w0 = ow * p["SW"] - p["PW"]
+    ends = [e.imin(start + p[f"K{a}"], p[f"I{a}"] + p[f"P{a}E"]) for start, a in ((d0, "D"), (h0, "H"), (w0, "W"))]
+    starts: list[IntLike] = [d0, h0, w0]
+    if not p["COUNT_INCLUDE_PAD"]:
+        starts = [e.imax(s, 0) for s in starts]
+        ends = [e.imin(end, p[f"I{a}"]) for end, a in zip(ends, "DHW")]
+    return e.to_float((ends[0] - starts[0]) * (ends[1] - starts[1]) * (ends[2] - starts[2]))
+
+
+def _pool_row(e: Emitter, p: dict, index: list[Index], cap: dict[str, Capture]) -> None:
+    plane, od, oh = index
+    is_max, indices = p["KIND"] == "max", p["INDICES"]
+    at_row = ((plane * p["OD"] + od) * p["OH"] + oh) * p["OW"]
+    yrow, irow = cap["y"] + at_row, (cap["indices"] + at_row if indices else None)
+    d0, h0 = od * p["SD"] - p["PD"], oh * p["SH"] - p["PH"]
+    # the padded input under the window of output pixel 0 of this row
+    xwin = cap["xs"] + ((plane * p["XD"] + od * p["SD"]) * p["XH"] + oh * p["SH"]) * p["XW"]
+    if indices:  # torch's starting index: the window's first tap past the left padding
+        ds, hs = _first_tap(e, d0, p["DD"]), _first_tap(e, h0, p["DH"])
+    with e.loop(p["OW"], name="ow", masked_tail=True) as ow:
+        xo = xwin + ow * p["SW"]
+        acc = e.var(e.f32(float("-inf") if is_max else 0.0), "best" if is_max else "sum")
+        if indices:
+            ws = _first_tap(e, ow * p["SW"] - p["PW"], p["DW"])
+            best_index = e.var(e.int_value((ds * p["IH"] + hs) * p["IW"] + ws), "best_index")
+        # the window's taps: compile-time trip counts, unrolled by the optimizer
+        with e.nest([p["KD"], p["KH"], p["KW"]], ["kd", "kh", "kw"]) as (kd, kh, kw):
+            v = xo[(kd * (p["DD"] * p["XH"]) + kh * p["DH"]) * p["XW"] + kw * p["DW"]]
+            if is_max:
+                wins = _wins(e, v, acc.get())
+                acc.set(e.b.select(wins, v, acc.get()))
+                if indices:
+                    at = ((d0 + kd * p["DD"]) * p["IH"] + h0 + kh * p["DH"]) * p["IW"] + ow * p["SW"] - p["PW"] \
+                        + kw * p["DW"]
+                    best_index.set(e.b.select(wins, e.int_value(at), best_index.get()))
+            else:
+                acc.set(e.b.fadd(acc.get(), v))
+        if is_max:
+            yrow[ow] = acc.get()
+            if indices:
+                irow[ow] = best_index.get()
+        else:
+            yrow[ow] = e.b.fdiv(acc.get(), _avg_divisor(e, p, d0, h0, ow))
+
+
+def pool(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
+    p = k.params
+    xs = pad_input(e, p, args["x"], scratch, float("-inf") if p["KIND"] == "max" else 0.0)
+    captures: dict[str, Capture] = {"xs": xs, "y": args["y"]}
+    if p["INDICES"]:
+        captures["indices"] = args["indices"]
+    # threads over (n, c) planes and output rows
+    parallel_for(e, p["THREADS"], [p["N"] * p["C"], p["OD"], p["OH"]], ["plane", "od", "oh"], captures,
+                 lambda e, index, cap: _pool_row(e, p, index, cap), "rows")
+
+
+def global_pool(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
+    p = k.params
+    x, y = args["x"], args["y"]
+    with e.loop(p["PLANES"], name="plane") as plane:
+        xp = x + plane * p["SIZE"]
+        if p["KIND"] == "max":
+            best = e.var(e.f32(float("-inf")), "best")
+            with e.loop(p["SIZE"], name="i") as i:
+                v = xp[i]
+                best.set(e.b.select(_wins(e, v, best.get()), v, best.get()))
+            y[plane] = best.get()
+        else:
+            total = e.var(e.f32(0.0), "sum")
+            with e.loop(p["SIZE"], name="i") as i:
+                total.set(e.b.fadd(total.get(), xp[i]))
+            y[plane] = e.b.fdiv(total.get(), e.f32(float(p["SIZE"])))
+
