@@ -277,3 +277,12 @@ def test_calls_release_the_gil(backend):
     for t in threads:
         t.join()
     assert stamps["python"] < (stamps["start"] + stamps["end"]) / 2
+
+
+def test_every_subpackage_ships_in_the_wheel():
+    """pyproject lists packages explicitly: a new package directory must be listed too."""
+    import tomllib
+    root = Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "convgen").rglob("__init__.py")}
+    assert found <= listed, f"not shipped: {sorted(found - listed)}"
