@@ -98,7 +98,7 @@ QUICK = ["3x3_64x56", "resnet_conv1"]
 # and everything after the run (timing, comparison, table, JSON) is the same as for layers.
 NETWORKS: dict[str, object] = {}
 
-CONVGEN_BACKENDS = ["c"]   # add "llvm" here when that backend lands: it then runs as "convgen-llvm"
+CONVGEN_BACKENDS = ["c", "llvm"]
 PEERS = ["torch", "onnxruntime"]
 FRAMEWORKS = [f"convgen-{b}" for b in CONVGEN_BACKENDS] + PEERS
 REFERENCE_ORDER = ["torch", "onnxruntime"]   # whose output the others are compared to
