@@ -28,12 +28,16 @@ def generate(model: LoweredModel) -> tuple[str, bool]:
 def build(model: LoweredModel, cache_dir=None) -> tuple[Path | JitLibrary, str]:
     """The library for `model`: cached on disk when a linker exists, else JIT-compiled. Returns (library, IR)."""
     source, openmp = generate(model)
-    weights = weights_ir(model, host_target().triple) if model.weights else None
     linker = find_linker()
     if linker is None:
-        return JitLibrary(source, weights, openmp), source
+        return JitLibrary(source, _weights_module(model), openmp), source
     key = cache_key("llvm", source, model.weights, *host_target().identity())
     path = cache_root(cache_dir) / f"lib{model.prefix}-{key}.so"
     if not path.exists():
-        link_library(source, weights, path, linker, openmp)
+        link_library(source, _weights_module(model), path, linker, openmp)
     return path, source
+
+
+def _weights_module(model: LoweredModel) -> str | None:
+    # Built only when code is made: the IR text of a multi-MB blob costs ~10 ms per MB.
+    return weights_ir(model, host_target().triple) if model.weights else None
