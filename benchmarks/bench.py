@@ -32,6 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import networks  # noqa: E402  (benchmarks/networks.py)
+
 SEED = 0
 MIN_LOOP_SECONDS = 0.02   # each timed loop runs enough calls to last at least this long
 SETTLE_SECONDS = 0.01     # pause before each timed loop, after another framework's loop
@@ -90,13 +93,13 @@ SUITE = [
     pool("global_avg_2048x7", "global_avg_pool", (1, 2048, 7, 7)),
     pool("maxpool3d_k2s2_64x8x28", "max_pool", (1, 64, 8, 28, 28), 2, 2),
 ]
-QUICK = ["3x3_64x56", "resnet_conv1"]
+QUICK = ["3x3_64x56", "resnet_conv1", "lenet5"]
 
-# Whole networks (LeNet-5, ResNet-18) are a later issue.  Hook: an entry name -> object that, like a
-# Layer, gives input_shape, flops and one builder per framework (a convgen nn.Module, the matching
-# torch.nn.Module with the same state_dict, an ONNX model); `worker` dispatches on the entry's type
-# and everything after the run (timing, comparison, table, JSON) is the same as for layers.
-NETWORKS: dict[str, object] = {}
+# Whole networks at batch 1 (benchmarks/networks.py): like a Layer, each has a name, kind "network",
+# input_shape and flops; the runners build it per framework (convgen DSL, torch module with the same
+# weights, its ONNX export) and everything after the run is the same as for layers.
+NETWORKS = networks.NETWORKS
+ENTRIES = {**{l.name: l for l in SUITE}, **NETWORKS}
 
 CONVGEN_BACKENDS = ["c", "llvm"]
 PEERS = ["torch", "onnxruntime"]
@@ -112,6 +115,8 @@ def out_size(i: int, layer: Layer) -> int:
 
 def output_shape(layer: Layer) -> tuple[int, ...]:
     n, c = layer.input_shape[:2]
+    if layer.kind == "network":
+        return (n, 10 if layer.name == "lenet5" else 1000)
     if layer.kind == "global_avg_pool":
         return (n, c) + (1,) * layer.ndim
     spatial = tuple(out_size(i, layer) for i in layer.input_shape[2:])
@@ -120,6 +125,8 @@ def output_shape(layer: Layer) -> tuple[int, ...]:
 
 def flops(layer: Layer) -> int:
     """Conv: 2*N*OC*prod(out spatial)*(C/groups)*prod(kernel); pools: one op per tap read."""
+    if layer.kind == "network":
+        return layer.flops
     out = math.prod(output_shape(layer))
     if layer.kind == "conv":
         return 2 * out * (layer.input_shape[1] // layer.groups) * layer.kernel ** layer.ndim
@@ -132,10 +139,19 @@ def traffic_bytes(layer: Layer) -> int:
     return 4 * (math.prod(layer.input_shape) + math.prod(output_shape(layer)))
 
 
+def entry_facts(layer) -> dict:
+    """A layer's fields, or a network's name, kind and input shape, for the JSON."""
+    if layer.kind == "network":
+        return {"name": layer.name, "kind": layer.kind, "input_shape": layer.input_shape}
+    return asdict(layer)
+
+
 def describe(layer: Layer) -> str:
     """A short spec, e.g. 'conv2d 64x56x56>64 k3p1' or 'max2d 64x112x112 k3s2p1'."""
     n, c, *spatial = layer.input_shape
     shape = ("" if n == 1 else f"{n}x") + "x".join(map(str, [c, *spatial]))
+    if layer.kind == "network":
+        return f"network {shape}"
     if layer.kind == "global_avg_pool":
         return f"global_avg {shape}"
     window = f"k{layer.kernel}" + "".join(f"{p}{v}" for p, v, unit in (("s", layer.stride, 1), ("p", layer.padding, 0),
@@ -188,6 +204,8 @@ def timed_loop(fn, calls: int) -> float:
 
 def convgen_module(layer: Layer, data: dict):
     from convgen import nn
+    if layer.kind == "network":
+        return networks.convgen_model(layer)
     if layer.kind == "conv":
         module = getattr(nn, f"Conv{layer.ndim}d")(layer.input_shape[1], layer.out_channels, layer.kernel,
                                                    stride=layer.stride, padding=layer.padding,
@@ -220,7 +238,10 @@ def torch_runner(layer: Layer, data: dict, threads: int, report: dict):
     torch.set_num_threads(threads)
     torch.set_grad_enabled(False)   # torch.no_grad() for everything this worker runs
     x = torch.from_numpy(data["x"])
-    if layer.kind == "conv":
+    if layer.kind == "network":
+        module = networks.torch_model(layer)
+        call = lambda: module(x)  # noqa: E731
+    elif layer.kind == "conv":
         w, conv_fn = torch.from_numpy(data["w"]), getattr(F, f"conv{layer.ndim}d")
         call = lambda: conv_fn(x, w, None, layer.stride, layer.padding, layer.dilation, layer.groups)  # noqa: E731
     elif layer.kind == "global_avg_pool":
@@ -264,7 +285,8 @@ def onnxruntime_runner(layer: Layer, data: dict, threads: int, report: dict):
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(onnx_model(layer, data).SerializeToString(), options,
+    model = networks.onnx_bytes(layer) if layer.kind == "network" else onnx_model(layer, data).SerializeToString()
+    session = ort.InferenceSession(model, options,
                                    providers=["CPUExecutionProvider"])
     out = np.empty(output_shape(layer), np.float32)
     binding = session.io_binding()
@@ -329,7 +351,7 @@ def handle(command: dict, state: dict, make, threads: int, outdir: Path, framewo
         return {"version": framework_version(framework), **prime(framework, threads)}
     if command["cmd"] == "setup":
         state.clear()
-        layer, report = next(l for l in SUITE if l.name == command["layer"]), {}
+        layer, report = ENTRIES[command["layer"]], {}
         run, result = make(layer, arrays(layer), threads, report)
         state.update(layer=layer, run=run, result=result, calls=calibrate(run))
         return {**report, "calls_per_loop": state["calls"]}
@@ -676,15 +698,15 @@ def run_all(layers: list[Layer], frameworks: list[str], threads: int, repeat: in
 
 def main() -> None:
     args = parse_args()
-    names = args.layers.split(",") if args.layers else [l.name for l in SUITE] if args.suite == "full" else QUICK
-    unknown = set(names) - {l.name for l in SUITE}
+    names = args.layers.split(",") if args.layers else list(ENTRIES) if args.suite == "full" else QUICK
+    unknown = set(names) - set(ENTRIES)
     if unknown:
-        sys.exit(f"unknown layers {sorted(unknown)}; known: {', '.join(l.name for l in SUITE)}")
+        sys.exit(f"unknown layers {sorted(unknown)}; known: {', '.join(ENTRIES)}")
     if args.worker:
         serve(args.worker, args.threads[0], Path(args.outdir))
         return
     frameworks = [f for f in args.frameworks.split(",") if f]
-    layers = [l for l in SUITE if l.name in names]
+    layers = [l for name, l in ENTRIES.items() if name in names]
     load = check_load()
     per_core, by_width = peak_per_core()
     print(f"FP32 FMA peak, 1 thread: {per_core:.0f} GFLOP/s ("
@@ -692,7 +714,7 @@ def main() -> None:
     everything = {"host": {**host_info(), "load_average_at_start": load},
                   "peak_gflops_per_core": per_core, "peak_by_vector_bits": {8 * w: g for w, g in by_width.items()},
                   "versions": {}, "tolerance": TOLERANCE,
-                  "layers": [{**asdict(l), "spec": describe(l), "flops": flops(l), "bytes": traffic_bytes(l)}
+                  "layers": [{**entry_facts(l), "spec": describe(l), "flops": flops(l), "bytes": traffic_bytes(l)}
                              for l in layers], "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         for threads in args.threads:
