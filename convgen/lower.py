@@ -158,28 +158,51 @@ def pack_conv_weights(w: np.ndarray, groups: int, blocks: int, oc_vectors: int, 
     return np.ascontiguousarray(padded.reshape(groups, blocks, tile, cg, k).transpose(0, 1, 3, 4, 2))
 
 
+def _flatten_pointwise(p: dict) -> bool:
+    """A 1x1 convolution with stride 1 and no padding reads each plane as one long row: view it so."""
+    if any(p[k] != 1 for k in ("KD", "KH", "KW", "SD", "SH", "SW")) or any(
+            p[k] for k in ("PD", "PH", "PW", "PDE", "PHE", "PWE")):
+        return False
+    plane = p["ID"] * p["IH"] * p["IW"]
+    p.update(ID=1, IH=1, IW=plane, OD=1, OH=1, OW=plane)
+    return True
+
+
 @lowering("conv")
 def lower_conv(node: Node, ctx: LowerContext) -> KernelSpec:
     a = node.attrs
     x, w_value = ctx.type(node.inputs[0]), node.inputs[1]
     out = node.type
     p = _window_params(x, out, a.kernel, a.stride, a.dilation, a.pads)
+    pointwise = _flatten_pointwise(p)
     p.update(_padded_extents(p))
     oc, g = out.shape[1], a.groups
-    sched = schedule.conv_schedule(oc // g, p["OW"], ops.get("conv").flops(a, [x, ctx.type(w_value)], node.types),
-                                   ctx.target, ctx.threads)
+    w_type = ctx.type(w_value)
+    sched = schedule.conv_schedule(oc // g, p["OW"], ops.get("conv").flops(a, [x, w_type], node.types),
+                                   ctx.target, ctx.threads, stride_w=p["SW"],
+                                   one_row=pointwise or p["OD"] * p["OH"] == 1,
+                                   weight_bytes=w_type.nbytes)
     p.update(OC=oc, G=g, CG=x.shape[1] // g, OCG=oc // g, THREADS=sched.threads, HAS_BIAS=len(node.inputs) == 3,
              activation=activation_params(a.activation))
     scratch = _pad_scratch_bytes(p)
     packed = {}
-    if sched.path == "direct":
-        tile = sched.oc_vectors * sched.vector_width
+    if sched.path in ("direct", "pixels"):
+        # packed weights: [G][blocks][CG][KK][tile], tile = OCV vectors of VW channels, or MR channels
+        ocv, width = (sched.oc_vectors, sched.vector_width) if sched.path == "direct" else (1, sched.oc_vectors)
+        tile = ocv * width
         blocks = math.ceil(p["OCG"] / tile)
-        p.update(VW=sched.vector_width, OCV=sched.oc_vectors, OCB=blocks, RW=sched.row_tile,
-                 PACK_AT_RUNTIME=not ctx.is_constant(w_value), WPACK_OFFSET=align(scratch) // 4)
+        p.update(OCB=blocks, BLOCKS_INNER=sched.blocks_inner, PACK_AT_RUNTIME=not ctx.is_constant(w_value),
+                 WPACK_OFFSET=align(scratch) // 4)
+        if sched.path == "direct":
+            p.update(VW=sched.vector_width, OCV=sched.oc_vectors, RW=sched.row_tile)
+        else:
+            full = p["OW"] // (sched.row_tile * sched.vector_width)
+            per_chunk = schedule.tiles_per_chunk(full, sched.row_tile * sched.vector_width)
+            p.update(VW=sched.vector_width, MR=sched.oc_vectors, NV=sched.row_tile, TPC=per_chunk,
+                     CHUNKS=max(1, math.ceil(full / per_chunk)),
+                     TAIL=schedule.row_tail(p["OW"], sched.row_tile, sched.vector_width))
         if ctx.is_constant(w_value):
-            packed["w"] = pack_conv_weights(ctx.graph.constants[w_value], g, blocks, sched.oc_vectors,
-                                            sched.vector_width)
+            packed["w"] = pack_conv_weights(ctx.graph.constants[w_value], g, blocks, ocv, width)
         else:
             scratch = align(scratch) + g * blocks * tile * p["CG"] * p["KD"] * p["KH"] * p["KW"] * 4
     else:

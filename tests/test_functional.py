@@ -170,13 +170,14 @@ def test_conv_direct_tiles_with_remainders(backend, ocg, out_width):
     sched = schedule.conv_schedule(ocg, out_width, 1, host(), 1)
     assert sched.path == "direct" and out_width % sched.row_tile != 0, sched  # a remainder tile exists
     rng = np.random.default_rng(ocg * 1000 + out_width)
-    x = rng.standard_normal((2, 3 * groups, out_width)).astype(np.float32)  # kernel 3, pad 1: same width
-    w = rng.standard_normal((ocg * groups, 3, 3)).astype(np.float32)
+    # two rows (a single long row would take the pixels path); kernel 1x3, pad 1 along W: same width
+    x = rng.standard_normal((2, 3 * groups, 2, out_width)).astype(np.float32)
+    w = rng.standard_normal((ocg * groups, 3, 1, 3)).astype(np.float32)
     b = rng.standard_normal(ocg * groups).astype(np.float32)
-    y = F.conv1d(x, w, b, padding=1, groups=groups, backend=backend)
+    y = F.conv2d(x, w, b, padding=(0, 1), groups=groups, backend=backend)
     (kernel,) = compiled_model("conv", (x, w, b), backend, where=lambda a: a.groups == groups)._lowered.kernels
     assert kernel.template == "conv_direct" and kernel.params["OW"] % kernel.params["RW"] != 0
-    assert_close(y, TF.conv1d(t64(x), t64(w), t64(b), padding=1, groups=groups).numpy())
+    assert_close(y, TF.conv2d(t64(x), t64(w), t64(b), padding=(0, 1), groups=groups).numpy())
 
 
 @st.composite

@@ -7,23 +7,28 @@ from llvmlite import ir
 
 from ...lower import Kernel
 from . import activation
-from .emitter import F32, I64, PTR, VOID, Emitter, Index, Ptr, vector
+from .emitter import F32, I64, PTR, VOID, Emitter, Index, IntLike, Ptr, vector
 from .parallel import Capture, parallel_for
 from .window import pad_input
+
+
+def _tile_function(e: Emitter, name: str) -> tuple[ir.Function, Emitter]:
+    """An always-inline `void tile(xt, wt, bt, yt, oc_valid)` with noalias pointers, and its emitter."""
+    fn = ir.Function(e.module, ir.FunctionType(VOID, [PTR, PTR, PTR, PTR, I64]), name)
+    fn.linkage = "internal"
+    fn.attributes.add("alwaysinline")
+    fn.attributes.add("nounwind")
+    for arg, arg_name in zip(fn.args, ("xt", "wt", "bt", "yt", "oc_valid")):
+        arg.name = arg_name
+        if isinstance(arg.type, ir.PointerType):
+            arg.add_attribute("noalias")
+    return fn, e.sibling(fn)
 
 
 def _direct_tile(e: Emitter, k: Kernel, rows: int) -> ir.Function:
     """void tile(xt, wt, bt, yt, oc_valid): `rows` output pixels of one row x OCV vectors of channels."""
     p = k.params
-    fn = ir.Function(e.module, ir.FunctionType(VOID, [PTR, PTR, PTR, PTR, I64]), f"{k.fn}.tile{rows}")
-    fn.linkage = "internal"
-    fn.attributes.add("alwaysinline")
-    fn.attributes.add("nounwind")
-    for arg, name in zip(fn.args, ("xt", "wt", "bt", "yt", "oc_valid")):
-        arg.name = name
-        if isinstance(arg.type, ir.PointerType):
-            arg.add_attribute("noalias")
-    te = e.sibling(fn)
+    fn, te = _tile_function(e, f"{k.fn}.tile{rows}")
     xt, wt, bt, yt = (te.arg_ptr(i) for i in range(4))
     acc = _accumulate_tile(te, p, rows, xt, wt)
     _store_tile(te, p, rows, acc, bt, yt, te.arg_index(4), k)
@@ -115,9 +120,14 @@ def conv_direct(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> No
     captures: dict[str, Capture] = {"xs": xs, "wp": wp, "y": args["y"]}
     if p["HAS_BIAS"]:
         captures["b"] = args["b"]
-    # threads over batch, groups, channel blocks and output rows
-    parallel_for(e, p["THREADS"], [p["N"], p["G"], p["OCB"], p["OD"], p["OH"]], ["n", "g", "ob", "od", "oh"],
-                 captures, row, "rows")
+    # threads over batch, groups, channel blocks and output rows (blocks innermost with BLOCKS_INNER)
+    names = ["n", "g", "od", "oh", "ob"] if p["BLOCKS_INNER"] else ["n", "g", "ob", "od", "oh"]
+    extents = {"n": p["N"], "g": p["G"], "ob": p["OCB"], "od": p["OD"], "oh": p["OH"]}
+
+    def reordered(e: Emitter, index: list[Index], cap: dict[str, Capture]) -> None:
+        named = dict(zip(names, index))
+        row(e, [named[i] for i in ("n", "g", "ob", "od", "oh")], cap)
+    parallel_for(e, p["THREADS"], [extents[i] for i in names], names, captures, reordered, "rows")
 
 
 def conv_rowwise(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
@@ -168,3 +178,97 @@ def locally_connected(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr)
                 with e.loop(p["KW"], name="kw") as kw:
                     s.set(e.muladd(wk[kw], xk[kw], s.get()))
             y[(n * p["OC"] + oc) * out_plane + pos] = activation.apply(e, p["activation"], s.get())
+
+
+# -- pixels: output pixels along W in vectors, output channels broadcast ------------------------
+
+def _pixel_tile(e: Emitter, k: Kernel, rows: int, lanes: int) -> ir.Function:
+    """void tile(xt, wt, bt, yt, oc_valid): MR output channels x `rows` vectors of `lanes` pixels
+    (lanes 1: scalars), as pixel_tile in templates/conv.c.j2."""
+    p = k.params
+    fn, te = _tile_function(e, f"{k.fn}.tile{rows}x{lanes}")
+    xt, wt, bt, yt = (te.arg_ptr(i) for i in range(4))
+    mr = p["MR"]
+    zero = te.zeros(lanes) if lanes > 1 else te.f32(0.0)
+    acc = [[te.var(zero, f"acc{i}_{r}") for r in range(rows)] for i in range(mr)]
+    with te.loop(p["CG"], name="c") as c, te.loop(p["KD"], name="kd") as kd, te.loop(p["KH"], name="kh") as kh:
+        xk = xt + ((c * p["XD"] + kd * p["DD"]) * p["XH"] + kh * p["DH"]) * p["XW"]
+        wk = wt + ((c * p["KD"] + kd) * p["KH"] + kh) * (p["KW"] * mr)
+        with te.loop(p["KW"], name="kw") as kw:
+            xv = [xk.load_vector(kw * p["DW"] + r * lanes, lanes) if lanes > 1 else xk[kw * p["DW"] + r]
+                  for r in range(rows)]
+            for i in range(mr):  # unrolled: the accumulators stay in registers
+                wv = wk[kw * mr + i]
+                wv = te.splat(wv, lanes) if lanes > 1 else wv
+                for r in range(rows):
+                    acc[i][r].set(te.fma(wv, xv[r], acc[i][r].get()))
+    _store_pixels(te, p, rows, lanes, acc, bt, yt, te.arg_index(4))
+    te.ret()
+    return fn
+
+
+def _store_pixels(e: Emitter, p: dict, rows: int, lanes: int, acc: list[list], bt: Ptr, yt: Ptr,
+                  oc_valid: Index) -> None:
+    """Epilogue: bias, contiguous stores into each channel's plane, then the activation in place."""
+    out_plane = p["OD"] * p["OH"] * p["OW"]
+    for i in range(p["MR"]):
+        with e.if_then(e.icmp("<", i, oc_valid)):  # rows past oc_valid are the last block's zero padding
+            bias = bt[i] if p["HAS_BIAS"] else e.f32(0.0)
+            bias = e.splat(bias, lanes) if lanes > 1 else bias
+            yp = yt + i * out_plane
+            for r in range(rows):
+                value = e.b.fadd(acc[i][r].get(), bias)
+                e.b.store(value, (yp + r * lanes).value, align=4)
+            if p["activation"] is not None:
+                with e.loop(rows * lanes, name="t") as t:
+                    yp[t] = activation.apply(e, p["activation"], yp[t])
+
+
+def conv_pixels(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
+    p = k.params
+    tiles = {(p["NV"], p["VW"]): _pixel_tile(e, k, p["NV"], p["VW"])}
+    for rows, lanes, _ in p["TAIL"]:
+        tiles[(rows, lanes)] = _pixel_tile(e, k, rows, lanes)
+    xs = pad_input(e, p, args["x"], scratch, 0.0)
+    if p["PACK_AT_RUNTIME"]:
+        wp = scratch + p["WPACK_OFFSET"]
+        _pack_weights(e, {**p, "OCV": 1, "VW": p["MR"]}, args["w"], wp)
+    else:
+        wp = args["w"]  # packed at compile time: [G][OCB][CG][KK][MR]
+    mr, kk_count, tile_px = p["MR"], p["KD"] * p["KH"] * p["KW"], p["NV"] * p["VW"]
+    full = p["OW"] // tile_px
+
+    def chunk(e: Emitter, index: list[Index], cap: dict[str, Capture]) -> None:
+        named = dict(zip(names, index))
+        n, g, od, oh, q = (named[i] for i in ("n", "g", "od", "oh", "q"))
+        xrow = cap["xs"] + (((n * p["C"] + g * p["CG"]) * p["XD"] + od * p["SD"]) * p["XH"] + oh * p["SH"]) * p["XW"]
+        yrow = cap["y"] + (((n * p["OC"] + g * p["OCG"]) * p["OD"] + od) * p["OH"] + oh) * p["OW"]
+
+        def run(e: Emitter, ob: Index, key: tuple[int, int], offset: IntLike) -> None:
+            wt = cap["wp"] + (g * p["OCB"] + ob) * (p["CG"] * kk_count * mr)
+            bt = cap["b"] + (g * p["OCG"] + ob * mr) if p["HAS_BIAS"] else Ptr(e, ir.Constant(PTR, None))
+            yt = yrow + (ob * (mr * p["OD"] * p["OH"] * p["OW"]) + offset)
+            e.b.call(tiles[key], [(xrow + offset).value, wt.value, bt.value, yt.value,
+                                  e.int_value(e.imin(p["OCG"] - ob * mr, mr))])
+
+        def blocks(e: Emitter, body) -> None:
+            if p["BLOCKS_INNER"]:
+                with e.loop(p["OCB"], name="ob") as ob:
+                    body(ob)
+            else:
+                body(named["ob"])
+
+        with e.loop(e.imin((q + 1) * p["TPC"], full), start=q * p["TPC"], name="t") as t:
+            blocks(e, lambda ob: run(e, ob, (p["NV"], p["VW"]), t * tile_px))
+        if p["TAIL"]:  # the last chunk ends the row with the tail tiles
+            with e.if_then(e.icmp("==", q, p["CHUNKS"] - 1)):
+                blocks(e, lambda ob: [run(e, ob, (rows, lanes), offset) for rows, lanes, offset in p["TAIL"]])
+
+    captures: dict[str, Capture] = {"xs": xs, "wp": wp, "y": args["y"]}
+    if p["HAS_BIAS"]:
+        captures["b"] = args["b"]
+    # threads over batch, groups, output rows and chunks of TPC tiles; channel blocks inside each tile
+    # (BLOCKS_INNER: its input serves every block) or outermost (a block's weights serve every row)
+    names = ["n", "g", "od", "oh", "q"] if p["BLOCKS_INNER"] else ["n", "g", "ob", "od", "oh", "q"]
+    extents = {"n": p["N"], "g": p["G"], "ob": p["OCB"], "od": p["OD"], "oh": p["OH"], "q": p["CHUNKS"]}
+    parallel_for(e, p["THREADS"], [extents[i] for i in names], names, captures, chunk, "rows")

@@ -17,7 +17,7 @@ from .emitter import F32, I8, I32, I64, PTR, Emitter, Ptr, Var
 
 Family = Callable[[Emitter, Kernel, dict[str, Ptr], Ptr], None]
 FAMILIES: dict[str, Family] = {
-    "conv_direct": conv.conv_direct, "conv_rowwise": conv.conv_rowwise, "locally_connected": conv.locally_connected,
+    "conv_direct": conv.conv_direct, "conv_rowwise": conv.conv_rowwise, "conv_pixels": conv.conv_pixels, "locally_connected": conv.locally_connected,
     "pool": pool.pool, "global_pool": pool.global_pool,
     "activation": elementwise.activation, "batch_norm": elementwise.batch_norm, "add": elementwise.add,
     "linear": dense.linear, "softmax": dense.softmax, "concat": dense.concat,

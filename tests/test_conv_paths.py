@@ -1,0 +1,101 @@
+"""The pixels convolution path (output pixels along a row in vectors, output channels broadcast),
+taken by 1-D convolutions with stride 1 and by 1x1 stride-1 convolutions (planes flattened into one
+row): full tiles, chunks of tiles, every kind of tail tile (whole vectors, halved vectors, single
+pixels), partial channel blocks, groups, bias, fused activation, runtime weights, threads; against
+torch in float64.  Also the channel-block loop order of the direct path."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import convgen
+import convgen.functional as F
+from convgen import nn, schedule
+from convgen.target import host
+
+from conftest import assert_close, t64
+
+TILE = 2 * host().max_vector_width  # pixels of one full tile at the schedule's 2 vectors
+TAIL = TILE // 2 + TILE // 4 + 3      # a whole vector, a halved one and three single pixels (AVX-512)
+
+
+def _kernel(model):
+    (kernel,) = [k for k in model._lowered.kernels if k.op == "conv"]
+    return kernel
+
+
+def _compile_conv(module: nn.Module, x: np.ndarray, backend: str, threads: int = 1):
+    return convgen.compile(module.to_graph(x.shape, name="pixels"), backend=backend, threads=threads)
+
+
+PIXEL_CASES = [
+    # (x shape, out channels, kwargs for Conv1d/2d/3d)
+    ((2, 5, 3 * TILE + TAIL), 11, dict(kernel_size=3, padding=1)),                     # partial channel block
+    ((1, 4, 40 * TILE + TAIL), 6, dict(kernel_size=5, padding=4, dilation=2)),         # several chunks
+    ((1, 6, 2 * TILE), 8, dict(kernel_size=3, groups=2)),                              # no tail, groups
+    ((1, 3, TILE + TILE // 4 + 2), 4, dict(kernel_size=2)),                            # one tile and a tail
+    ((1, 7, 9, 13), 12, dict(kernel_size=1)),                                          # 1x1 plane flattened
+    ((2, 4, 3, 5, 7), 9, dict(kernel_size=1)),                                         # 1x1x1 volume flattened
+]
+
+
+@pytest.mark.parametrize("x_shape, out_channels, kwargs", PIXEL_CASES, ids=[str(c[0]) for c in PIXEL_CASES])
+@pytest.mark.parametrize("bias", [True, False])
+def test_pixels_path_matches_torch(backend, x_shape, out_channels, kwargs, bias):
+    ndim = len(x_shape) - 2
+    rng = np.random.default_rng(sum(x_shape) + out_channels)
+    module = getattr(nn, f"Conv{ndim}d")(x_shape[1], out_channels, bias=bias, **kwargs)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    model = _compile_conv(module, x, backend)
+    kernel = _kernel(model)
+    assert kernel.template == "conv_pixels", kernel.template
+    state = module.state_dict()
+    expected = getattr(TF, f"conv{ndim}d")(t64(x), t64(state["weight"]), t64(state["bias"]) if bias else None,
+                                           **{k: v for k, v in kwargs.items() if k != "kernel_size"})
+    assert_close(model(x), expected.numpy())
+
+
+def test_pixels_tail_has_every_kind_of_tile(backend):
+    x = np.random.default_rng(0).standard_normal((1, 2, 3 * TILE + TAIL)).astype(np.float32)
+    p = _kernel(_compile_conv(nn.Conv1d(2, 5, 1), x, backend)).params
+    lanes = [lanes for _, lanes, _ in p["TAIL"]]
+    assert lanes[-1] == 1 and p["VW"] in lanes, p["TAIL"]
+    assert p["OW"] == p["OW"] // (p["NV"] * p["VW"]) * p["NV"] * p["VW"] + sum(r * l for r, l, _ in p["TAIL"])
+
+
+def test_pixels_path_chunks_rows_and_runs_on_two_threads(backend):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 8, 40 * TILE + 7)).astype(np.float32)
+    module = nn.Sequential(nn.Conv1d(8, 20, 3, padding=1), nn.Tanh())
+    one, two = _compile_conv(module, x, backend), _compile_conv(module, x, backend, threads=2)
+    assert _kernel(one).params["CHUNKS"] > 1 and _kernel(two).params["THREADS"] == 2
+    state = module.state_dict()
+    expected = torch.tanh(TF.conv1d(t64(x), t64(state["0.weight"]), t64(state["0.bias"]), padding=1)).numpy()
+    assert_close(one(x), expected)
+    np.testing.assert_allclose(two(x), one(x), rtol=1e-6, atol=1e-6)
+
+
+def test_pixels_path_with_runtime_weights(backend):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 6, 70)).astype(np.float32)
+    w = rng.standard_normal((10, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(10).astype(np.float32)
+    y = F.conv1d(x, w, b, padding=2, dilation=2, groups=2, backend=backend)
+    assert_close(y, TF.conv1d(t64(x), t64(w), t64(b), padding=2, dilation=2, groups=2).numpy())
+
+
+@pytest.mark.parametrize("weight_bytes", [0, 10 * schedule.BLOCKS_INNER_MAX_WEIGHT_BYTES])
+def test_direct_path_either_block_order(backend, weight_bytes, monkeypatch):
+    """Channel blocks innermost (small weights) or outermost (large): the same result."""
+    monkeypatch.setattr(schedule, "BLOCKS_INNER_MAX_WEIGHT_BYTES", weight_bytes - 1)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 5, 6, 9)).astype(np.float32)
+    module = nn.Conv2d(5, 40, 3, padding=1, stride=(1, 2))
+    model = _compile_conv(module, x, backend, threads=2)
+    kernel = _kernel(model)
+    assert kernel.template == "conv_direct" and kernel.params["BLOCKS_INNER"] == (weight_bytes > 0)
+    state = module.state_dict()
+    expected = TF.conv2d(t64(x), t64(state["weight"]), t64(state["bias"]), padding=1, stride=(1, 2))
+    assert_close(model(x), expected.numpy())
