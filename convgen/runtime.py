@@ -7,6 +7,7 @@ own workspace, so one CompiledModel may be called from many threads at once.
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
@@ -78,6 +79,23 @@ class Library(Protocol):
     def write(self, destination: Path) -> None: ...
 
 
+_PINNED: list[ctypes.CDLL | None] = []
+
+
+def _pin_openmp_runtime() -> None:
+    """Keep libgomp mapped for the life of the process.
+
+    A model library is dlclose'd when its CompiledModel is collected.  If it held the last
+    reference to libgomp, libgomp is unloaded too, and the process crashed later with a
+    segfault in a native frame (seen in about half the runs of tests/test_llvm.py under xdist,
+    never since libgomp is pinned).  One extra reference, never dropped, rules that out."""
+    if not _PINNED:
+        try:
+            _PINNED.append(ctypes.CDLL("libgomp.so.1", mode=ctypes.RTLD_GLOBAL))
+        except OSError:  # no libgomp: libraries built without OpenMP need none
+            _PINNED.append(None)
+
+
 class SharedLibrary:
     """A model library file, opened with dlopen."""
 
@@ -87,6 +105,7 @@ class SharedLibrary:
 
     def function(self, ffi: cffi.FFI, name: str, pointer_type: str):
         if self._lib is None:
+            _pin_openmp_runtime()
             self._lib = ffi.dlopen(str(self.path))
         return getattr(self._lib, name)
 
