@@ -17,10 +17,11 @@ from typing import Callable
 
 import numpy as np
 
-from . import ops, schedule
+from . import ops, schedule, shapes
 from .errors import UnsupportedError
 from .ir import Graph, Node, TensorType
 from .memory import Interval, align, plan_arena
+from .ops.binary import KINDS as BINARY_KINDS
 from .ops.dense import normalize_axis
 from .target import Target
 from .trace import identifier
@@ -260,10 +261,31 @@ def lower_batch_norm(node: Node, ctx: LowerContext) -> KernelSpec:
     return KernelSpec("batch_norm", p, list(zip(names, node.inputs)), [("y", node.output)])
 
 
-@lowering("add")
-def lower_add(node: Node, ctx: LowerContext) -> KernelSpec:
-    return KernelSpec("add", dict(COUNT=node.type.size, activation=activation_params(node.attrs.activation)),
-                      [("a", node.inputs[0]), ("b", node.inputs[1])], [("y", node.output)])
+def _strided_loops(out_shape: tuple[int, ...], in_strides: list[tuple[int, ...]]) -> dict:
+    """The fewest loops over the output (C order) and each input's stride per loop."""
+    dims, strides = shapes.collapse_axes(out_shape, [shapes.contiguous_strides(out_shape), *in_strides])
+    return dict(DIMS=list(dims), OUT_STRIDES=list(strides[0]), STRIDES=[list(s) for s in strides[1:]])
+
+
+def lower_binary(node: Node, ctx: LowerContext) -> KernelSpec:
+    out = node.type.shape
+    p = _strided_loops(out, [shapes.broadcast_strides(ctx.type(v).shape, out) for v in node.inputs])
+    p.update(OP=node.op, activation=activation_params(node.attrs.activation))
+    return KernelSpec("strided", p, [(f"x{i}", v) for i, v in enumerate(node.inputs)], [("y", node.output)])
+
+
+for _op in BINARY_KINDS:
+    lowering(_op)(lower_binary)
+
+
+@lowering("transpose")
+def lower_transpose(node: Node, ctx: LowerContext) -> KernelSpec:
+    x = ctx.type(node.inputs[0]).shape
+    perm = shapes.transpose_perm(node.name, len(x), node.attrs.perm)
+    in_strides = shapes.contiguous_strides(x)
+    p = _strided_loops(node.type.shape, [tuple(in_strides[a] for a in perm)])
+    p.update(OP="copy", activation=None)
+    return KernelSpec("strided", p, [("x0", node.inputs[0])], [("y", node.output)])
 
 
 @lowering("linear")
@@ -307,7 +329,8 @@ def lower_concat(node: Node, ctx: LowerContext) -> KernelSpec:
 
 
 @lowering("flatten")
-def lower_flatten(node: Node, ctx: LowerContext) -> None:
+@lowering("reshape")
+def lower_view(node: Node, ctx: LowerContext) -> None:
     return None  # a view: the output shares its input's storage
 
 
@@ -342,7 +365,7 @@ class Placement:
 
 
 def _resolve_aliases(graph: Graph, specs: dict[str, KernelSpec | None]) -> dict[str, str]:
-    """Views (flatten) share their input's storage: map each view to the value that owns it."""
+    """Views (flatten, reshape) share their input's storage: map each view to the value that owns it."""
     alias: dict[str, str] = {}
     for node in graph.nodes:
         if specs[node.name] is None:

@@ -426,8 +426,56 @@ def tanh(x: Tensor) -> Tensor:
     return _activation(x, "tanh")
 
 
-def add(a: Tensor, b: Tensor) -> Tensor:
+def add(a: Tensor, b) -> Tensor:
     return a + b
+
+
+def sub(a: Tensor, b) -> Tensor:
+    return a - b
+
+
+def mul(a: Tensor, b) -> Tensor:
+    return a * b
+
+
+def div(a: Tensor, b) -> Tensor:
+    return a / b
+
+
+def add_n(*tensors: Tensor) -> Tensor:
+    """x0 + x1 + ... in one kernel (ONNX Sum, tf.math.add_n), broadcasting like numpy."""
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    if not tensors or not all(isinstance(t, Tensor) for t in tensors):
+        raise ConvgenError("nn.add_n takes one or more Tensors")
+    return tensors[0].tracer.emit(None, "sum", ops.BinaryAttrs(), list(tensors), default_name="sum")
+
+
+def reshape(x: Tensor, *shape) -> Tensor:
+    return x.reshape(*shape)
+
+
+def permute(x: Tensor, *dims) -> Tensor:
+    return x.permute(*dims)
+
+
+def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
+    return x.transpose(dim0, dim1)
+
+
+def channel_shuffle(x: Tensor, groups: int, name: str | None = None) -> Tensor:
+    """ShuffleNet's channel shuffle (torch.nn.functional.channel_shuffle): (N, g*k, ...) viewed as
+    (N, g, k, ...), axes 1 and 2 swapped, viewed back as (N, k*g, ...)."""
+    label = f"channel_shuffle of {x.shape}" if name is None else f"layer {name!r} (ChannelShuffle)"
+    if x.ndim < 2 or groups < 1 or x.shape[1] % groups:
+        raise ShapeError(f"{label}: axis 1 (channels): {x.shape[1] if x.ndim > 1 else None} channels "
+                         f"are not divisible by groups={groups}")
+    n, c, spatial = x.shape[0], x.shape[1], x.shape[2:]
+    split = x.reshape(n, groups, c // groups, *spatial)
+    name = name or x.tracer.auto_name("channel_shuffle")
+    swapped = x.tracer.emit(name, "transpose", ops.TransposeAttrs((0, 2, 1) + tuple(range(3, x.ndim + 1))),
+                            [split], kind="ChannelShuffle")
+    return swapped.reshape(n, c, *spatial)
 
 
 def cat(tensors: Sequence[Tensor], dim: int = 1) -> Tensor:
@@ -556,6 +604,20 @@ class Softmax(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return _emit(self, x, "softmax", ops.SoftmaxAttrs(self.dim))
+
+
+class ChannelShuffle(Module):
+    """torch.nn.ChannelShuffle: a view, a transpose kernel, a view."""
+
+    def __init__(self, groups: int) -> None:
+        super().__init__()
+        self.groups = int(groups)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return channel_shuffle(x, self.groups, name=self.layer_name(x.tracer))
+
+    def extra_repr(self) -> str:
+        return f"groups={self.groups}"
 
 
 class Identity(Module):

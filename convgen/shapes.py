@@ -159,10 +159,94 @@ def concat_shape(shapes: Sequence[Sequence[int]], axis: int, layer: str) -> tupl
     return first[:ax] + (sum(s[ax] for s in shapes),) + first[ax + 1:]
 
 
-def broadcast_equal(layer: str, a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
-    if tuple(a) != tuple(b):
-        raise ShapeError(f"{layer}: operand shapes {tuple(a)} and {tuple(b)} differ")
-    return tuple(a)
+def broadcast_shape(layer: str, *operands: Sequence[int]) -> tuple[int, ...]:
+    """numpy / ONNX multidirectional broadcasting: shapes align at the last axis; each axis has
+    one size, or 1 (stretched)."""
+    rank = max(len(s) for s in operands)
+    out = []
+    for axis in range(rank):
+        sizes = {s[axis - rank + len(s)] for s in operands if axis - rank + len(s) >= 0}
+        if len(sizes - {1}) > 1:
+            raise ShapeError(f"{layer}: axis {axis} (axis {axis - rank} from the end): cannot broadcast sizes "
+                             f"{sorted(sizes - {1})} together (operand shapes {', '.join(str(tuple(s)) for s in operands)})")
+        out.append(max(sizes))
+    return tuple(out)
+
+
+def broadcast_strides(shape: Sequence[int], out_shape: Sequence[int]) -> tuple[int, ...]:
+    """Element strides that read a C-contiguous `shape` at every index of `out_shape` (0 where stretched)."""
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step if size != 1 else 0)
+        step *= size
+    strides += [0] * (len(out_shape) - len(shape))
+    return tuple(reversed(strides))
+
+
+def collapse_axes(dims: Sequence[int], strides: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]:
+    """Merge neighbouring axes that every operand walks as one (stride[a] == stride[a+1] * dims[a+1]),
+    and drop size-1 axes: the fewest loops that visit the same elements.  Always at least one axis."""
+    kept = [a for a, d in enumerate(dims) if d != 1]
+    out_dims: list[int] = []
+    out_strides: list[list[int]] = [[] for _ in strides]
+    for a in kept:
+        mergeable = out_dims and all(s[-1] == st[a] * dims[a] for s, st in zip(out_strides, strides))
+        if mergeable:
+            out_dims[-1] *= dims[a]
+            for s, st in zip(out_strides, strides):
+                s[-1] = st[a]
+        else:
+            out_dims.append(dims[a])
+            for s, st in zip(out_strides, strides):
+                s.append(st[a])
+    if not out_dims:
+        return (1,), tuple((0,) for _ in strides)
+    return tuple(out_dims), tuple(tuple(s) for s in out_strides)
+
+
+def contiguous_strides(shape: Sequence[int]) -> tuple[int, ...]:
+    """Element strides of a C-contiguous array of `shape`."""
+    return tuple(math.prod(shape[a + 1:]) for a in range(len(shape)))
+
+
+def reshape_shape(layer: str, shape: Sequence[int], target: Sequence[int], allowzero: bool = False) -> tuple[int, ...]:
+    """ONNX Reshape: -1 takes the remaining size (at most one -1); 0 copies the input's size on that
+    axis (unless allowzero).  The element count must not change."""
+    resolved = list(target)
+    for a, d in enumerate(target):
+        if d == 0 and not allowzero:
+            if a >= len(shape):
+                raise ShapeError(f"{layer}: reshape target {tuple(target)}: axis {a} is 0 (copy the input's "
+                                 f"size) but the input {tuple(shape)} has no axis {a}")
+            resolved[a] = shape[a]
+    unknown = [a for a, d in enumerate(resolved) if d == -1]
+    if len(unknown) > 1 or any(d < -1 or d == 0 for d in resolved):
+        raise ShapeError(f"{layer}: reshape target {tuple(target)} must have sizes >= 1 and at most one -1")
+    known = math.prod(d for d in resolved if d != -1)
+    total = math.prod(shape)
+    if unknown:
+        if total % known:
+            raise ShapeError(f"{layer}: cannot reshape {tuple(shape)} ({total} elements) to {tuple(target)}: "
+                             f"{total} is not divisible by {known}")
+        resolved[unknown[0]] = total // known
+    if math.prod(resolved) != total:
+        raise ShapeError(f"{layer}: cannot reshape {tuple(shape)} ({total} elements) to {tuple(target)} "
+                         f"({math.prod(resolved)} elements)")
+    return tuple(resolved)
+
+
+def transpose_perm(layer: str, rank: int, perm: Sequence[int] | None) -> tuple[int, ...]:
+    """ONNX Transpose: perm is a permutation of the axes (negative axes allowed); None reverses them."""
+    if perm is None:
+        return tuple(range(rank - 1, -1, -1))
+    normalized = tuple(p + rank if p < 0 else p for p in perm)
+    if sorted(normalized) != list(range(rank)):
+        raise ShapeError(f"{layer}: perm {tuple(perm)} is not a permutation of the {rank} axes of the input")
+    return normalized
+
+
+def transpose_shape(layer: str, shape: Sequence[int], perm: Sequence[int] | None) -> tuple[int, ...]:
+    return tuple(shape[p] for p in transpose_perm(layer, len(shape), perm))
 
 
 def receptive_field_step(size: int, jump: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:

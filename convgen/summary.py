@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from . import ops, shapes
 from .ir import Graph, Node
 
+NO_FIELD = ("flatten", "linear", "reshape", "transpose")
+
 Field = tuple[tuple[int, ...], tuple[int, ...]] | None  # (sizes, jumps) per spatial axis; None: whole input
 
 
@@ -26,8 +28,10 @@ def _input_field(graph: Graph, value: str) -> Field:
 
 def _step(node: Node, graph: Graph, fields: dict[str, Field]) -> Field:
     op = ops.get(node.op)
-    data = [fields.get(v) for v in node.inputs[:op.data_inputs]]
-    if any(f is None for f in data) or node.op in ("flatten", "linear") or node.type.ndim < 3:
+    # constants (a per-channel scale) see no pixels; a view that changes the axes ends the field
+    data = [fields.get(v) for v in node.inputs[:op.data_inputs] if v not in graph.constants]
+    if not data or any(f is None or len(f[0]) != node.type.ndim - 2 for f in data) \
+            or node.op in NO_FIELD or node.type.ndim < 3:
         return None
     sizes = tuple(max(s) for s in zip(*(f[0] for f in data)))
     jumps = tuple(max(j) for j in zip(*(f[1] for f in data)))

@@ -30,13 +30,69 @@ class Tensor:
     def ndim(self) -> int:
         return self.type.ndim
 
-    def __add__(self, other: "Tensor") -> "Tensor":
-        return self.tracer.emit(None, "add", ops.AddAttrs(), [self, other], default_name="add")
+    # numpy arrays on the left of + - * / defer to the reflected methods below
+    __array_ufunc__ = None
 
-    __radd__ = __add__
+    def _arithmetic(self, op: str, other, reflected: bool = False) -> "Tensor":
+        """self OP other (other OP self when reflected); other is a Tensor, or an array or scalar
+        that becomes a graph constant.  Shapes broadcast as in numpy."""
+        name = self.tracer.auto_name(op)
+        operand = other if isinstance(other, Tensor) else self.tracer.constant(f"{name}.constant",
+                                                                               _constant_array(other, name))
+        inputs = [operand, self] if reflected else [self, operand]
+        return self.tracer.emit(name, op, ops.BinaryAttrs(), inputs)
+
+    def __add__(self, other) -> "Tensor":
+        return self._arithmetic("add", other)
+
+    def __radd__(self, other) -> "Tensor":
+        return self._arithmetic("add", other, reflected=True)
+
+    def __sub__(self, other) -> "Tensor":
+        return self._arithmetic("sub", other)
+
+    def __rsub__(self, other) -> "Tensor":
+        return self._arithmetic("sub", other, reflected=True)
+
+    def __mul__(self, other) -> "Tensor":
+        return self._arithmetic("mul", other)
+
+    def __rmul__(self, other) -> "Tensor":
+        return self._arithmetic("mul", other, reflected=True)
+
+    def __truediv__(self, other) -> "Tensor":
+        return self._arithmetic("div", other)
+
+    def __rtruediv__(self, other) -> "Tensor":
+        return self._arithmetic("div", other, reflected=True)
+
+    def __neg__(self) -> "Tensor":
+        return self._arithmetic("mul", -1.0)
 
     def flatten(self, start_dim: int = 1) -> "Tensor":
         return self.tracer.emit(None, "flatten", ops.FlattenAttrs(start_dim), [self], default_name="flatten")
+
+    def reshape(self, *shape) -> "Tensor":
+        """torch's reshape: sizes, one of which may be -1 (as varargs or one tuple); a view."""
+        target = _sizes(shape)
+        if any(d == 0 for d in target):
+            raise ShapeError(f"reshape {self.shape} to {target}: convgen tensors have no zero-size axes")
+        return self.tracer.emit(None, "reshape", ops.ReshapeAttrs(target), [self], default_name="reshape")
+
+    view = reshape
+
+    def permute(self, *dims) -> "Tensor":
+        return self.tracer.emit(None, "transpose", ops.TransposeAttrs(_sizes(dims)), [self],
+                                default_name="transpose")
+
+    def transpose(self, dim0: int, dim1: int) -> "Tensor":
+        """Swap two axes (torch.transpose), as a copy."""
+        perm = list(range(self.ndim))
+        a, b = (d + self.ndim if d < 0 else d for d in (dim0, dim1))
+        if not (0 <= a < self.ndim and 0 <= b < self.ndim):
+            raise ShapeError(f"transpose({dim0}, {dim1}): dimension out of range for shape {self.shape}")
+        perm[a], perm[b] = perm[b], perm[a]
+        return self.permute(*perm)
 
     def __repr__(self) -> str:
         return f"Tensor({self.value!r}, shape={self.shape})"
@@ -116,6 +172,25 @@ class Tracer:
         constants = {k: v for k, v in self.constants.items() if k in used}
         return Graph(name=name, inputs=tuple(self.inputs), nodes=tuple(self.nodes),
                      outputs=tuple(t.value for t in outputs), constants=constants)
+
+
+def _constant_array(value, layer: str) -> np.ndarray:
+    try:
+        array = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise TypeError(f"{layer}: the other operand must be a Tensor, a number or a numeric array, "
+                        f"got {type(value).__name__}") from None
+    if array.size == 0:
+        raise ShapeError(f"{layer}: the constant operand is empty (shape {array.shape})")
+    return array
+
+
+def _sizes(args: tuple) -> tuple[int, ...]:
+    """torch's `f(*sizes)` or `f(sizes)`."""
+    items = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
+    if not all(isinstance(d, int) or hasattr(d, "__index__") for d in items):
+        raise TypeError(f"sizes must be ints, got {items!r}")
+    return tuple(int(d) for d in items)
 
 
 def identifier(name: str) -> str:

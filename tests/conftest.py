@@ -58,3 +58,15 @@ def torch_pad(x, pairs):
     for begin, end in reversed(pairs):
         flat += [begin, end]
     return TF.pad(x, flat)
+
+
+def reference_outputs(graph, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Run `graph` op by op through the numpy references."""
+    from convgen import ops
+    values = dict(zip(graph.input_names, inputs))
+    values.update(graph.constants)
+    for node in graph.nodes:
+        result = ops.run_reference(node.op, node.attrs, *(values[v] for v in node.inputs))
+        results = result if isinstance(result, tuple) else (result,)
+        values.update(zip(node.outputs, results))
+    return tuple(values[v] for v in graph.outputs)

@@ -115,7 +115,7 @@ def test_graph_is_immutable_and_rejects_dangling_edges():
     (lambda: nn.Sequential(nn.Flatten(), nn.Linear(10, 2)).to_graph((1, 1, 3, 3)),
      r"input has 9 features, the layer expects in_features=10"),
     (lambda: (lambda x: x + nn.Input((1, 3, 4, 4), name="b", tracer=x.tracer))(nn.Input((1, 2, 4, 4))),
-     r"operand shapes \(1, 2, 4, 4\) and \(1, 3, 4, 4\) differ"),
+     r"layer 'add0' \(add\): axis 1 .*cannot broadcast sizes \[2, 3\] .*\(1, 2, 4, 4\), \(1, 3, 4, 4\)"),
 ])
 def test_shape_errors_name_layer_axis_and_numbers(build, message):
     with pytest.raises(convgen.ShapeError, match=message):

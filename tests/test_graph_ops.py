@@ -17,23 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import convgen
-from convgen import nn, ops, shapes
+from convgen import nn, shapes
 
-from conftest import assert_close, capped_settings as _settings, t64, torch_pad
+from conftest import assert_close, capped_settings as _settings, reference_outputs, t64, torch_pad
 
 # torch's padding="same" with an even kernel warns that it copies the input
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
-
-
-def reference_outputs(graph: convgen.Graph, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Run `graph` op by op through the numpy references."""
-    values = dict(zip(graph.input_names, inputs))
-    values.update(graph.constants)
-    for node in graph.nodes:
-        result = ops.run_reference(node.op, node.attrs, *(values[v] for v in node.inputs))
-        results = result if isinstance(result, tuple) else (result,)
-        values.update(zip(node.outputs, results))
-    return tuple(values[v] for v in graph.outputs)
 
 
 def op_names(model) -> list[str]:

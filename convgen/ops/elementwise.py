@@ -1,11 +1,10 @@
-"""Per-channel and two-operand elementwise ops: batch_norm (inference) and add."""
+"""Per-channel elementwise ops: batch_norm (inference).  add/sub/mul/div/sum live in binary.py."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from .. import shapes
 from ..errors import ShapeError
 from ..ir import TensorType, check_input_types
 from .activation import Activation, apply_optional
@@ -15,11 +14,6 @@ from .registry import OpDef, register
 @dataclass(frozen=True)
 class BatchNormAttrs:
     eps: float = 1e-5
-    activation: Activation | None = None
-
-
-@dataclass(frozen=True)
-class AddAttrs:
     activation: Activation | None = None
 
 
@@ -52,18 +46,4 @@ register(OpDef(
     infer=_infer_batch_norm,
     flops=lambda a, ins, outs: 2 * outs[0].size,
     reference=batch_norm_reference,
-))
-
-
-def _infer_add(layer: str, attrs: AddAttrs, types: list[TensorType]) -> tuple[TensorType, ...]:
-    check_input_types(layer, types, 2)
-    return (TensorType(shapes.broadcast_equal(layer, types[0].shape, types[1].shape)),)
-
-
-register(OpDef(
-    name="add",
-    infer=_infer_add,
-    flops=lambda a, ins, outs: outs[0].size,
-    reference=lambda a, x, y: apply_optional(a.activation, x.astype(np.float64) + y).astype(np.float32),
-    data_inputs=2,
 ))

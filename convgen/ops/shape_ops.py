@@ -1,4 +1,13 @@
-"""Ops that only move data: flatten (a view) and concat."""
+"""Ops that only move data.
+
+    "flatten"    FlattenAttrs(start_dim=1)              torch.flatten(x, start_dim); a view
+    "concat"     ConcatAttrs(axis=1)                    ONNX Concat, torch.cat
+    "reshape"    ReshapeAttrs(shape, allowzero=False)   ONNX Reshape (shape as an attribute: -1 infers one
+                                                        axis, 0 copies the input's size unless allowzero);
+                                                        torch reshape/view; a view, no kernel
+    "transpose"  TransposeAttrs(perm=None)              ONNX Transpose (perm None reverses the axes),
+                                                        torch permute; a copy kernel
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,6 +27,24 @@ class FlattenAttrs:
 @dataclass(frozen=True)
 class ConcatAttrs:
     axis: int = 1
+
+
+@dataclass(frozen=True)
+class ReshapeAttrs:
+    shape: tuple[int, ...]
+    allowzero: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+
+
+@dataclass(frozen=True)
+class TransposeAttrs:
+    perm: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.perm is not None:
+            object.__setattr__(self, "perm", tuple(int(p) for p in self.perm))
 
 
 def _infer_flatten(layer: str, attrs: FlattenAttrs, types: list[TensorType]) -> tuple[TensorType, ...]:
@@ -44,4 +71,30 @@ register(OpDef(
     flops=lambda a, ins, outs: 0,
     reference=lambda a, *xs: np.concatenate(xs, axis=a.axis).astype(np.float32),
     data_inputs=1 << 16,
+))
+
+
+def _infer_reshape(layer: str, attrs: ReshapeAttrs, types: list[TensorType]) -> tuple[TensorType, ...]:
+    check_input_types(layer, types, 1)
+    return (TensorType(shapes.reshape_shape(layer, types[0].shape, attrs.shape, attrs.allowzero)),)
+
+
+register(OpDef(
+    name="reshape",
+    infer=_infer_reshape,
+    flops=lambda a, ins, outs: 0,
+    reference=lambda a, x: x.reshape(shapes.reshape_shape("reference", x.shape, a.shape, a.allowzero)).copy(),
+))
+
+
+def _infer_transpose(layer: str, attrs: TransposeAttrs, types: list[TensorType]) -> tuple[TensorType, ...]:
+    check_input_types(layer, types, 1)
+    return (TensorType(shapes.transpose_shape(layer, types[0].shape, attrs.perm)),)
+
+
+register(OpDef(
+    name="transpose",
+    infer=_infer_transpose,
+    flops=lambda a, ins, outs: 0,
+    reference=lambda a, x: np.ascontiguousarray(np.transpose(x, shapes.transpose_perm("reference", x.ndim, a.perm))),
 ))

@@ -13,7 +13,7 @@ Pass = Callable[[Graph], Graph]
 PIPELINE: tuple[Pass, ...] = (
     eliminate_dead_nodes,
     fold_batch_norm,     # conv -> bn          => conv
-    fuse_activations,    # conv/linear/bn/add -> act => one layer with an epilogue
+    fuse_activations,    # conv/linear/bn/arithmetic -> act => one layer with an epilogue
     eliminate_dead_nodes,
 )
 

@@ -1,4 +1,4 @@
-"""Elementwise family, as templates/elementwise.c.j2: activation, inference batch-norm, residual add."""
+"""Elementwise family, as templates/elementwise.c.j2: activation, inference batch-norm."""
 from __future__ import annotations
 
 from ...lower import Kernel
@@ -24,9 +24,3 @@ def batch_norm(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> Non
             xp, yp = x + (n * p["C"] + c) * p["INNER"], y + (n * p["C"] + c) * p["INNER"]
             with e.loop(p["INNER"]) as i:
                 yp[i] = act.apply(e, p["activation"], e.muladd(xp[i], scale, shift))
-
-
-def add(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
-    p = k.params
-    with e.loop(p["COUNT"]) as i:
-        args["y"][i] = act.apply(e, p["activation"], e.b.fadd(args["a"][i], args["b"][i]))

@@ -1,0 +1,53 @@
+"""Strided family, as templates/strided.c.j2: the output in C order, each operand read through its
+own strides (0 = broadcast): add, sub, mul, div, n-ary sum, and copy (transposes)."""
+from __future__ import annotations
+
+from typing import Callable
+
+from llvmlite import ir
+
+from ...errors import CompileError
+from ...lower import Kernel
+from . import activation as act
+from .emitter import Emitter, Index, Ptr
+
+Combine = Callable[[ir.IRBuilder, ir.Value, ir.Value], ir.Value]
+
+# The op table: the instruction that combines two operands (the templates' OPERATORS).
+OPERATORS: dict[str, Combine] = {
+    "add": ir.IRBuilder.fadd, "sub": ir.IRBuilder.fsub, "mul": ir.IRBuilder.fmul, "div": ir.IRBuilder.fdiv,
+    "sum": ir.IRBuilder.fadd,
+}
+
+
+def _offset(strides: list[int], outer: list[Index]) -> Index | int:
+    total: Index | int = 0
+    for i, s in zip(outer, strides[:-1]):
+        if s:
+            total = total + i * s
+    return total
+
+
+def _expression(e: Emitter, p: dict, operands: list[Ptr], i: Index) -> ir.Value:
+    values = [x[i * strides[-1]] for x, strides in zip(operands, p["STRIDES"])]
+    if p["OP"] == "copy":
+        if len(values) != 1:
+            raise CompileError("copy takes one operand")
+        return values[0]
+    combine = OPERATORS.get(p["OP"])
+    if combine is None:
+        raise CompileError(f"no LLVM instruction for elementwise op {p['OP']!r}")
+    result = values[0]
+    for v in values[1:]:
+        result = combine(e.b, result, v)
+    return result
+
+
+def strided(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
+    p = k.params
+    dims = p["DIMS"]
+    with e.nest(dims[:-1], [f"i{a}" for a in range(len(dims) - 1)]) as outer:
+        operands = [args[f"x{j}"] + _offset(s, outer) for j, s in enumerate(p["STRIDES"])]
+        y = args["y"] + _offset(p["OUT_STRIDES"], outer)
+        with e.loop(dims[-1]) as i:
+            y[i] = act.apply(e, p["activation"], _expression(e, p, operands, i))
