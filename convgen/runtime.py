@@ -19,7 +19,7 @@ from typing import Protocol, Sequence
 import cffi
 import numpy as np
 
-from . import backends, lower, passes
+from . import backends, lower, passes, progress
 from .backends.c import environment
 from .errors import ConvgenError
 from .ir import Graph
@@ -49,9 +49,16 @@ def compile(graph: Graph, backend: str = "c", threads: int | None = None,  # noq
         raise TypeError(f"convgen.compile takes a convgen.Graph, got {type(graph).__name__}; "
                         "build one with module.to_graph(shape) or convgen.from_onnx(path)")
     build = backends.get(backend)
-    optimized = passes.optimize(graph)
-    lowered = lower.lower(optimized, host(), _resolve_threads(threads))
-    library, source = build(lowered, cache_dir=cache_dir)
+    resolved_threads = _resolve_threads(threads)
+    # A bar on a terminal when a compile outlasts progress.DELAY (a big graph, a cold cache).
+    with progress.bar(f"compiling {graph.name} ({len(graph.nodes)} layers)", total=3) as steps:
+        steps.update(0, stage="optimize")
+        optimized = passes.optimize(graph)
+        steps.update(1, stage="lower")
+        lowered = lower.lower(optimized, host(), resolved_threads)
+        steps.update(1, stage=f"generate and build ({backend})")
+        library, source = build(lowered, cache_dir=cache_dir)
+        steps.update(1)
     return CompiledModel(library, lowered.prefix, source=source, graph=optimized, lowered=lowered)
 
 

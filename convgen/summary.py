@@ -1,4 +1,4 @@
-"""graph.summary(): per layer the output shape, parameters, FLOPs and receptive field."""
+"""graph.summary(): per layer the output shape, parameters, FLOPs, receptive field and memory."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,6 +19,7 @@ class LayerStats:
     params: int
     flops: int
     field: Field
+    output_bytes: int   # the layer's output tensors
 
 
 def _input_field(graph: Graph, value: str) -> Field:
@@ -53,8 +54,22 @@ def layer_stats(graph: Graph) -> list[LayerStats]:
         for out in node.outputs:
             fields[out] = field
         stats.append(LayerStats(node.name, node.op, node.type.shape, params,
-                                op.flops(node.attrs, in_types, node.types), field))
+                                op.flops(node.attrs, in_types, node.types), field,
+                                sum(t.nbytes for t in node.types)))
     return stats
+
+
+def peak_activation_bytes(graph: Graph) -> int:
+    """The most bytes of inputs and intermediates alive at once when layers run in graph order."""
+    last_use = {v: i for i, node in enumerate(graph.nodes) for v in node.inputs}
+    last_use.update({v: len(graph.nodes) for v in graph.outputs})
+    live = {name: t.nbytes for name, t in graph.inputs}
+    peak = sum(live.values())
+    for i, node in enumerate(graph.nodes):
+        live.update(zip(node.outputs, (t.nbytes for t in node.types)))
+        peak = max(peak, sum(live.values()))
+        live = {v: b for v, b in live.items() if last_use.get(v, -1) > i}
+    return peak
 
 
 def _format_field(field: Field) -> tuple[str, str]:
@@ -70,21 +85,32 @@ def _human(n: float) -> str:
     return str(int(n))
 
 
+def _bytes(n: int) -> str:
+    for unit, scale in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
 def summarize(graph: Graph) -> str:
     stats = layer_stats(graph)
-    header = ("layer", "op", "output shape", "params", "FLOPs", "receptive field", "jump")
-    rows = [(name, "input", str(list(t.shape)), "0", "0", *_format_field(_input_field(graph, name)))
-            for name, t in graph.inputs]
+    header = ("layer", "op", "output shape", "params", "FLOPs", "receptive field", "jump", "memory")
+    rows = [(name, "input", str(list(t.shape)), "0", "0", *_format_field(_input_field(graph, name)),
+             _bytes(t.nbytes)) for name, t in graph.inputs]
     for s in stats:
         op = s.op if s.op != "activation" else str(graph.node(s.name).attrs)
-        rows.append((s.name, op, str(list(s.shape)), f"{s.params:,}", _human(s.flops), *_format_field(s.field)))
+        rows.append((s.name, op, str(list(s.shape)), f"{s.params:,}", _human(s.flops), *_format_field(s.field),
+                     _bytes(s.output_bytes)))
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-    line = "  ".join("{:<%d}" % w for w in widths)
+    template = "  ".join("{:<%d}" % w for w in widths)
+    line = lambda *cells: template.format(*cells).rstrip()  # noqa: E731
     total_params = sum(int(v.size) for v in graph.constants.values())
     total_flops = sum(s.flops for s in stats)
-    out = [f'Graph "{graph.name}"', line.format(*header), "-" * (sum(widths) + 2 * (len(widths) - 1))]
-    out += [line.format(*r) for r in rows]
+    out = [f'Graph "{graph.name}"', line(*header), "-" * (sum(widths) + 2 * (len(widths) - 1))]
+    out += [line(*r) for r in rows]
     out.append("-" * (sum(widths) + 2 * (len(widths) - 1)))
     out.append(f"total params: {total_params:,} ({total_params * 4 / 1024:.1f} KiB float32)   "
                f"total FLOPs: {_human(total_flops)} ({total_flops:,})")
+    out.append(f"memory: each layer's output; peak of live activations {_bytes(peak_activation_bytes(graph))} "
+               "(in graph order, before fusion and buffer reuse)")
     return "\n".join(out)

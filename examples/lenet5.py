@@ -1,8 +1,11 @@
 """LeNet-5, end to end: describe it in the DSL, print its summary, compile it, run it.
 
     python examples/lenet5.py
+    convgen summary examples/lenet5.py          # the CLI reads the module-level `graph`
+    convgen show-code examples/lenet5.py --layer 0
 
 If torch is installed, the same network in torch (same weights) checks the result.
+(`convgen demo` runs this network with trained weights on real handwritten digits.)
 """
 from __future__ import annotations
 
@@ -13,28 +16,20 @@ import numpy as np
 
 import convgen
 from convgen import nn
+from convgen.zoo import lenet5, torch_lenet5     # nn.Sequential(Conv2d(1, 6, 5), Tanh(), AvgPool2d(2), ...)
+
+nn.manual_seed(0)
+net = lenet5()
+graph = net.to_graph((1, 1, 32, 32), name="lenet5")
 
 
-def lenet5() -> nn.Sequential:
-    """LeCun et al., 1998: C1 6@5x5, S2 subsampling, C3 16@5x5, S4, C5 120@5x5, F6 84, output 10."""
-    return nn.Sequential(
-        nn.Conv2d(1, 6, kernel_size=5), nn.Tanh(), nn.AvgPool2d(2),
-        nn.Conv2d(6, 16, kernel_size=5), nn.Tanh(), nn.AvgPool2d(2),
-        nn.Conv2d(16, 120, kernel_size=5), nn.Tanh(), nn.Flatten(),
-        nn.Linear(120, 84), nn.Tanh(),
-        nn.Linear(84, 10))
-
-
-def check_against_torch(net: nn.Module, x: np.ndarray, y: np.ndarray) -> None:
+def check_against_torch(x: np.ndarray, y: np.ndarray) -> None:
     try:
         import torch
     except ImportError:
         print("torch is not installed: skipping the cross-check")
         return
-    t = torch.nn
-    reference = t.Sequential(t.Conv2d(1, 6, 5), t.Tanh(), t.AvgPool2d(2), t.Conv2d(6, 16, 5), t.Tanh(),
-                             t.AvgPool2d(2), t.Conv2d(16, 120, 5), t.Tanh(), t.Flatten(),
-                             t.Linear(120, 84), t.Tanh(), t.Linear(84, 10)).eval()
+    reference = torch_lenet5().eval()
     reference.load_state_dict({k: torch.from_numpy(v) for k, v in net.state_dict().items()})
     with torch.no_grad():
         expected = reference(torch.from_numpy(x)).numpy()
@@ -42,11 +37,7 @@ def check_against_torch(net: nn.Module, x: np.ndarray, y: np.ndarray) -> None:
 
 
 def main() -> None:
-    nn.manual_seed(0)
-    net = lenet5()
-    graph = net.to_graph((1, 1, 32, 32), name="lenet5")
     graph.summary()
-
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()
         model = convgen.compile(graph, threads=1, cache_dir=cache)
@@ -67,7 +58,7 @@ def main() -> None:
     print(f"one forward call: {per_call * 1e6:.1f} us (1 thread, preallocated output)")
     print("scores:", np.array2string(out[0], precision=3))
     print("predicted class:", int(out.argmax()))
-    check_against_torch(net, x, out)
+    check_against_torch(x, out)
 
 
 if __name__ == "__main__":

@@ -4,24 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from convgen import nn
-
-
-def lenet5() -> nn.Module:
-    """LeNet-5 (LeCun et al., 1998): C1 conv 6@5x5, S2 avg pool, C3 conv 16@5x5, S4, C5 conv 120@5x5, F6 84, 10."""
-    return nn.Sequential(
-        nn.Conv2d(1, 6, 5), nn.Tanh(), nn.AvgPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2),
-        nn.Conv2d(16, 120, 5), nn.Tanh(), nn.Flatten(),
-        nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, 10))
-
-
-def torch_lenet5():
-    import torch.nn as tnn
-    return tnn.Sequential(
-        tnn.Conv2d(1, 6, 5), tnn.Tanh(), tnn.AvgPool2d(2),
-        tnn.Conv2d(6, 16, 5), tnn.Tanh(), tnn.AvgPool2d(2),
-        tnn.Conv2d(16, 120, 5), tnn.Tanh(), tnn.Flatten(),
-        tnn.Linear(120, 84), tnn.Tanh(), tnn.Linear(84, 10))
+from convgen.zoo import lenet5, torch_lenet5  # noqa: F401 (the DSL network and its torch twin)
 
 
 class BasicBlock(nn.Module):

@@ -7,7 +7,7 @@ import torch
 
 import convgen
 from convgen import nn
-from convgen.summary import layer_stats
+from convgen.summary import layer_stats, peak_activation_bytes
 
 from models import BasicBlock, lenet5, numpy_state, torch_basic_block, torch_lenet5
 
@@ -27,8 +27,20 @@ def test_lenet5_summary_shapes_params_flops_receptive_field():
     assert [stats[k].field for k in ("0", "2", "3", "5", "6")] == [
         ((5, 5), (1, 1)), ((6, 6), (2, 2)), ((14, 14), (2, 2)), ((16, 16), (4, 4)), ((32, 32), (4, 4))]
     text = graph.summary(print_fn=None)
-    for expected in ("[1, 6, 28, 28]", "48,120", "32x32", "total params: 61,706"):
+    for expected in ("[1, 6, 28, 28]", "48,120", "32x32", "total params: 61,706", "18.4 KiB"):
         assert expected in text
+    assert stats["0"].output_bytes == 6 * 28 * 28 * 4 and stats["11"].output_bytes == 10 * 4
+    # the widest moment: C1's output still alive while its tanh writes another 6x28x28
+    assert peak_activation_bytes(graph) == 2 * 6 * 28 * 28 * 4
+    assert "peak of live activations 36.8 KiB" in text
+
+
+def test_peak_activation_bytes_keeps_residual_inputs_alive():
+    x = nn.Input((1, 4, 8, 8))
+    y = nn.relu(nn.Conv2d(4, 4, 3, padding=1)(x))
+    graph = nn.graph(nn.Conv2d(4, 4, 1)(y) + x)
+    one = 4 * 8 * 8 * 4
+    assert peak_activation_bytes(graph) == 3 * one   # x (kept for the add), the conv output, its relu
 
 
 def test_summary_prints(capsys):
