@@ -8,7 +8,7 @@ from .errors import CompileError, ConvgenError, ShapeError, UnsupportedError  # 
 from .ir import Graph, Node, TensorType  # noqa: E402
 from .nn import trace  # noqa: E402
 
-__all__ = ["nn", "ops", "Graph", "Node", "TensorType", "trace", "compile", "load", "functional",
+__all__ = ["nn", "ops", "Graph", "Node", "TensorType", "trace", "compile", "load", "functional", "from_onnx",
            "ConvgenError", "ShapeError", "CompileError", "UnsupportedError", "__version__"]
 
 
@@ -17,6 +17,9 @@ def __getattr__(name: str):
     if name in ("compile", "load", "CompiledModel"):
         from . import runtime
         return getattr(runtime, name)
+    if name == "from_onnx":  # needs the onnx package only when used
+        from .onnx import from_onnx
+        return from_onnx
     if name == "functional":
         from . import functional
         return functional

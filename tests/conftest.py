@@ -70,3 +70,19 @@ def reference_outputs(graph, *inputs: np.ndarray) -> tuple[np.ndarray, ...]:
         results = result if isinstance(result, tuple) else (result,)
         values.update(zip(node.outputs, results))
     return tuple(values[v] for v in graph.outputs)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """ONNX node-test conformance: passed cases per op type and backend (refused ones not counted)."""
+    counts: dict[str, dict[str, int]] = {}
+    for report in terminalreporter.stats.get("passed", []):
+        op = dict(report.user_properties).get("onnx_op")
+        if op is None or report.when != "call":
+            continue
+        backend = next((b for b in BACKENDS if f"[{b}-" in report.nodeid or f"-{b}]" in report.nodeid), "?")
+        counts.setdefault(op, {}).setdefault(backend, 0)
+        counts[op][backend] += 1
+    if counts:
+        terminalreporter.section("ONNX node tests passed per op")
+        for op in sorted(counts):
+            terminalreporter.write_line(f"{op:20s} " + "  ".join(f"{b}: {counts[op].get(b, 0)}" for b in BACKENDS))

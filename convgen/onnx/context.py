@@ -1,0 +1,102 @@
+"""The state of one import: every ONNX value as a run-time Tensor or an import-time numpy array.
+
+Names from the file never reach generated code as they are: layer, input and constant names
+pass through trace.identifier (C-safe) and the tracer's uniquing first.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import numpy as np
+
+from ..errors import ConvgenError, UnsupportedError
+from ..trace import Tensor, Tracer, identifier
+
+Value = Union[Tensor, np.ndarray]
+
+
+def registrar(table: dict, what: str):
+    """A decorator factory filling `table` (op type -> function); a second entry for an op type fails."""
+    def for_op_types(*op_types: str):
+        def register(fn):
+            for op_type in op_types:
+                if op_type in table:
+                    raise ValueError(f"{what} for {op_type!r} registered twice")
+                table[op_type] = fn
+            return fn
+        return register
+    return for_op_types
+
+
+@dataclass
+class Context:
+    tracer: Tracer = field(default_factory=Tracer)
+    values: dict[str, Value] = field(default_factory=dict)
+
+    def value(self, name: str) -> Value:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise ConvgenError(f"value {name!r} is not defined") from None
+
+    def constant(self, name: str, array: np.ndarray) -> str:
+        """A float array as a graph constant (compile-time weights), under a C-safe unique name."""
+        return self.tracer.constant(self.tracer.unique(identifier(name)), np.asarray(array, np.float32))
+
+
+@dataclass
+class NodeView:
+    """One ONNX node as the converters see it: label for errors, attributes, inputs resolved."""
+    ctx: Context
+    op_type: str
+    name: str            # C-safe layer name, not yet reserved
+    attrs: dict[str, Any]
+    input_names: list[str]
+    output_names: list[str]
+
+    @property
+    def label(self) -> str:
+        return f"node {self.name!r} ({self.op_type})"
+
+    def has_input(self, i: int) -> bool:
+        return i < len(self.input_names) and bool(self.input_names[i])
+
+    def input(self, i: int) -> Value:
+        if not self.has_input(i):
+            raise ConvgenError(f"{self.label}: input {i} is missing")
+        return self.ctx.value(self.input_names[i])
+
+    def operand(self, i: int) -> Tensor | str:
+        """Input i for tracer.emit: a run-time Tensor, or the name of a float graph constant."""
+        value = self.input(i)
+        if isinstance(value, Tensor):
+            return value
+        if value.dtype.kind != "f":
+            raise UnsupportedError(f"{self.label}: input {i} ({self.input_names[i]!r}) has element type "
+                                   f"{value.dtype}; convgen computes in float32")
+        return self.ctx.constant(self.input_names[i], value)
+
+    def const(self, i: int, what: str) -> np.ndarray:
+        """Input i, which convgen needs at import time (shapes, axes, pads, clip bounds...)."""
+        value = self.input(i)
+        if isinstance(value, Tensor):
+            raise UnsupportedError(f"{self.label}: input {i} ({what}, {self.input_names[i]!r}) must be known at "
+                                   "import time (an initializer or a Constant); it is computed at run time")
+        return value
+
+    def optional_const(self, i: int, what: str) -> np.ndarray | None:
+        return self.const(i, what) if self.has_input(i) else None
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        return self.attrs.get(key, default)
+
+    def emit(self, op: str, attrs: Any, inputs: list, suffix: str = "") -> Tensor | tuple[Tensor, ...]:
+        return self.ctx.tracer.emit(self.name + suffix, op, attrs, inputs, kind=self.op_type)
+
+    def shape_of(self, i: int) -> tuple[int, ...]:
+        value = self.input(i)
+        return value.shape if isinstance(value, Tensor) else tuple(value.shape)
+
+    def unsupported(self, what: str) -> UnsupportedError:
+        return UnsupportedError(f"{self.label}: {what}")

@@ -1,0 +1,153 @@
+"""ONNX GraphProto -> convgen Graph: node by node, folding what is known at import."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..errors import ConvgenError, DTypeError, ShapeError, UnsupportedError
+from ..ir import Graph, TensorType
+from ..trace import Tensor, identifier
+from .attributes import node_attributes, numpy_dtype, to_array
+from .context import Context, NodeView
+from .converters import CONVERTERS
+from .folding import FOLDERS
+from .loader import at_supported_opset, load_model, topological_order
+
+
+def supported_op_types() -> frozenset[str]:
+    return frozenset(CONVERTERS) | frozenset(FOLDERS)
+
+
+def from_onnx(model, input_shapes: Mapping[str, Sequence[int]] | None = None) -> Graph:
+    """An ONNX model (a path, bytes or onnx.ModelProto) as a convgen Graph.
+
+    Initializers become compile-time constants; graph inputs that are not initializers stay run-time
+    inputs (weights included, as in ONNX's node tests).  `input_shapes` fixes symbolic dimensions.
+    """
+    proto = at_supported_opset(load_model(model))
+    graph = proto.graph
+    check_supported(graph)
+    ctx = Context()
+    _read_initializers(ctx, graph)
+    _read_inputs(ctx, graph, dict(input_shapes or {}))
+    for node in topological_order(graph, set(ctx.values)):
+        _convert(ctx, node)
+    return _finish(ctx, graph)
+
+
+def check_supported(graph) -> None:
+    """One error listing every op type convgen cannot import, with the nodes that use it."""
+    known = supported_op_types()
+    missing: dict[str, list[str]] = {}
+    for i, node in enumerate(graph.node):
+        op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+        if op not in known:
+            missing.setdefault(op, []).append(node.name or f"#{i}")
+    if missing:
+        listing = "; ".join(f"{op}: {names}" for op, names in sorted(missing.items()))
+        raise UnsupportedError(f"the model uses ops convgen does not import: {listing}")
+
+
+def _read_initializers(ctx: Context, graph) -> None:
+    for tensor in graph.initializer:
+        if tensor.name in ctx.values:
+            raise ConvgenError(f"initializer {tensor.name!r} is defined twice")
+        ctx.values[tensor.name] = to_array(tensor, f"initializer {tensor.name!r}")
+    for sparse in graph.sparse_initializer:
+        raise UnsupportedError(f"sparse initializer {sparse.values.name!r} is not supported")
+
+
+def _input_shape(value_info, override) -> tuple[int, ...]:
+    name = value_info.name
+    if override is not None:
+        return tuple(int(d) for d in override)
+    if not value_info.type.HasField("tensor_type") or not value_info.type.tensor_type.HasField("shape"):
+        raise ShapeError(f"graph input {name!r} has no tensor shape; give it with input_shapes={{{name!r}: ...}}")
+    dims = []
+    for axis, dim in enumerate(value_info.type.tensor_type.shape.dim):
+        if not dim.HasField("dim_value"):
+            raise ShapeError(f"graph input {name!r}: axis {axis} is symbolic ({dim.dim_param or '?'}); convgen "
+                             f"compiles static shapes: give them with input_shapes={{{name!r}: (...)}}")
+        dims.append(int(dim.dim_value))
+    return tuple(dims)
+
+
+def _read_inputs(ctx: Context, graph, overrides: dict) -> None:
+    names = {i.name for i in graph.input}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ConvgenError(f"input_shapes names {unknown}, which are not graph inputs {sorted(names)}")
+    for value_info in graph.input:
+        if value_info.name in ctx.values:
+            continue  # an initializer listed as an input (IR < 4): a constant with a default
+        where = f"graph input {value_info.name!r}"
+        dtype = numpy_dtype(value_info.type.tensor_type.elem_type, where)
+        if dtype != np.float32:
+            raise DTypeError(f"{where} has element type {dtype}; convgen's run-time inputs are float32")
+        shape = _input_shape(value_info, overrides.get(value_info.name))
+        if not shape:
+            raise ShapeError(f"{where} is a scalar; convgen's run-time inputs have rank >= 1")
+        ctx.values[value_info.name] = ctx.tracer.input(shape, identifier(value_info.name))
+
+
+def _view(ctx: Context, node) -> NodeView:
+    name = identifier(node.name or node.op_type.lower())
+    return NodeView(ctx, node.op_type, name, node_attributes(node), list(node.input), list(node.output))
+
+
+def _convert(ctx: Context, node) -> None:
+    view = _view(ctx, node)
+    present = [ctx.value(v) for v in node.input if v]
+    foldable = node.op_type in FOLDERS and all(not isinstance(v, Tensor) for v in present)
+    if foldable:
+        outputs = FOLDERS[node.op_type](view, [ctx.value(v) if v else None for v in node.input])
+    elif node.op_type in CONVERTERS:
+        outputs = CONVERTERS[node.op_type](view)
+    else:
+        raise view.unsupported("convgen evaluates this op only at import time, when every input is known; "
+                               f"here {[v for v in node.input if isinstance(ctx.values.get(v), Tensor)]} "
+                               "are computed at run time")
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    for name, value in zip(node.output, outputs):
+        if name and value is not None:
+            ctx.values[name] = value if isinstance(value, Tensor) else np.asarray(value)
+
+
+def _finish(ctx: Context, graph) -> Graph:
+    tracer = ctx.tracer
+    outputs = []
+    for value_info in graph.output:
+        if value_info.name not in ctx.values:
+            raise ConvgenError(f"graph output {value_info.name!r} is not computed by any node")
+        value = ctx.values[value_info.name]
+        if isinstance(value, Tensor):
+            outputs.append(value.value)
+            continue
+        if value.dtype != np.float32 or value.ndim == 0:
+            kind = "scalar" if value.ndim == 0 else "tensor"
+            raise UnsupportedError(f"graph output {value_info.name!r} is a {value.dtype} {kind} known at import; "
+                                   "convgen's outputs are float32 tensors")
+        outputs.append(ctx.constant(value_info.name, value))
+    if not outputs:
+        raise ConvgenError("the ONNX graph has no outputs")
+    used = {v for n in tracer.nodes for v in n.inputs} | set(outputs)
+    constants = {k: v for k, v in tracer.constants.items() if k in used}
+    _check_output_types(graph, ctx)
+    return Graph(name=identifier(graph.name or "onnx_model"), inputs=tuple(tracer.inputs), nodes=tuple(tracer.nodes),
+                 outputs=tuple(outputs), constants=constants)
+
+
+def _check_output_types(graph, ctx: Context) -> None:
+    """Where the file declares an output's shape, the imported graph must agree."""
+    for value_info in graph.output:
+        value = ctx.values[value_info.name]
+        tensor_type = value_info.type.tensor_type
+        if not tensor_type.HasField("shape"):
+            continue
+        dims = tensor_type.shape.dim
+        declared = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+        actual = value.shape if isinstance(value, Tensor) else value.shape
+        if len(declared) != len(actual) or any(d is not None and d != a for d, a in zip(declared, actual)):
+            raise ShapeError(f"graph output {value_info.name!r}: the file declares shape {declared}, "
+                             f"convgen infers {tuple(actual)}")

@@ -1,0 +1,112 @@
+"""Reading an ONNX model: bytes or file -> a checked ModelProto at one opset, nodes in topological order.
+
+Models at opsets 7-12 are raised to opset 13 with onnx's version converter, so the converters
+see one form of every op (Clip/Pad/Slice/Squeeze take inputs, not attributes; Softmax works on
+one axis).  Newer opsets (13 up to what the installed onnx knows) are read as they are: for the
+ops convgen imports, later versions only added element types.
+"""
+from __future__ import annotations
+
+import os
+from collections import deque
+from typing import Any
+
+from ..errors import ConvgenError, UnsupportedError
+
+MIN_OPSET, CANONICAL_OPSET = 7, 13
+
+
+def onnx_module():
+    try:
+        import onnx
+    except ImportError:  # pragma: no cover - onnx is in the test and onnx extras
+        raise UnsupportedError("convgen.from_onnx needs the onnx package: pip install 'convgen[onnx]'") from None
+    return onnx
+
+
+def load_model(model: Any):
+    """A path, bytes or ModelProto -> ModelProto (external data loaded for paths)."""
+    onnx = onnx_module()
+    if isinstance(model, onnx.ModelProto):
+        return model
+    if isinstance(model, (bytes, bytearray)):
+        return _parse(onnx, bytes(model), "the given bytes")
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"from_onnx: no ONNX file at {path!r}")
+        try:
+            return onnx.load(path)
+        except Exception as error:  # protobuf's DecodeError, or external data that cannot be read
+            raise ConvgenError(f"{path}: not a readable ONNX model ({type(error).__name__}: {error})") from None
+    raise TypeError(f"from_onnx takes a path, bytes or an onnx.ModelProto, got {type(model).__name__}")
+
+
+def _parse(onnx, data: bytes, where: str):
+    try:
+        return onnx.load_from_string(data)
+    except Exception as error:
+        raise ConvgenError(f"{where}: not a readable ONNX model ({type(error).__name__}: {error})") from None
+
+
+def default_opset(model) -> int:
+    versions = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    if not versions:
+        raise ConvgenError("the model imports no version of the default ONNX operator set (opset_import)")
+    return int(versions[0])
+
+
+def at_supported_opset(model):
+    """The model at opset >= 13: older ones converted with onnx's version converter."""
+    onnx = onnx_module()
+    opset = default_opset(model)
+    newest = onnx.defs.onnx_opset_version()
+    if opset < MIN_OPSET or opset > newest:
+        raise UnsupportedError(f"the model uses opset {opset}; convgen imports opsets {MIN_OPSET} to {newest}")
+    if opset >= CANONICAL_OPSET:
+        return model
+    from onnx import version_converter
+    try:
+        return version_converter.convert_version(model, CANONICAL_OPSET)
+    except Exception as error:
+        raise UnsupportedError(f"onnx's version converter could not raise the model from opset {opset} "
+                               f"to {CANONICAL_OPSET}: {error}") from None
+
+
+def topological_order(graph, defined: set[str]) -> list:
+    """The graph's nodes, each after the nodes it reads from; a clear error for cycles and dangling reads."""
+    producer: dict[str, int] = {}
+    for i, node in enumerate(graph.node):
+        for out in node.output:
+            if not out:
+                continue
+            if out in producer or out in defined:
+                raise ConvgenError(f"value {out!r} is defined twice (by node {_label(node)})")
+            producer[out] = i
+    waiting = [0] * len(graph.node)
+    readers: dict[int, list[int]] = {}
+    for i, node in enumerate(graph.node):
+        for name in {v for v in node.input if v}:
+            if name in producer:
+                waiting[i] += 1
+                readers.setdefault(producer[name], []).append(i)
+            elif name not in defined:
+                raise ConvgenError(f"node {_label(node)} reads {name!r}, which no node, initializer or graph "
+                                   "input defines (a missing initializer?)")
+    ready = deque(i for i, n in enumerate(waiting) if n == 0)
+    order = []
+    while ready:
+        i = ready.popleft()
+        order.append(graph.node[i])
+        for j in readers.get(i, []):
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                ready.append(j)
+    if len(order) != len(graph.node):
+        stuck = [_label(n) for i, n in enumerate(graph.node) if waiting[i] > 0]
+        raise ConvgenError(f"the graph has a cycle through nodes {stuck}")
+    return order
+
+
+def _label(node) -> str:
+    return f"{node.name or '(unnamed)'!r} ({node.op_type})"
