@@ -234,7 +234,7 @@ def lower_pool(node: Node, ctx: LowerContext) -> KernelSpec:
     p.update(_padded_extents(p))
     flops = ops.get("pool").flops(a, [x], node.types)
     p.update(KIND=a.kind, COUNT_INCLUDE_PAD=a.count_include_pad, DIVISOR=a.divisor_override or 0,
-             INDICES=a.return_indices, THREADS=schedule.threads_for(flops, ctx.threads))
+             INDICES=a.return_indices, INDEX_LAYOUT=a.index_layout, THREADS=schedule.threads_for(flops, ctx.threads))
     outputs = [("y", node.outputs[0])] + ([("indices", node.outputs[1])] if a.return_indices else [])
     return KernelSpec("pool", p, [("x", node.inputs[0])], outputs, _pad_scratch_bytes(p))
 

@@ -112,13 +112,17 @@ def window_output_shape(layer: str, in_spatial: Sequence[int], kernel: Sequence[
 
 
 def check_pool_padding(layer: str, kernel: Sequence[int], dilation: Sequence[int],
-                       pads: Sequence[tuple[int, int]]) -> None:
-    """A pooling pad may be at most half the dilated window (torch and ONNX runtimes agree)."""
+                       pads: Sequence[tuple[int, int]], limit: str = "half") -> None:
+    """A pooling pad may be at most half the dilated window (limit "half": torch's rule), or, for
+    ONNX (limit "window"), less than the whole window, so that every window overlaps the input."""
     for axis, (k, d, (pb, pe)) in enumerate(zip(kernel, dilation, pads)):
-        limit = effective_kernel(k, d) // 2
-        if max(pb, pe) > limit:
+        window = effective_kernel(k, d)
+        most = window // 2 if limit == "half" else window - 1
+        if max(pb, pe) > most:
+            allowed = (f"at most half the window, {most}" if limit == "half"
+                       else f"less than the window, at most {most}")
             raise ShapeError(f"{layer}: {_axis(axis)}: padding ({pb}, {pe}) is larger than the kernel "
-                             f"allows: at most half the window, {limit} (kernel {k}, dilation {d})")
+                             f"allows: {allowed} (kernel {k}, dilation {d})")
 
 
 def check_channels(layer: str, in_channels: int, expected: int) -> None:

@@ -59,7 +59,7 @@ def randomize_batch_norm(torch_module, seed: int = 0) -> None:
     import torch
     generator = torch.Generator().manual_seed(seed)
     for m in torch_module.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):  # 1-D, 2-D and 3-D
             n = m.num_features
             m.running_mean.copy_(torch.randn(n, generator=generator) * 0.5)
             m.running_var.copy_(torch.rand(n, generator=generator) + 0.5)

@@ -46,9 +46,6 @@ REJECTED: dict[str, str] = {
     "test_unsqueeze_*": "only at import time",
     # pooling features convgen does not have
     "test_averagepool_*dilations*": "dilated average pooling",
-    "test_maxpool_2d_pads": "larger than the kernel allows",
-    "test_averagepool_2d_pads*": "larger than the kernel allows",
-    "test_maxpool_with_argmax_*": "Indices output is not supported",
     # waiting for run-time broadcasting binary ops, reshape, transpose and matmul
     "test_add_bcast": "need broadcasting",
     "test_sub*": "only at import time",

@@ -391,6 +391,18 @@ def test_pool_padding_at_most_half_the_dilated_window(kernel, dilation, begin, e
     assert f"kernel {kernel}, dilation {dilation}" in message
 
 
+@settings(max_examples=40, deadline=None)
+@given(kernel=st.integers(1, 6), dilation=st.integers(1, 3), begin=st.integers(0, 12), end=st.integers(0, 12))
+def test_onnx_pool_padding_below_the_dilated_window(kernel, dilation, begin, end):
+    """pad_limit "window" (ONNX): any pad that leaves every window overlapping the input."""
+    limit = dilation * (kernel - 1)
+    if max(begin, end) <= limit:
+        shapes.check_pool_padding(LABEL, (kernel,), (dilation,), ((begin, end),), "window")
+        return
+    with pytest.raises(ShapeError, match=f"less than the window, at most {limit}"):
+        shapes.check_pool_padding(LABEL, (kernel,), (dilation,), ((begin, end),), "window")
+
+
 def test_pool_infer_rejects_pad_over_half_kernel():
     attrs = ops.PoolAttrs("max", (3, 3), (1, 1), ((1, 1), (0, 2)), (1, 1))
     with pytest.raises(ShapeError, match=r"^layer 'p' \(pool\): spatial axis 1 \(tensor axis 3\): padding \(0, 2\) "

@@ -69,10 +69,11 @@ def _max_pool(node: NodeView) -> list:
     x = data(node)
     kernel, stride, pads, dilation = _pool_window(node, x)
     wants_indices = len(node.output_names) > 1 and bool(node.output_names[1])
-    if wants_indices:
-        raise node.unsupported("the Indices output is not supported yet")
-    attrs = ops.PoolAttrs("max", kernel, stride, pads, dilation, ceil_mode=bool(node.attr("ceil_mode", 0)))
-    return [node.emit("pool", attrs, [x])]
+    layout = "column_major" if node.attr("storage_order", 0) else "row_major"
+    attrs = ops.PoolAttrs("max", kernel, stride, pads, dilation, ceil_mode=bool(node.attr("ceil_mode", 0)),
+                          return_indices=wants_indices, index_layout=layout, pad_limit="window")
+    out = node.emit("pool", attrs, [x])
+    return list(out) if wants_indices else [out]
 
 
 @converter("AveragePool")
@@ -82,7 +83,7 @@ def _average_pool(node: NodeView) -> list:
     if any(d != 1 for d in dilation):
         raise node.unsupported(f"dilated average pooling (dilations {list(dilation)}) is not supported")
     attrs = ops.PoolAttrs("avg", kernel, stride, pads, dilation, ceil_mode=bool(node.attr("ceil_mode", 0)),
-                          count_include_pad=bool(node.attr("count_include_pad", 0)))
+                          count_include_pad=bool(node.attr("count_include_pad", 0)), pad_limit="window")
     return [node.emit("pool", attrs, [x])]
 
 

@@ -133,21 +133,6 @@ def _finish(ctx: Context, graph) -> Graph:
         raise ConvgenError("the ONNX graph has no outputs")
     used = {v for n in tracer.nodes for v in n.inputs} | set(outputs)
     constants = {k: v for k, v in tracer.constants.items() if k in used}
-    _check_output_types(graph, ctx)
     return Graph(name=identifier(graph.name or "onnx_model"), inputs=tuple(tracer.inputs), nodes=tuple(tracer.nodes),
                  outputs=tuple(outputs), constants=constants)
 
-
-def _check_output_types(graph, ctx: Context) -> None:
-    """Where the file declares an output's shape, the imported graph must agree."""
-    for value_info in graph.output:
-        value = ctx.values[value_info.name]
-        tensor_type = value_info.type.tensor_type
-        if not tensor_type.HasField("shape"):
-            continue
-        dims = tensor_type.shape.dim
-        declared = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-        actual = value.shape if isinstance(value, Tensor) else value.shape
-        if len(declared) != len(actual) or any(d is not None and d != a for d, a in zip(declared, actual)):
-            raise ShapeError(f"graph output {value_info.name!r}: the file declares shape {declared}, "
-                             f"convgen infers {tuple(actual)}")

@@ -3,7 +3,11 @@
 pool attributes follow torch.nn.functional (and ONNX MaxPool/AveragePool):
 stride, (begin, end) pads, dilation (max only), ceil_mode, count_include_pad,
 divisor_override.  A max pool may have a second output: the int64 index of the
-maximum within its (n, c) input plane, as torch's return_indices gives.
+maximum, by index_layout: "plane" (within its (n, c) input plane, as torch's return_indices
+gives), or ONNX MaxPool's Indices, flattened over N*C*spatial: "row_major" (storage_order 0) or
+"column_major" (storage_order 1: the first spatial axis varies fastest).  pad_limit "half" is
+torch's rule (a pad at most half the dilated window); "window" is ONNX's (any pad smaller than
+the dilated window, so every window overlaps the input).
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from .conv import window_of, window_slices
 from .registry import OpDef, register
 
 POOL_KINDS = ("max", "avg")
+INDEX_LAYOUTS = ("plane", "row_major", "column_major")
+PAD_LIMITS = ("half", "window")
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,8 @@ class PoolAttrs:
     count_include_pad: bool = True
     divisor_override: int | None = None
     return_indices: bool = False
+    index_layout: str = "plane"
+    pad_limit: str = "half"
 
     @property
     def ndim(self) -> int:
@@ -49,11 +57,14 @@ def _infer_pool(layer: str, attrs: PoolAttrs, types: list[TensorType]) -> tuple[
         raise ShapeError(f"{layer}: unknown pool kind {attrs.kind!r}")
     if attrs.kind == "avg" and any(d != 1 for d in attrs.dilation):
         raise ShapeError(f"{layer}: average pooling takes no dilation, got {attrs.dilation}")
+    if attrs.index_layout not in INDEX_LAYOUTS or attrs.pad_limit not in PAD_LIMITS:
+        raise ShapeError(f"{layer}: index_layout must be one of {INDEX_LAYOUTS} and pad_limit one of "
+                         f"{PAD_LIMITS}, got {attrs.index_layout!r}, {attrs.pad_limit!r}")
     if attrs.divisor_override is not None and attrs.divisor_override < 1:
         raise ShapeError(f"{layer}: divisor_override must be >= 1, got {attrs.divisor_override}")
     x = types[0]
     shapes.check_rank(layer, x.shape, attrs.ndim + 2)
-    shapes.check_pool_padding(layer, attrs.kernel, attrs.dilation, attrs.pads)
+    shapes.check_pool_padding(layer, attrs.kernel, attrs.dilation, attrs.pads, attrs.pad_limit)
     spatial = shapes.window_output_shape(layer, x.shape[2:], attrs.kernel, attrs.stride, attrs.pads,
                                          attrs.dilation, attrs.ceil_mode)
     out = TensorType(x.shape[:2] + spatial)
@@ -104,8 +115,22 @@ def _max_reference(attrs: PoolAttrs, x: np.ndarray):
         best = np.where(take, values, best)
         best_index = np.where(take, np.broadcast_to(index, best.shape).astype(np.int64), best_index)
     if attrs.return_indices:
-        return best.astype(np.float32), best_index
+        return best.astype(np.float32), onnx_indices(attrs.index_layout, best_index, x.shape)
     return best.astype(np.float32)
+
+
+def onnx_indices(layout: str, plane_index: np.ndarray, in_shape: tuple[int, ...]) -> np.ndarray:
+    """Row-major indices within each (n, c) plane -> the index_layout's indices."""
+    if layout == "plane":
+        return plane_index
+    spatial = in_shape[2:]
+    coords = np.unravel_index(plane_index, spatial)
+    order = range(len(spatial)) if layout == "column_major" else reversed(range(len(spatial)))
+    index, stride = np.zeros_like(plane_index), 1
+    for axis in order:  # the fastest-varying axis first
+        index, stride = index + coords[axis] * stride, stride * spatial[axis]
+    planes = np.arange(in_shape[0] * in_shape[1]).reshape(in_shape[:2] + (1,) * len(spatial))
+    return index + planes * stride
 
 
 def avg_pool_divisor(attrs: PoolAttrs, in_spatial, out_spatial) -> np.ndarray:

@@ -36,6 +36,15 @@ def _avg_divisor(e: Emitter, p: dict, d0: Index, h0: Index, ow: Index) -> ir.Val
     return e.to_float((ends[0] - starts[0]) * (ends[1] - starts[1]) * (ends[2] - starts[2]))
 
 
+def _indices(e: Emitter, p: dict, plane: Index, best: Index) -> IntLike:
+    """The index in p["INDEX_LAYOUT"] from the row-major index within the plane (see templates/pool.c.j2)."""
+    if p["INDEX_LAYOUT"] == "plane":
+        return best
+    if p["INDEX_LAYOUT"] == "column_major":  # ONNX storage_order 1: the first spatial axis fastest
+        best = best // (p["IH"] * p["IW"]) + ((best // p["IW"]) % p["IH"] + (best % p["IW"]) * p["IH"]) * p["ID"]
+    return plane * (p["ID"] * p["IH"] * p["IW"]) + best  # ONNX: flattened over N*C*spatial
+
+
 def _pool_row(e: Emitter, p: dict, index: list[Index], cap: dict[str, Capture]) -> None:
     plane, od, oh = index
     is_max, indices = p["KIND"] == "max", p["INDICES"]
@@ -67,7 +76,7 @@ def _pool_row(e: Emitter, p: dict, index: list[Index], cap: dict[str, Capture]) 
         if is_max:
             yrow[ow] = acc.get()
             if indices:
-                irow[ow] = best_index.get()
+                irow[ow] = e.int_value(_indices(e, p, plane, Index(e, best_index.get())))
         else:
             yrow[ow] = e.b.fdiv(acc.get(), _avg_divisor(e, p, d0, h0, ow))
 
