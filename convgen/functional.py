@@ -22,6 +22,7 @@ import numpy as np
 
 from . import ops, shapes
 from .ir import Graph, Node, TensorType
+from .ops.lp_pool import check_norm
 from .runtime import CompiledModel, compile as compile_graph
 
 _kernels: dict[tuple, CompiledModel] = {}
@@ -142,3 +143,72 @@ def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     """As torch.nn.functional.avg_pool3d."""
     return _pool(3, "avg", input, kernel_size, stride, padding, 1, ceil_mode, count_include_pad, divisor_override,
                  False, backend, threads)
+
+
+def _conv_transpose(ndim: int, input, weight, bias, stride, padding, output_padding, groups, dilation, backend,
+                    threads):
+    fn = f"conv_transpose{ndim}d"
+    x, w = _array(input, f"{fn} input"), _array(weight, f"{fn} weight")
+    _check_rank(x, ndim, fn)
+    if w.ndim != ndim + 2:
+        raise ValueError(f"{fn}: weight must have rank {ndim + 2} (C, OC/groups, *kernel), got shape {w.shape}")
+    stride = shapes.as_tuple(stride, ndim, "stride", fn)
+    dilation = shapes.as_tuple(dilation, ndim, "dilation", fn)
+    output_padding = shapes.as_tuple(output_padding, ndim, "output_padding", fn)
+    shapes.check_output_padding(fn, output_padding, stride, dilation)
+    pads = tuple((p, p) for p in shapes.as_tuple(padding, ndim, "padding", fn))
+    attrs = ops.ConvTransposeAttrs(tuple(w.shape[2:]), stride, pads, dilation, output_padding, int(groups))
+    arrays, names = [x, w], ["input", "weight"]
+    if bias is not None:
+        arrays.append(_array(bias, f"{fn} bias"))
+        names.append("bias")
+    return _kernel("conv_transpose", attrs, arrays, names, backend, threads)(*arrays)
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                     backend="c", threads=None):
+    """1-D transposed convolution of (N, C, L) by (C, OC/groups, K), as torch.nn.functional.conv_transpose1d."""
+    return _conv_transpose(1, input, weight, bias, stride, padding, output_padding, groups, dilation, backend,
+                           threads)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                     backend="c", threads=None):
+    """2-D transposed convolution of (N, C, H, W) by (C, OC/groups, KH, KW), as
+    torch.nn.functional.conv_transpose2d."""
+    return _conv_transpose(2, input, weight, bias, stride, padding, output_padding, groups, dilation, backend,
+                           threads)
+
+
+def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                     backend="c", threads=None):
+    """3-D transposed convolution, as torch.nn.functional.conv_transpose3d."""
+    return _conv_transpose(3, input, weight, bias, stride, padding, output_padding, groups, dilation, backend,
+                           threads)
+
+
+def _lp_pool(ndim: int, input, norm_type, kernel_size, stride, ceil_mode, backend, threads):
+    fn = f"lp_pool{ndim}d"
+    x = _array(input, f"{fn} input")
+    _check_rank(x, ndim, fn)
+    kernel = shapes.as_tuple(kernel_size, ndim, "kernel_size", fn)
+    stride = kernel if stride is None or stride == [] or stride == () else shapes.as_tuple(stride, ndim, "stride", fn)
+    check_norm(fn, norm_type)
+    attrs = ops.LpPoolAttrs(float(norm_type), kernel, stride, ((0, 0),) * ndim, (1,) * ndim, bool(ceil_mode))
+    return _kernel("lp_pool", attrs, [x], ["input"], backend, threads)(x)
+
+
+def lp_pool1d(input, norm_type, kernel_size, stride=None, ceil_mode=False, *, backend="c", threads=None):
+    """As torch.nn.functional.lp_pool1d: (sum over the window of x^p)^(1/p), NaN where torch gives NaN
+    (a negative window sum for p != 1, a negative x for non-integral p)."""
+    return _lp_pool(1, input, norm_type, kernel_size, stride, ceil_mode, backend, threads)
+
+
+def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False, *, backend="c", threads=None):
+    """As torch.nn.functional.lp_pool2d."""
+    return _lp_pool(2, input, norm_type, kernel_size, stride, ceil_mode, backend, threads)
+
+
+def lp_pool3d(input, norm_type, kernel_size, stride=None, ceil_mode=False, *, backend="c", threads=None):
+    """As torch.nn.functional.lp_pool3d."""
+    return _lp_pool(3, input, norm_type, kernel_size, stride, ceil_mode, backend, threads)

@@ -460,3 +460,79 @@ def lower(graph: Graph, target: Target, threads: int) -> LoweredModel:
     inputs, outputs = _io_specs(graph)
     return LoweredModel(identifier(graph.name), graph.name, inputs, outputs, kernels, copies,
                         placement.arena_bytes, bytes(blob.data), threads)
+
+
+# -- transposed convolution and Lp pooling --------------------------------------------------
+
+def pack_conv_transpose_weights(w: np.ndarray, groups: int, blocks: int, oc_vectors: int, width: int) -> np.ndarray:
+    """(C_in, C_out/g, *k) -> the conv packing [g][block][C_in/g][kd][kh][kw][oc_vectors][width].
+
+    Mirrors the runtime packing loop in templates/conv_transpose.c.j2.
+    """
+    cin, ocg = w.shape[:2]
+    by_output = w.reshape((groups, cin // groups, ocg) + w.shape[2:]).swapaxes(1, 2)
+    return pack_conv_weights(by_output.reshape((groups * ocg, cin // groups) + w.shape[2:]), groups, blocks,
+                             oc_vectors, width)
+
+
+def _transposed_phase_params(x: TensorType, out: TensorType, a) -> dict:
+    """Per axis: the stride-phase tables of shapes.transposed_phases and the zero padding of the input copy."""
+    p: dict = {}
+    ins, outs = as_3d(x.shape[2:], 1), as_3d(out.shape[2:], 1)
+    kernel, stride, dilation = as_3d(a.kernel, 1), as_3d(a.stride, 1), as_3d(a.dilation, 1)
+    crops = as_3d([pb for pb, _ in a.pads], 0)
+    for axis, i, o, k, s, d, crop in zip("DHW", ins, outs, kernel, stride, dilation, crops):
+        ph = shapes.transposed_phases(i, o, k, s, d, crop)
+        p.update({f"CROP_{axis}": crop, f"TSTEP_{axis}": ph.tap_step, f"ISTEP_{axis}": ph.input_step,
+                  f"LAST_{axis}": list(ph.last), f"TAPS_{axis}": list(ph.taps), f"OFF_{axis}": list(ph.offset),
+                  f"P{axis}": ph.pad_begin, f"X{axis}": ph.pad_begin + i + ph.pad_end})
+        if axis == "W":
+            p.update(OFIRST_W=list(ph.out_first), OCOUNT_W=list(ph.out_count), JFIRST_W=list(ph.in_first))
+    p["PAD_COPY"] = (p["XD"], p["XH"], p["XW"]) != ins
+    return p
+
+
+@lowering("conv_transpose")
+def lower_conv_transpose(node: Node, ctx: LowerContext) -> KernelSpec:
+    a = node.attrs
+    x, w_value, out = ctx.type(node.inputs[0]), node.inputs[1], node.type
+    p = _window_params(x, out, a.kernel, a.stride, a.dilation, ((0, 0),) * a.ndim)
+    p.update(_transposed_phase_params(x, out, a))
+    g, oc = a.groups, out.shape[1]
+    flops = ops.get("conv_transpose").flops(a, [x, ctx.type(w_value)], node.types)
+    sched = schedule.conv_transpose_schedule(oc // g, max(p["OCOUNT_W"]), flops, ctx.target, ctx.threads)
+    tile = sched.oc_vectors * sched.vector_width
+    blocks = math.ceil(oc // g / tile)
+    p.update(OC=oc, G=g, CG=x.shape[1] // g, OCG=oc // g, VW=sched.vector_width, OCV=sched.oc_vectors, OCB=blocks,
+             RW=sched.row_tile, TAILS=sorted({c % sched.row_tile for c in p["OCOUNT_W"]} - {0}),
+             THREADS=sched.threads, HAS_BIAS=len(node.inputs) == 3, PACK_AT_RUNTIME=not ctx.is_constant(w_value),
+             activation=activation_params(a.activation))
+    scratch, packed = _pad_scratch_bytes(p), {}
+    p["WPACK_OFFSET"] = align(scratch) // 4
+    if ctx.is_constant(w_value):
+        packed["w"] = pack_conv_transpose_weights(ctx.graph.constants[w_value], g, blocks, sched.oc_vectors,
+                                                  sched.vector_width)
+    else:
+        scratch = align(scratch) + g * blocks * tile * p["CG"] * p["KD"] * p["KH"] * p["KW"] * 4
+    return KernelSpec("conv_transpose", p, [("x", node.inputs[0]), ("w", w_value),
+                                            ("b", node.inputs[2] if len(node.inputs) == 3 else None)],
+                      [("y", node.output)], scratch, packed)
+
+
+@lowering("lp_pool")
+def lower_lp_pool(node: Node, ctx: LowerContext) -> KernelSpec:
+    a = node.attrs
+    x = ctx.type(node.inputs[0])
+    p = _window_params(x, node.type, a.kernel, a.stride, a.dilation, a.pads)
+    p.update(_padded_extents(p))
+    flops = ops.get("lp_pool").flops(a, [x], node.types)
+    p.update(P=float(a.p), ABS=a.convention == "onnx", RESCALE=a.convention == "torch" and a.ceil_mode,
+             THREADS=schedule.threads_for(flops, ctx.threads))
+    return KernelSpec("lp_pool", p, [("x", node.inputs[0])], [("y", node.output)], _pad_scratch_bytes(p))
+
+
+@lowering("global_lp_pool")
+def lower_global_lp_pool(node: Node, ctx: LowerContext) -> KernelSpec:
+    x = ctx.type(node.inputs[0])
+    return KernelSpec("global_lp_pool", dict(PLANES=x.shape[0] * x.shape[1], SIZE=math.prod(x.shape[2:]),
+                                             P=float(node.attrs.p)), [("x", node.inputs[0])], [("y", node.output)])

@@ -31,6 +31,7 @@ from . import ops, shapes
 from .errors import ConvgenError, ShapeError, UnsupportedError
 from .ir import Graph
 from .ops import Activation
+from .ops.lp_pool import check_norm
 from .trace import Tensor, Tracer
 
 _rng = np.random.default_rng(0)
@@ -253,6 +254,75 @@ class Conv3d(_ConvNd):
     ndim = 3
 
 
+class _ConvTransposeNd(Module):
+    """torch's ConvTransposeNd: weight (in_channels, out_channels/groups, *kernel), bias (out_channels,).
+
+    padding crops the full result (an int, one per axis, or (begin, end) pairs); output_padding adds
+    outputs at the end and must be smaller than the stride or the dilation.  Called as
+    layer(x, output_size=...), output_padding is chosen to give that spatial size, as in torch.
+    """
+    ndim = 0
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
+                 groups: int = 1, bias: bool = True, dilation=1, padding_mode: str = "zeros") -> None:
+        super().__init__()
+        label = type(self).__name__
+        if padding_mode != "zeros":
+            raise UnsupportedError(f"{label}: only padding_mode='zeros' is supported, got {padding_mode!r}")
+        if isinstance(padding, str):
+            raise ShapeError(f"{label}: padding must be an int or a tuple, got {padding!r}")
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.kernel_size = shapes.as_tuple(kernel_size, self.ndim, "kernel_size", label)
+        self.stride = shapes.as_tuple(stride, self.ndim, "stride", label)
+        self.dilation = shapes.as_tuple(dilation, self.ndim, "dilation", label)
+        self.output_padding = shapes.as_tuple(output_padding, self.ndim, "output_padding", label)
+        self.padding = padding
+        if self.in_channels < 1 or self.out_channels < 1:
+            raise ShapeError(f"{label}: channels must be >= 1, got in={in_channels}, out={out_channels}")
+        shapes.check_groups(label, self.in_channels, self.out_channels, self.groups)
+        shapes.check_output_padding(label, self.output_padding, self.stride, self.dilation)
+        fan_in = self.out_channels // self.groups * math.prod(self.kernel_size)  # torch: weight.size(1) * kernel
+        self.register_parameter("weight", _uniform(
+            (self.in_channels, self.out_channels // self.groups) + self.kernel_size, fan_in))
+        self.register_parameter("bias", _uniform((self.out_channels,), fan_in) if bias else None)
+
+    def __call__(self, x: Tensor, output_size: Sequence[int] | None = None):
+        if not isinstance(x, Tensor):
+            return super().__call__(x)  # the usual error for arrays
+        return self.forward(x, output_size)
+
+    def forward(self, x: Tensor, output_size: Sequence[int] | None = None) -> Tensor:
+        name = self.layer_name(x.tracer)
+        label = self.label(name)
+        shapes.check_rank(label, x.shape, self.ndim + 2)
+        pads = shapes.resolve_padding(self.padding, x.shape[2:], self.kernel_size, self.stride, self.dilation, label)
+        output_padding = self.output_padding
+        if output_size is not None:
+            size = tuple(output_size)[-self.ndim:]  # torch accepts the full shape or the spatial sizes
+            output_padding = shapes.transposed_output_padding_for(label, x.shape[2:], size, self.kernel_size,
+                                                                  self.stride, pads, self.dilation)
+        attrs = ops.ConvTransposeAttrs(self.kernel_size, self.stride, pads, self.dilation, output_padding,
+                                       self.groups)
+        return _emit(self, x, "conv_transpose", attrs, ("weight", "bias"), name=name)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding!r}, output_padding={self.output_padding}, dilation={self.dilation}, "
+                f"groups={self.groups}")
+
+
+class ConvTranspose1d(_ConvTransposeNd):
+    ndim = 1
+
+
+class ConvTranspose2d(_ConvTransposeNd):
+    ndim = 2
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    ndim = 3
+
+
 class _LocallyConnectedNd(Module):
     """Like a convolution, but each output position has its own weights (the seed's "local connection").
 
@@ -354,6 +424,52 @@ def _avg_pool(ndim: int):
 
 MaxPool1d, MaxPool2d, MaxPool3d = (_max_pool(n) for n in (1, 2, 3))
 AvgPool1d, AvgPool2d, AvgPool3d = (_avg_pool(n) for n in (1, 2, 3))
+
+
+class _LPPoolNd(Module):
+    """torch's LPPoolNd: (sum over the window of x^p)^(1/p); no padding, windows as the other pools."""
+    ndim = 0
+
+    def __init__(self, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False) -> None:
+        super().__init__()
+        label = type(self).__name__
+        check_norm(label, norm_type)
+        self.norm_type = float(norm_type)
+        self.kernel_size = shapes.as_tuple(kernel_size, self.ndim, "kernel_size", label)
+        self.stride = self.kernel_size if stride is None else shapes.as_tuple(stride, self.ndim, "stride", label)
+        self.ceil_mode = bool(ceil_mode)
+
+    def forward(self, x: Tensor) -> Tensor:
+        attrs = ops.LpPoolAttrs(self.norm_type, self.kernel_size, self.stride, ((0, 0),) * self.ndim,
+                                (1,) * self.ndim, self.ceil_mode)
+        return _emit(self, x, "lp_pool", attrs)
+
+    def extra_repr(self) -> str:
+        return f"norm_type={self.norm_type}, kernel_size={self.kernel_size}, stride={self.stride}"
+
+
+class LPPool1d(_LPPoolNd):
+    ndim = 1
+
+
+class LPPool2d(_LPPoolNd):
+    ndim = 2
+
+
+class LPPool3d(_LPPoolNd):
+    ndim = 3
+
+
+class GlobalLpPool(Module):
+    """(sum over every spatial position of |x|^p)^(1/p), keeping the spatial axes as size 1 (ONNX GlobalLpPool)."""
+
+    def __init__(self, p: float = 2.0) -> None:
+        super().__init__()
+        check_norm(type(self).__name__, p)
+        self.p = float(p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _emit(self, x, "global_lp_pool", ops.GlobalLpPoolAttrs(self.p))
 
 
 class _GlobalPool(Module):

@@ -114,3 +114,10 @@ def dense_schedule(out_features: int, flops: int, target: Target, threads: int) 
     width = _vector_width_for(out_features, target)
     oc_vectors = min(4, math.ceil(out_features / width))
     return DenseSchedule(width, oc_vectors, threads_for(flops, threads))
+
+
+def conv_transpose_schedule(out_channels_per_group: int, row_length: int, flops: int, target: Target,
+                            threads: int) -> ConvSchedule:
+    """Always the direct tile (output channels in vectors, at least 4 lanes): a transposed row splits
+    into stride phases too short to vectorize over pixels.  row_length: the longest phase."""
+    return conv_schedule(max(out_channels_per_group, 4), row_length, flops, target, threads)

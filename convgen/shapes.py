@@ -12,6 +12,8 @@ to explicit (begin, end) pads here, once.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from fractions import Fraction
 from typing import Sequence, Union
 
 from .errors import ShapeError
@@ -256,3 +258,168 @@ def transpose_shape(layer: str, shape: Sequence[int], perm: Sequence[int] | None
 def receptive_field_step(size: int, jump: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
     """Receptive field (size, jump) after a window layer, from the one before it."""
     return size + (effective_kernel(kernel, dilation) - 1) * jump, jump * stride
+
+
+# -- transposed windows (ConvTranspose) --------------------------------------------------------
+#
+# A transposed convolution scatters input i, tap k to padded output coordinate q = i*stride + k*dilation;
+# the pads crop the full result: output o = q - pad_begin.  One axis:
+#
+#     out = (in - 1)*stride - pad_begin - pad_end + dilation*(k-1) + 1 + output_padding
+
+def transposed_output_size(in_size: int, kernel: int, stride: int, pad_begin: int, pad_end: int,
+                           dilation: int, output_padding: int, layer: str, axis: int) -> int:
+    if kernel < 1 or stride < 1 or dilation < 1:
+        raise ShapeError(f"{layer}: {_axis(axis)}: kernel ({kernel}), stride ({stride}) and dilation "
+                         f"({dilation}) must all be >= 1")
+    if pad_begin < 0 or pad_end < 0 or output_padding < 0:
+        raise ShapeError(f"{layer}: {_axis(axis)}: padding ({pad_begin}, {pad_end}) and output_padding "
+                         f"({output_padding}) must be >= 0")
+    full = (in_size - 1) * stride + effective_kernel(kernel, dilation) + output_padding
+    out = full - pad_begin - pad_end
+    if out < 1:
+        raise ShapeError(
+            f"{layer}: {_axis(axis)}: transposed output size (input {in_size} - 1) * stride {stride} + dilated "
+            f"kernel {effective_kernel(kernel, dilation)} + output_padding {output_padding} - padding "
+            f"({pad_begin}, {pad_end}) = {out}; it must be >= 1")
+    return out
+
+
+def transposed_output_shape(layer: str, in_spatial: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
+                            pads: Sequence[tuple[int, int]], dilation: Sequence[int],
+                            output_padding: Sequence[int]) -> tuple[int, ...]:
+    return tuple(transposed_output_size(i, k, s, pb, pe, d, op, layer, axis)
+                 for axis, (i, k, s, (pb, pe), d, op)
+                 in enumerate(zip(in_spatial, kernel, stride, pads, dilation, output_padding)))
+
+
+def check_output_padding(layer: str, output_padding: Sequence[int], stride: Sequence[int],
+                         dilation: Sequence[int]) -> None:
+    """torch's rule: output_padding must be smaller than either the stride or the dilation."""
+    for axis, (op, s, d) in enumerate(zip(output_padding, stride, dilation)):
+        if op < 0 or (op >= s and op >= d):
+            raise ShapeError(f"{layer}: {_axis(axis)}: output_padding {op} must be >= 0 and smaller than "
+                             f"either stride {s} or dilation {d}")
+
+
+def transposed_output_padding_for(layer: str, in_spatial: Sequence[int], output_size: Sequence[int],
+                                  kernel: Sequence[int], stride: Sequence[int], pads: Sequence[tuple[int, int]],
+                                  dilation: Sequence[int]) -> tuple[int, ...]:
+    """torch's ConvTranspose forward(x, output_size): the output_padding giving that size, which must
+    lie within [smallest, smallest + stride - 1] (smallest: output_padding 0)."""
+    result = []
+    for axis, (i, o, k, s, (pb, pe), d) in enumerate(zip(in_spatial, output_size, kernel, stride, pads, dilation)):
+        smallest = (i - 1) * s - pb - pe + effective_kernel(k, d)
+        if not smallest <= o <= smallest + s - 1:
+            raise ShapeError(f"{layer}: {_axis(axis)}: requested output size {o} is outside the range "
+                             f"[{smallest}, {smallest + s - 1}] this layer can produce from input size {i}")
+        result.append(o - smallest)
+    return tuple(result)
+
+
+def transposed_pads_for_output(layer: str, in_spatial: Sequence[int], output_shape: Sequence[int],
+                               kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
+                               output_padding: Sequence[int], auto_pad: str = "NOTSET"
+                               ) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
+    """ONNX ConvTranspose with output_shape (or auto_pad SAME_*): (pads, output_padding).
+
+    total_padding = stride*(in-1) + output_padding + dilation*(k-1) + 1 - out_shape; SAME_UPPER puts
+    the odd unit at the end (begin = total // 2), SAME_LOWER and NOTSET at the begin.  An output larger
+    than the full result by less than the stride (0 < -total < stride) grows at the end with zeros
+    (+ bias), as onnxruntime does: no pads, output_padding grown by -total; onnxruntime refuses more.
+    """
+    mode = auto_pad.upper()
+    if mode not in ("NOTSET", "SAME_UPPER", "SAME_LOWER"):
+        raise ShapeError(f"{layer}: auto_pad {auto_pad!r} cannot place pads for an output shape "
+                         "(expected NOTSET, SAME_UPPER or SAME_LOWER)")
+    if len(output_shape) != len(in_spatial):
+        raise ShapeError(f"{layer}: output_shape {tuple(output_shape)} must give one size per spatial axis "
+                         f"({len(in_spatial)})")
+    pads, paddings = [], []
+    for axis, (i, o, k, s, d, op) in enumerate(zip(in_spatial, output_shape, kernel, stride, dilation,
+                                                   output_padding)):
+        if o < 1:
+            raise ShapeError(f"{layer}: {_axis(axis)}: output_shape {o} must be >= 1")
+        total = s * (i - 1) + op + effective_kernel(k, d) - o
+        if total <= -s:
+            raise ShapeError(f"{layer}: {_axis(axis)}: output_shape {o} is larger than the {o + total + s - 1} "
+                             f"this layer can produce from input size {i} (kernel {k}, stride {s}, dilation {d}, "
+                             f"output_padding {op})")
+        if total < 0:
+            pads.append((0, 0))
+            paddings.append(op - total)
+            continue
+        small, large = total // 2, total - total // 2
+        pads.append((small, large) if mode == "SAME_UPPER" else (large, small))
+        paddings.append(op)
+    return tuple(pads), tuple(paddings)
+
+
+def transposed_auto_pads(layer: str, in_spatial: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
+                         dilation: Sequence[int], output_padding: Sequence[int], auto_pad: str
+                         ) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
+    """ONNX ConvTranspose auto_pad without output_shape: VALID/NOTSET pad nothing; SAME_UPPER/SAME_LOWER
+    aim at out = in * stride, but never beyond the full result (onnxruntime: the pads are at least 0)."""
+    mode = auto_pad.upper()
+    if mode in ("VALID", "NOTSET"):
+        return ((0, 0),) * len(in_spatial), tuple(output_padding)
+    target = [min(i * s, (i - 1) * s + op + effective_kernel(k, d))
+              for i, k, s, d, op in zip(in_spatial, kernel, stride, dilation, output_padding)]
+    return transposed_pads_for_output(layer, in_spatial, target, kernel, stride, dilation, output_padding, mode)
+
+
+@dataclass(frozen=True)
+class TransposedAxis:
+    """One axis of a transposed window split into its stride phases, for the gather kernels.
+
+    Output o lies at padded coordinate q = o + crop; its phase is r = q % stride, and j = q // stride.
+    The taps reaching phase r are k = last[r], last[r] - tap_step, ... (taps[r] of them), reading input
+    j - offset[r], j - offset[r] + input_step, ... .  Phase r's outputs along this axis are
+    out_first[r], out_first[r] + stride, ... (out_count[r] of them) with j starting at in_first[r].
+    The kernel reads a copy of the input with pad_begin / pad_end zeros so every read is inside it.
+    """
+    tap_step: int
+    input_step: int
+    last: tuple[int, ...]
+    taps: tuple[int, ...]
+    offset: tuple[int, ...]
+    out_first: tuple[int, ...]
+    out_count: tuple[int, ...]
+    in_first: tuple[int, ...]
+    pad_begin: int
+    pad_end: int
+
+    @property
+    def span(self) -> int:
+        """The most consecutive input positions one output reads (its receptive field along the axis)."""
+        return max(1, max((t - 1) * self.input_step + 1 for t in self.taps))
+
+
+def transposed_phases(in_size: int, out_size: int, kernel: int, stride: int, dilation: int,
+                      crop: int) -> TransposedAxis:
+    g = math.gcd(stride, dilation)
+    tap_step, input_step = stride // g, dilation // g
+    last, taps, offset, out_first, out_count, in_first = [], [], [], [], [], []
+    for r in range(stride):
+        ks = [k for k in range(kernel) if (k * dilation - r) % stride == 0]
+        last.append(ks[-1] if ks else 0)
+        taps.append(len(ks))
+        offset.append((ks[-1] * dilation - r) // stride if ks else 0)
+        first = (r - crop) % stride
+        out_first.append(first)
+        out_count.append(max(0, -(-(out_size - first) // stride)))
+        in_first.append((first + crop) // stride)
+    lowest = min(j - m for j, m, t, n in zip(in_first, offset, taps, out_count) if t and n) \
+        if any(t and n for t, n in zip(taps, out_count)) else 0
+    highest = max((j + n - 1 - m + (t - 1) * input_step
+                   for j, m, t, n in zip(in_first, offset, taps, out_count) if t and n), default=0)
+    return TransposedAxis(tap_step, input_step, tuple(last), tuple(taps), tuple(offset), tuple(out_first),
+                          tuple(out_count), tuple(in_first), max(0, -lowest), max(0, highest + 1 - in_size))
+
+
+def transposed_receptive_field_step(size, jump, kernel: int, stride: int, dilation: int):
+    """Receptive field (size, jump) after a transposed window: an output reads `span` consecutive
+    inputs, and outputs lie jump / stride apart (a Fraction when the stride does not divide it)."""
+    span = transposed_phases(1, stride, kernel, stride, dilation, 0).span
+    out_jump = Fraction(jump) / stride
+    return size + (span - 1) * jump, out_jump.numerator if out_jump.denominator == 1 else out_jump

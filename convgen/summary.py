@@ -1,6 +1,7 @@
 """graph.summary(): per layer the output shape, parameters, FLOPs, receptive field and memory."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from . import ops, shapes
@@ -8,7 +9,8 @@ from .ir import Graph, Node
 
 NO_FIELD = ("flatten", "linear", "reshape", "transpose")
 
-Field = tuple[tuple[int, ...], tuple[int, ...]] | None  # (sizes, jumps) per spatial axis; None: whole input
+# (sizes, jumps) per spatial axis, Fractions after an upsampling layer; None: the whole input
+Field = tuple[tuple, tuple] | None
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,8 @@ def _step(node: Node, graph: Graph, fields: dict[str, Field]) -> Field:
     jumps = tuple(max(j) for j in zip(*(f[1] for f in data)))
     if op.window is None:
         return sizes, jumps
-    steps = [shapes.receptive_field_step(s, j, k, st, d)
+    step = shapes.transposed_receptive_field_step if op.transposed else shapes.receptive_field_step
+    steps = [step(s, j, k, st, d)
              for s, j, (k, st, d) in zip(sizes, jumps, op.window(node.attrs, graph.type_of(node.inputs[0])))]
     return tuple(s for s, _ in steps), tuple(j for _, j in steps)
 
@@ -75,7 +78,8 @@ def peak_activation_bytes(graph: Graph) -> int:
 def _format_field(field: Field) -> tuple[str, str]:
     if field is None:
         return "all", "-"
-    return "x".join(map(str, field[0])), "x".join(map(str, field[1]))
+    # a size after an upsampling layer may be fractional: the whole pixels it touches
+    return "x".join(str(math.ceil(s)) for s in field[0]), "x".join(map(str, field[1]))
 
 
 def _human(n: float) -> str:

@@ -1,15 +1,17 @@
 """Op families.  Importing this package registers every op."""
-from . import activation, binary, conv, dense, elementwise, pool, shape_ops  # noqa: F401  (registration)
+from . import activation, binary, conv, conv_transpose, dense, elementwise, lp_pool, pool, shape_ops  # noqa: F401
 from .activation import Activation
 from .conv import ConvAttrs, LocallyConnectedAttrs
+from .conv_transpose import ConvTransposeAttrs
 from .dense import LinearAttrs, SoftmaxAttrs
 from .binary import AddAttrs, BinaryAttrs
 from .elementwise import BatchNormAttrs
+from .lp_pool import GlobalLpPoolAttrs, LpPoolAttrs
 from .pool import GlobalPoolAttrs, PoolAttrs
 from .registry import OPS, OpDef, get, register, run_reference
 from .shape_ops import ConcatAttrs, FlattenAttrs, ReshapeAttrs, TransposeAttrs
 
 __all__ = ["OPS", "OpDef", "get", "register", "run_reference", "Activation", "ConvAttrs",
-           "LocallyConnectedAttrs", "LinearAttrs", "SoftmaxAttrs", "AddAttrs", "BinaryAttrs", "BatchNormAttrs",
-           "GlobalPoolAttrs", "PoolAttrs", "ConcatAttrs", "FlattenAttrs",
-           "ReshapeAttrs", "TransposeAttrs"]
+           "LocallyConnectedAttrs", "ConvTransposeAttrs", "LinearAttrs", "SoftmaxAttrs", "AddAttrs", "BinaryAttrs",
+           "BatchNormAttrs", "LpPoolAttrs", "GlobalLpPoolAttrs", "GlobalPoolAttrs", "PoolAttrs", "ConcatAttrs",
+           "FlattenAttrs", "ReshapeAttrs", "TransposeAttrs"]

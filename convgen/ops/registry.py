@@ -30,6 +30,8 @@ class OpDef:
     """How many leading inputs are activations; the rest are parameters (weights, bias, ...)."""
     window: WindowFn | None = None
     """(kernel, stride, dilation) per spatial axis, for the receptive field; None: pointwise."""
+    transposed: bool = False
+    """The window is transposed (upsampling): outputs lie stride times closer than inputs."""
 
 
 OPS: dict[str, OpDef] = {}

@@ -31,7 +31,7 @@ def _direct_tile(e: Emitter, k: Kernel, rows: int) -> ir.Function:
     fn, te = _tile_function(e, f"{k.fn}.tile{rows}")
     xt, wt, bt, yt = (te.arg_ptr(i) for i in range(4))
     acc = _accumulate_tile(te, p, rows, xt, wt)
-    _store_tile(te, p, rows, acc, bt, yt, te.arg_index(4), k)
+    store_tile(te, p, rows, acc, bt, yt, te.arg_index(4))
     te.ret()
     return fn
 
@@ -52,9 +52,9 @@ def _accumulate_tile(e: Emitter, p: dict, rows: int, xt: Ptr, wt: Ptr) -> list[l
     return acc
 
 
-def _store_tile(e: Emitter, p: dict, rows: int, acc: list[list], bt: Ptr, yt: Ptr, oc_valid: Index,
-                k: Kernel) -> None:
-    """Epilogue: bias, activation, scatter the channel lanes to their NCHW planes."""
+def store_tile(e: Emitter, p: dict, rows: int, acc: list[list], bt: Ptr, yt: Ptr, oc_valid: Index,
+               pixel_step: int = 1) -> None:
+    """Epilogue: bias, activation, scatter the channel lanes to their NCHW planes (pixels `pixel_step` apart)."""
     vw, ocv = p["VW"], p["OCV"]
     lanes = Ptr(e, e.alloca(ir.ArrayType(vector(vw), rows * ocv), name="lanes"))
     for r in range(rows):
@@ -69,18 +69,23 @@ def _store_tile(e: Emitter, p: dict, rows: int, acc: list[list], bt: Ptr, yt: Pt
             yp = yt + oc * out_plane
             for r in range(rows):
                 s = e.b.fadd(lanes[(r * ocv + j) * vw + v], bias)
-                yp[r] = activation.apply(e, p["activation"], s)
+                yp[r * pixel_step] = activation.apply(e, p["activation"], s)
 
 
-def _pack_weights(e: Emitter, p: dict, w: Ptr, wp: Ptr) -> None:
-    """Pack weights (OC, CG, KD, KH, KW) -> [G][OCB][CG][KK][TILE], zero past OCG."""
+def conv_weight_index(p: dict, g: Index, oc: Index, c: Index, kk: Index) -> Index:
+    """Where weight (group g, output channel oc, input channel c, tap kk) is in (OC, CG, KD, KH, KW)."""
+    return ((g * p["OCG"] + oc) * p["CG"] + c) * (p["KD"] * p["KH"] * p["KW"]) + kk
+
+
+def pack_weights(e: Emitter, p: dict, w: Ptr, wp: Ptr, source=conv_weight_index) -> None:
+    """Pack weights -> [G][OCB][CG][KK][TILE], zero past OCG; `source` places a weight in w."""
     tile, kk_count = p["OCV"] * p["VW"], p["KD"] * p["KH"] * p["KW"]
     with e.nest([p["G"], p["OCB"], p["CG"], kk_count, tile], ["g", "ob", "c", "kk", "t"]) as (g, ob, c, kk, t):
         oc = ob * tile + t
         at = (((g * p["OCB"] + ob) * p["CG"] + c) * kk_count + kk) * tile + t
         with e.if_else(e.icmp("<", oc, p["OCG"])) as (then, otherwise):
             with then:
-                wp[at] = w[((g * p["OCG"] + oc) * p["CG"] + c) * kk_count + kk]
+                wp[at] = w[source(p, g, oc, c, kk)]
             with otherwise:
                 wp[at] = e.f32(0.0)
 
@@ -94,7 +99,7 @@ def conv_direct(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> No
     xs = pad_input(e, p, args["x"], scratch, 0.0)
     if p["PACK_AT_RUNTIME"]:
         wp = scratch + p["WPACK_OFFSET"]
-        _pack_weights(e, p, args["w"], wp)
+        pack_weights(e, p, args["w"], wp)
     else:
         wp = args["w"]  # packed at compile time: [G][OCB][CG][KK][TILE]
     tile, kk_count = p["OCV"] * p["VW"], p["KD"] * p["KH"] * p["KW"]
@@ -232,7 +237,7 @@ def conv_pixels(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> No
     xs = pad_input(e, p, args["x"], scratch, 0.0)
     if p["PACK_AT_RUNTIME"]:
         wp = scratch + p["WPACK_OFFSET"]
-        _pack_weights(e, {**p, "OCV": 1, "VW": p["MR"]}, args["w"], wp)
+        pack_weights(e, {**p, "OCV": 1, "VW": p["MR"]}, args["w"], wp)
     else:
         wp = args["w"]  # packed at compile time: [G][OCB][CG][KK][MR]
     mr, kk_count, tile_px = p["MR"], p["KD"] * p["KH"] * p["KW"], p["NV"] * p["VW"]

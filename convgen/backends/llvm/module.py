@@ -12,13 +12,15 @@ from llvmlite import ir
 from ... import __version__
 from ...lower import Buffer, Kernel, LoweredModel
 from ..c import signature
-from . import conv, dense, elementwise, pool, strided
+from . import conv, conv_transpose, dense, elementwise, lp_pool, pool, strided
 from .emitter import F32, I8, I32, I64, PTR, Emitter, Ptr, Var
 
 Family = Callable[[Emitter, Kernel, dict[str, Ptr], Ptr], None]
 FAMILIES: dict[str, Family] = {
     "conv_direct": conv.conv_direct, "conv_rowwise": conv.conv_rowwise, "conv_pixels": conv.conv_pixels, "locally_connected": conv.locally_connected,
     "pool": pool.pool, "global_pool": pool.global_pool,
+    "conv_transpose": conv_transpose.conv_transpose, "lp_pool": lp_pool.lp_pool,
+    "global_lp_pool": lp_pool.global_lp_pool,
     "activation": elementwise.activation, "batch_norm": elementwise.batch_norm,
     "strided": strided.strided,
     "linear": dense.linear, "softmax": dense.softmax, "concat": dense.concat,
