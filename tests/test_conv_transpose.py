@@ -250,3 +250,21 @@ def test_asymmetric_pads_kernel_matches_onnxruntime(backend):
         ops.get("conv_transpose").infer("up", attrs, [convgen.TensorType(x.shape), convgen.TensorType(w.shape)])),),
         ("y",), {"w": w})
     assert_close(convgen.compile(graph, backend=backend)(x), expected)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_batch_norm_folds_into_conv_transpose_as_torch_eval(backend, groups):
+    """A DCGAN generator block: ConvTranspose2d -> BatchNorm2d -> ReLU becomes one kernel."""
+    torch.manual_seed(groups)
+    reference = torch.nn.Sequential(torch.nn.ConvTranspose2d(4, 6, 4, stride=2, padding=1, groups=groups, bias=False),
+                                    torch.nn.BatchNorm2d(6), torch.nn.ReLU()).double().eval()
+    with torch.no_grad():
+        reference[1].running_mean.uniform_(-1, 1), reference[1].running_var.uniform_(0.5, 2)
+        reference[1].weight.uniform_(-2, 2), reference[1].bias.uniform_(-1, 1)
+    block = nn.Sequential(nn.ConvTranspose2d(4, 6, 4, stride=2, padding=1, groups=groups, bias=False),
+                          nn.BatchNorm2d(6), nn.ReLU())
+    block.load_state_dict({k: v.numpy() for k, v in reference.state_dict().items()})
+    graph = nn.trace(block, (2, 4, 5, 7))
+    assert [n.op for n in optimize(graph).nodes] == ["conv_transpose"]
+    x = np.random.default_rng(groups).standard_normal((2, 4, 5, 7)).astype(np.float32)
+    assert_close(convgen.compile(graph, backend=backend)(x), reference(t64(x)).detach().numpy())

@@ -130,14 +130,15 @@ def _graph(op: str, attrs, shape) -> convgen.Graph:
 @given(kernel=st.lists(st.integers(1, 3), min_size=2, max_size=2), stride=st.lists(st.integers(1, 3), min_size=2,
        max_size=2), dilation=st.lists(st.integers(1, 2), min_size=2, max_size=2), pads=st.lists(st.integers(0, 1),
        min_size=4, max_size=4), p=st.integers(1, 3), extra=st.lists(st.integers(0, 4), min_size=2, max_size=2),
-       seed=st.integers(0, 999))
-def test_onnx_lp_pool_matches_onnxruntime(backend, kernel, stride, dilation, pads, p, extra, seed):
+       ceil_mode=st.booleans(), seed=st.integers(0, 999))
+def test_onnx_lp_pool_matches_onnxruntime(backend, kernel, stride, dilation, pads, p, extra, ceil_mode, seed):
     pads = [min(q, (d * (k - 1) + 1) // 2) for q, k, d in zip(pads, kernel * 2, dilation * 2)]
     size = tuple(d * (k - 1) + 1 + e for k, d, e in zip(kernel, dilation, extra))
     x = np.random.default_rng(seed).standard_normal((2, 3) + size).astype(np.float32)
-    expected = _onnxruntime("LpPool", x, kernel_shape=kernel, strides=stride, dilations=dilation, pads=pads, p=p)
+    expected = _onnxruntime("LpPool", x, kernel_shape=kernel, strides=stride, dilations=dilation, pads=pads, p=p,
+                            ceil_mode=int(ceil_mode))
     attrs = ops.LpPoolAttrs(float(p), tuple(kernel), tuple(stride), ((pads[0], pads[2]), (pads[1], pads[3])),
-                            tuple(dilation), convention="onnx")
+                            tuple(dilation), ceil_mode, convention="onnx")
     assert_close(ops.run_reference("lp_pool", attrs, x), expected)
     assert_close(convgen.compile(_graph("lp_pool", attrs, x.shape), backend=backend)(x), expected)
 
