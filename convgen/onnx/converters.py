@@ -15,8 +15,8 @@ import numpy as np
 from .. import ops, shapes
 from ..errors import ShapeError
 from ..trace import Tensor
-from .context import NodeView, Value, registrar
-from .folding import shape_slice
+from .context import NodeView, registrar
+from .folding import FOLDERS, shape_slice
 from .windows import ints, window
 
 ConvertFn = Callable[[NodeView], list]
@@ -139,26 +139,11 @@ def _clip(node: NodeView) -> list:
 
 # -- elementwise and normalization --------------------------------------------------------
 
-def _broadcast_constant(node: NodeView, i: int, shape: tuple[int, ...]):
-    value = node.input(i)
-    if isinstance(value, Tensor):
-        if value.shape != shape:
-            raise node.unsupported(f"run-time operands of shapes {value.shape} and {shape} need broadcasting")
-        return value
-    try:
-        full = np.broadcast_to(value, shape)
-    except ValueError:
-        raise ShapeError(f"{node.label}: a constant of shape {value.shape} does not broadcast to {shape}") from None
-    return node.ctx.constant(node.input_names[i], np.ascontiguousarray(full))
-
-
-@converter("Add")
-def _add(node: NodeView) -> list:
-    a, b = node.input(0), node.input(1)
-    runtime = a if isinstance(a, Tensor) else b
-    shape = runtime.shape
-    return [node.emit("add", ops.AddAttrs(), [_broadcast_constant(node, 0, shape),
-                                             _broadcast_constant(node, 1, shape)])]
+@converter("Add", "Sub", "Mul", "Div", "Sum")
+def _binary(node: NodeView) -> list:
+    """numpy broadcasting on run-time values and constants alike (ops.binary)."""
+    operands = [node.operand(i) for i in range(len(node.input_names)) if node.has_input(i)]
+    return [node.emit(node.op_type.lower(), ops.BinaryAttrs(), operands)]
 
 
 @converter("BatchNormalization")
@@ -178,46 +163,59 @@ def _softmax(node: NodeView) -> list:
 
 # -- dense ----------------------------------------------------------------------------------
 
-def _linear(node: NodeView, x: Tensor, weight: np.ndarray, bias: np.ndarray | None) -> Tensor:
-    """y = x weight^T + bias with weight (out, in) known at import."""
-    inputs = [x, node.ctx.constant(node.name + ".weight", weight)]
+def _linear(node: NodeView, x: Tensor, weight, bias=None, suffix: str = "") -> Tensor:
+    """y = x weight^T + bias: weight (out, in) and bias (out,) as numpy arrays (compile-time
+    constants) or run-time Tensors."""
+    inputs = [x, node.ctx.constant(node.name + ".weight", weight) if isinstance(weight, np.ndarray) else weight]
     if bias is not None:
-        inputs.append(node.ctx.constant(node.name + ".bias", bias))
-    return node.emit("linear", ops.LinearAttrs(), inputs)
+        inputs.append(node.ctx.constant(node.name + ".bias", bias) if isinstance(bias, np.ndarray) else bias)
+    return node.emit("linear", ops.LinearAttrs(), inputs, suffix)
 
 
-def _gemm_bias(node: NodeView, m: int, n: int, beta: float) -> np.ndarray | None:
-    if not node.has_input(2):
-        return None
-    c = node.const(2, "C")
-    if c.ndim == 2 and c.shape[0] != 1 and m != 1:
-        raise node.unsupported(f"a bias C of shape {c.shape} (one per row) is not supported")
-    try:
-        return np.broadcast_to(c.astype(np.float64).reshape(c.shape[-1:] if c.ndim else ()), (n,)) * beta
-    except ValueError:
-        raise ShapeError(f"{node.label}: C of shape {c.shape} does not broadcast to ({m}, {n})") from None
+def _transposed(node: NodeView, x: Tensor, suffix: str) -> Tensor:
+    return node.emit("transpose", ops.TransposeAttrs(None), [x], suffix)
+
+
+def _scaled(node: NodeView, y, factor: float, suffix: str):
+    if factor == 1.0:
+        return y
+    return node.emit("mul", ops.BinaryAttrs(), [y, node.ctx.constant(f"{node.name}.{suffix}", np.float32(factor))],
+                     suffix)
 
 
 @converter("Gemm")
 def _gemm(node: NodeView) -> list:
+    """Y = alpha * A' B' + beta * C as a linear layer; with B and a vector C known at import, alpha and
+    beta fold into its weights and bias, else transposes, a scale and an add follow ONNX's formula."""
     a = data(node)
-    if node.attr("transA", 0):
-        raise node.unsupported("transA=1 is not supported")
     if a.ndim != 2:
         raise ShapeError(f"{node.label}: A must be a matrix, got shape {a.shape}")
-    b = node.const(1, "B").astype(np.float64)
-    weight = (b if node.attr("transB", 0) else b.T) * float(node.attr("alpha", 1.0))
-    bias = _gemm_bias(node, a.shape[0], weight.shape[0], float(node.attr("beta", 1.0)))
-    return [_linear(node, a, weight, bias)]
+    if node.attr("transA", 0):
+        a = _transposed(node, a, ".a_t")
+    alpha, beta, trans_b = float(node.attr("alpha", 1.0)), float(node.attr("beta", 1.0)), node.attr("transB", 0)
+    b, c = node.input(1), node.input(2) if node.has_input(2) else None
+    if isinstance(b, np.ndarray):
+        weight = (b if trans_b else b.T).astype(np.float64) * alpha
+        if isinstance(c, np.ndarray) and c.size in (1, weight.shape[0]) and c.ndim <= 2 and c.shape[:-1] in ((), (1,)):
+            bias = np.broadcast_to(c.reshape(-1).astype(np.float64) * beta, weight.shape[:1])
+            return [_linear(node, a, weight, bias)]
+        y = _linear(node, a, weight, suffix=".gemm" if c is not None else "")
+    else:
+        y = _scaled(node, _linear(node, a, b if trans_b else _transposed(node, b, ".b_t"), suffix=".gemm"),
+                    alpha, "alpha")
+    if c is None:
+        return [y]
+    c = _scaled(node, c, beta, "beta") if isinstance(c, Tensor) else node.ctx.constant(node.name + ".c", c * beta)
+    return [node.emit("add", ops.BinaryAttrs(), [y, c])]
 
 
 @converter("MatMul")
 def _matmul(node: NodeView) -> list:
-    a = data(node)
-    b = node.const(1, "B")
-    if b.ndim != 2:
-        raise node.unsupported(f"B of shape {b.shape}: only a matrix known at import is supported")
-    return [_linear(node, a, b.T, None)]
+    a, b = data(node), node.input(1)
+    if len(b.shape) != 2:
+        raise node.unsupported(f"B of shape {tuple(b.shape)}: only a matrix B is supported")
+    weight = b.T if isinstance(b, np.ndarray) else _transposed(node, b, ".b_t")
+    return [_linear(node, a, weight)]
 
 
 # -- data movement --------------------------------------------------------------------------
@@ -236,40 +234,38 @@ def _identity(node: NodeView) -> list:
 
 @converter("Flatten")
 def _flatten(node: NodeView) -> list:
+    """ONNX Flatten is always 2-D: (prod(shape[:axis]), prod(shape[axis:]))."""
     x = data(node)
     axis = int(node.attr("axis", 1))
     axis = axis + x.ndim if axis < 0 else axis
-    if axis != 1:
-        raise node.unsupported(f"axis {node.attr('axis')} (only axis 1 is supported)")
-    return [node.emit("flatten", ops.FlattenAttrs(1), [x])]
-
-
-def reshape_target(node: NodeView, in_shape: tuple[int, ...], requested: list[int]) -> tuple[int, ...]:
-    """ONNX Reshape's output shape: 0 copies the input's dim (unless allowzero), -1 is inferred."""
-    allowzero = bool(node.attr("allowzero", 0))
-    target = [in_shape[i] if d == 0 and not allowzero else d for i, d in enumerate(requested)]
-    if target.count(-1) > 1 or any(d < -1 for d in target):
-        raise ShapeError(f"{node.label}: invalid shape {requested}")
-    known = math.prod(d for d in target if d != -1)
-    total = math.prod(in_shape)
-    if -1 in target:
-        if known == 0 or total % known:
-            raise ShapeError(f"{node.label}: cannot reshape {in_shape} to {requested}")
-        target[target.index(-1)] = total // known
-    if math.prod(target) != total:
-        raise ShapeError(f"{node.label}: cannot reshape {in_shape} ({total} values) to {requested}")
-    return tuple(target)
+    if not 0 <= axis <= x.ndim:
+        raise ShapeError(f"{node.label}: axis {node.attr('axis')} is out of range for rank {x.ndim}")
+    if axis == 1 and x.ndim >= 2:
+        return [node.emit("flatten", ops.FlattenAttrs(1), [x])]
+    return [node.emit("reshape", ops.ReshapeAttrs((math.prod(x.shape[:axis]), -1)), [x])]
 
 
 @converter("Reshape")
 def _reshape(node: NodeView) -> list:
+    target = tuple(int(d) for d in node.const(1, "shape").reshape(-1))
+    return [node.emit("reshape", ops.ReshapeAttrs(target, bool(node.attr("allowzero", 0))), [data(node)])]
+
+
+@converter("Squeeze", "Unsqueeze")
+def _squeeze(node: NodeView) -> list:
+    """A reshape to the shape the folder computes (run on a stand-in of x's shape)."""
     x = data(node)
-    target = reshape_target(node, x.shape, [int(d) for d in node.const(1, "shape").reshape(-1)])
-    if target == x.shape:
-        return [x]
-    if target == shapes.flatten_shape(x.shape, 1, node.label):
-        return [node.emit("flatten", ops.FlattenAttrs(1), [x])]
-    raise node.unsupported(f"reshape {x.shape} -> {target} is not supported yet")
+    stand_in = np.broadcast_to(np.float32(0), x.shape)
+    arrays = [stand_in] + [node.const(i, "axes") if node.has_input(i) else None
+                           for i in range(1, len(node.input_names))]
+    shape = FOLDERS[node.op_type](node, arrays)[0].shape
+    return [node.emit("reshape", ops.ReshapeAttrs(shape), [x])]
+
+
+@converter("Transpose")
+def _transpose(node: NodeView) -> list:
+    perm = node.attr("perm")
+    return [node.emit("transpose", ops.TransposeAttrs(None if perm is None else tuple(perm)), [data(node)])]
 
 
 @converter("Concat")
@@ -305,6 +301,3 @@ def _constant(node: NodeView) -> list:
 def _shape(node: NodeView) -> list:
     return [shape_slice(node, node.shape_of(0))]
 
-
-def is_runtime(value: Value) -> bool:
-    return isinstance(value, Tensor)

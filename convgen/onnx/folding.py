@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .. import shapes
 from ..errors import ConvgenError, ShapeError
 from .attributes import numpy_dtype
 from .context import NodeView, registrar
@@ -169,13 +170,7 @@ def slice_bounds(start: int, end: int, step: int, size: int) -> slice:
 def _reshape(node: NodeView, arrays: Arrays) -> list[np.ndarray]:
     data, shape = arrays
     target = [int(d) for d in shape.reshape(-1)]
-    allowzero = bool(node.attr("allowzero", 0))
-    if not allowzero:
-        target = [data.shape[i] if d == 0 else d for i, d in enumerate(target)]
-    try:
-        return [data.reshape(target)]
-    except ValueError:
-        raise ShapeError(f"{node.label}: cannot reshape {data.shape} to {list(shape.reshape(-1))}") from None
+    return [data.reshape(shapes.reshape_shape(node.label, data.shape, target, bool(node.attr("allowzero", 0))))]
 
 
 @folder("Transpose")
