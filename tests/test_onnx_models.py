@@ -2,7 +2,7 @@
 
 Exported with torch.onnx.export(dynamo=False) (the TorchScript exporter: it runs offline; the
 dynamo exporter needs onnxscript), at the default opset 17 with torch's constant folding, and
-at opsets 9 and 13 without it and with a symbolic batch axis (fixed at import with
+at opsets 9 and 13 (and 7 and 22 for some) without it and with a symbolic batch axis (fixed at import with
 input_shapes), so the models also carry BatchNormalization nodes and the Shape/Gather/Unsqueeze/
 Concat shape arithmetic that convgen folds at import; opset 9 goes through onnx's version
 converter.  Oracles: torch itself, and onnxruntime running the same
@@ -37,6 +37,8 @@ EXPORTS = [(17, True), (13, False), (9, False)]   # (opset, torch's constant fol
 # opset 9 exports average pools with padding as Pad + AveragePool: those wait for the pad op
 CASES = [(name, opset, fold) for name in sorted(ARCHITECTURES) for opset, fold in EXPORTS
          if not (opset == 9 and name in ("densenet_block", "conv3d"))]
+# the ends of the supported opset range, 7 (version-converted) and 22
+CASES += [("resnet", 7, False), ("shufflenet_unit", 7, False), ("mobilenet_v2", 22, False), ("inception", 22, True)]
 
 
 def export(module: torch.nn.Module, x: torch.Tensor, opset: int, fold: bool) -> bytes:
