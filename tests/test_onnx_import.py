@@ -45,6 +45,27 @@ def test_truncated_bytes_raise_a_clear_error():
             convgen.from_onnx(data[:cut])
 
 
+@capped_settings(60)
+@given(flips=st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(1, 255)), min_size=1, max_size=4))
+def test_corrupted_bytes_import_or_raise_a_convgen_error(flips):
+    """Any byte corruption of a valid file: a Graph, or a ConvgenError (never another exception)."""
+    data = bytearray(conv_model().SerializeToString())
+    for position, xor in flips:
+        data[position % len(data)] ^= xor
+    try:
+        convgen.from_onnx(bytes(data))
+    except convgen.ConvgenError:
+        pass
+
+
+def test_wrongly_typed_attribute_names_the_node():
+    model = conv_model()
+    node = model.graph.node[0]
+    node.attribute.append(helper.make_attribute("strides", 2))  # an INT where INTS belong
+    with pytest.raises(convgen.ConvgenError, match=r"node 'conv' \(Conv\)"):
+        convgen.from_onnx(model)
+
+
 def test_missing_and_garbage_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="no ONNX file"):
         convgen.from_onnx(tmp_path / "absent.onnx")

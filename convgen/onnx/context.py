@@ -16,6 +16,11 @@ from ..trace import Tensor, Tracer, identifier
 Value = Union[Tensor, np.ndarray]
 
 
+def c_name(name) -> str:
+    """A name from the file as a C identifier (protobuf hands over invalid UTF-8 as bytes)."""
+    return identifier(name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name))
+
+
 def registrar(table: dict, what: str):
     """A decorator factory filling `table` (op type -> function); a second entry for an op type fails."""
     def for_op_types(*op_types: str):
@@ -42,7 +47,7 @@ class Context:
 
     def constant(self, name: str, array: np.ndarray) -> str:
         """A float array as a graph constant (compile-time weights), under a C-safe unique name."""
-        return self.tracer.constant(self.tracer.unique(identifier(name)), np.asarray(array, np.float32))
+        return self.tracer.constant(self.tracer.unique(c_name(name)), np.asarray(array, np.float32))
 
 
 @dataclass

@@ -7,9 +7,9 @@ import numpy as np
 
 from ..errors import ConvgenError, DTypeError, ShapeError, UnsupportedError
 from ..ir import Graph, TensorType
-from ..trace import Tensor, identifier
+from ..trace import Tensor
 from .attributes import node_attributes, numpy_dtype, to_array
-from .context import Context, NodeView
+from .context import Context, NodeView, c_name
 from .converters import CONVERTERS
 from .folding import FOLDERS
 from .loader import at_supported_opset, load_model, topological_order
@@ -78,7 +78,11 @@ def _read_inputs(ctx: Context, graph, overrides: dict) -> None:
     unknown = sorted(set(overrides) - names)
     if unknown:
         raise ConvgenError(f"input_shapes names {unknown}, which are not graph inputs {sorted(names)}")
+    seen: set[str] = set()
     for value_info in graph.input:
+        if value_info.name in seen:
+            raise ConvgenError(f"graph input {value_info.name!r} is listed twice")
+        seen.add(value_info.name)
         if value_info.name in ctx.values:
             continue  # an initializer listed as an input (IR < 4): a constant with a default
         where = f"graph input {value_info.name!r}"
@@ -88,11 +92,11 @@ def _read_inputs(ctx: Context, graph, overrides: dict) -> None:
         shape = _input_shape(value_info, overrides.get(value_info.name))
         if not shape:
             raise ShapeError(f"{where} is a scalar; convgen's run-time inputs have rank >= 1")
-        ctx.values[value_info.name] = ctx.tracer.input(shape, identifier(value_info.name))
+        ctx.values[value_info.name] = ctx.tracer.input(shape, c_name(value_info.name))
 
 
 def _view(ctx: Context, node) -> NodeView:
-    name = identifier(node.name or node.op_type.lower())
+    name = c_name(node.name or node.op_type.lower())
     return NodeView(ctx, node.op_type, name, node_attributes(node), list(node.input), list(node.output))
 
 
@@ -101,9 +105,9 @@ def _convert(ctx: Context, node) -> None:
     present = [ctx.value(v) for v in node.input if v]
     foldable = node.op_type in FOLDERS and all(not isinstance(v, Tensor) for v in present)
     if foldable:
-        outputs = FOLDERS[node.op_type](view, [ctx.value(v) if v else None for v in node.input])
+        outputs = _guarded(view, FOLDERS[node.op_type], view, [ctx.value(v) if v else None for v in node.input])
     elif node.op_type in CONVERTERS:
-        outputs = CONVERTERS[node.op_type](view)
+        outputs = _guarded(view, CONVERTERS[node.op_type], view)
     else:
         raise view.unsupported("convgen evaluates this op only at import time, when every input is known; "
                                f"here {[v for v in node.input if isinstance(ctx.values.get(v), Tensor)]} "
@@ -112,6 +116,16 @@ def _convert(ctx: Context, node) -> None:
     for name, value in zip(node.output, outputs):
         if name and value is not None:
             ctx.values[name] = value if isinstance(value, Tensor) else np.asarray(value)
+
+
+def _guarded(view: NodeView, fn, *args):
+    """A node whose attributes or inputs have the wrong type or size raises an error naming it."""
+    try:
+        return fn(*args)
+    except ConvgenError:
+        raise
+    except (TypeError, ValueError, IndexError, KeyError, OverflowError) as error:
+        raise ConvgenError(f"{view.label}: malformed node ({type(error).__name__}: {error})") from error
 
 
 def _finish(ctx: Context, graph) -> Graph:
@@ -133,6 +147,6 @@ def _finish(ctx: Context, graph) -> Graph:
         raise ConvgenError("the ONNX graph has no outputs")
     used = {v for n in tracer.nodes for v in n.inputs} | set(outputs)
     constants = {k: v for k, v in tracer.constants.items() if k in used}
-    return Graph(name=identifier(graph.name or "onnx_model"), inputs=tuple(tracer.inputs), nodes=tuple(tracer.nodes),
+    return Graph(name=c_name(graph.name or "onnx_model"), inputs=tuple(tracer.inputs), nodes=tuple(tracer.nodes),
                  outputs=tuple(outputs), constants=constants)
 

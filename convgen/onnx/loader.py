@@ -49,6 +49,18 @@ def _parse(onnx, data: bytes, where: str):
         raise ConvgenError(f"{where}: not a readable ONNX model ({type(error).__name__}: {error})") from None
 
 
+def check_text(model) -> None:
+    """Every name must be text: protobuf hands strings with invalid UTF-8 over as bytes."""
+    graph = model.graph
+    names = [graph.name] + [o.domain for o in model.opset_import]
+    names += [v.name for v in list(graph.input) + list(graph.output) + list(graph.initializer)]
+    for node in graph.node:
+        names += [node.name, node.op_type, node.domain, *node.input, *node.output]
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad:
+        raise ConvgenError(f"the model has names that are not valid UTF-8 text: {bad[:5]}")
+
+
 def default_opset(model) -> int:
     versions = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
     if not versions:
@@ -59,6 +71,7 @@ def default_opset(model) -> int:
 def at_supported_opset(model):
     """The model at opset >= 13: older ones converted with onnx's version converter."""
     onnx = onnx_module()
+    check_text(model)
     opset = default_opset(model)
     newest = onnx.defs.onnx_opset_version()
     if opset < MIN_OPSET or opset > newest:
