@@ -40,6 +40,7 @@ class LpPoolAttrs:
     dilation: tuple[int, ...]
     ceil_mode: bool = False
     convention: str = "torch"
+    pad_limit: str = "half"        # "window" for ONNX: any pad below the dilated window (see pool.py)
 
     @property
     def ndim(self) -> int:
@@ -67,7 +68,7 @@ def _infer(layer: str, attrs: LpPoolAttrs, types: list[TensorType]) -> tuple[Ten
         raise ShapeError(f"{layer}: unknown Lp pool convention {attrs.convention!r}; expected one of {CONVENTIONS}")
     x = types[0]
     shapes.check_rank(layer, x.shape, attrs.ndim + 2)
-    shapes.check_pool_padding(layer, attrs.kernel, attrs.dilation, attrs.pads)
+    shapes.check_pool_padding(layer, attrs.kernel, attrs.dilation, attrs.pads, attrs.pad_limit)
     spatial = shapes.window_output_shape(layer, x.shape[2:], attrs.kernel, attrs.stride, attrs.pads,
                                          attrs.dilation, attrs.ceil_mode)
     return (TensorType(x.shape[:2] + spatial),)
