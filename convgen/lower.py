@@ -485,9 +485,9 @@ def _transposed_phase_params(x: TensorType, out: TensorType, a) -> dict:
         ph = shapes.transposed_phases(i, o, k, s, d, crop)
         p.update({f"CROP_{axis}": crop, f"TSTEP_{axis}": ph.tap_step, f"ISTEP_{axis}": ph.input_step,
                   f"LAST_{axis}": list(ph.last), f"TAPS_{axis}": list(ph.taps), f"OFF_{axis}": list(ph.offset),
-                  f"P{axis}": ph.pad_begin, f"X{axis}": ph.pad_begin + i + ph.pad_end})
-        if axis == "W":
-            p.update(OFIRST_W=list(ph.out_first), OCOUNT_W=list(ph.out_count), JFIRST_W=list(ph.in_first))
+                  f"P{axis}": ph.pad_begin, f"X{axis}": ph.pad_begin + i + ph.pad_end,
+                  f"OFIRST_{axis}": list(ph.out_first), f"OCOUNT_{axis}": list(ph.out_count),
+                  f"JFIRST_{axis}": list(ph.in_first)})
     p["PAD_COPY"] = (p["XD"], p["XH"], p["XW"]) != ins
     return p
 
