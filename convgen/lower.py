@@ -82,9 +82,14 @@ class LoweredModel:
     outputs: tuple[IOSpec, ...]
     kernels: tuple[Kernel, ...]
     copies: tuple[tuple[Buffer, Buffer, int], ...]   # (destination, source, bytes) after the kernels
-    workspace_bytes: int
+    workspace_bytes: int   # per call; with batch None, per sample (a call needs batch x this)
     weights: bytes
     threads: int
+    batch: int | None      # None: the batch is a run-time argument, and every kernel loops over it
+
+    @property
+    def dynamic_batch(self) -> bool:
+        return self.batch is None
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,7 @@ class LowerContext:
     graph: Graph
     target: Target
     threads: int
+    dynamic_batch: bool = False
 
     def type(self, value: str) -> TensorType:
         return self.graph.type_of(value)
@@ -121,6 +127,31 @@ def as_3d(values, fill) -> tuple:
 
 def activation_params(act) -> dict | None:
     return None if act is None else {"kind": act.kind, "params": list(act.params)}
+
+
+def _batch_and_inner(t: TensorType) -> dict:
+    """Elementwise kernels loop over N x INNER elements: the batch, and one sample's elements."""
+    batch = t.shape[0] if t.ndim else 1
+    return dict(N=batch, INNER=t.size // batch)
+
+
+def _batch_outside(node: Node, ctx: LowerContext, axis: int) -> int:
+    """The batch, for a kernel working along `axis`; along the batch axis itself the whole tensor is one
+    block (N = 1), which a batch given at call time cannot be."""
+    if axis > 0:
+        return node.type.shape[0]
+    if ctx.dynamic_batch:
+        raise UnsupportedError(f"layer {node.name!r} ({node.op}) works along the batch axis; "
+                               "compile it with a fixed batch")
+    return 1
+
+
+def _check_runtime_packing(node: Node, ctx: LowerContext, w_value: str) -> None:
+    # weights that are inputs are packed per call into scratch of a fixed size, while a run-time batch
+    # scales the whole arena; keep that combination out
+    if ctx.dynamic_batch and not ctx.is_constant(w_value):
+        raise UnsupportedError(f"layer {node.name!r} ({node.op}): batch=None needs constant weights, "
+                               f"but {w_value!r} is an input")
 
 
 def _window_params(x: TensorType, out: TensorType, kernel, stride, dilation, pads) -> dict:
@@ -188,6 +219,7 @@ def lower_conv(node: Node, ctx: LowerContext) -> KernelSpec:
     scratch = _pad_scratch_bytes(p)
     packed = {}
     if sched.path in ("direct", "pixels"):
+        _check_runtime_packing(node, ctx, w_value)
         # packed weights: [G][blocks][CG][KK][tile], tile = OCV vectors of VW channels, or MR channels
         ocv, width = (sched.oc_vectors, sched.vector_width) if sched.path == "direct" else (1, sched.oc_vectors)
         tile = ocv * width
@@ -242,13 +274,13 @@ def lower_pool(node: Node, ctx: LowerContext) -> KernelSpec:
 @lowering("global_pool")
 def lower_global_pool(node: Node, ctx: LowerContext) -> KernelSpec:
     x = ctx.type(node.inputs[0])
-    return KernelSpec("global_pool", dict(PLANES=x.shape[0] * x.shape[1], SIZE=math.prod(x.shape[2:]),
+    return KernelSpec("global_pool", dict(N=x.shape[0], C=x.shape[1], SIZE=math.prod(x.shape[2:]),
                                           KIND=node.attrs.kind), [("x", node.inputs[0])], [("y", node.output)])
 
 
 @lowering("activation")
 def lower_activation(node: Node, ctx: LowerContext) -> KernelSpec:
-    return KernelSpec("activation", dict(COUNT=node.type.size, activation=activation_params(node.attrs)),
+    return KernelSpec("activation", dict(**_batch_and_inner(node.type), activation=activation_params(node.attrs)),
                       [("x", node.inputs[0])], [("y", node.output)])
 
 
@@ -261,15 +293,36 @@ def lower_batch_norm(node: Node, ctx: LowerContext) -> KernelSpec:
     return KernelSpec("batch_norm", p, list(zip(names, node.inputs)), [("y", node.output)])
 
 
-def _strided_loops(out_shape: tuple[int, ...], in_strides: list[tuple[int, ...]]) -> dict:
-    """The fewest loops over the output (C order) and each input's stride per loop."""
-    dims, strides = shapes.collapse_axes(out_shape, [shapes.contiguous_strides(out_shape), *in_strides])
-    return dict(DIMS=list(dims), OUT_STRIDES=list(strides[0]), STRIDES=[list(s) for s in strides[1:]])
+def _strided_loops(out_shape: tuple[int, ...], in_strides: list[tuple[int, ...]],
+                   batch_strides: list[int] | None = None) -> dict:
+    """The fewest loops over the output (C order) and each input's stride per loop.  With batch_strides
+    (each input's stride along the batch), the batch stays its own outermost loop N, whose bound may be a
+    run-time value; else N = 1 and every axis may merge."""
+    out_strides = shapes.contiguous_strides(out_shape)
+    if batch_strides is None or not out_shape:
+        dims, strides = shapes.collapse_axes(out_shape, [out_strides, *in_strides])
+        return dict(N=1, BATCH_STRIDES=[0] * len(in_strides), OUT_BATCH_STRIDE=0, DIMS=list(dims),
+                    OUT_STRIDES=list(strides[0]), STRIDES=[list(s) for s in strides[1:]])
+    dims, strides = shapes.collapse_axes(out_shape[1:], [out_strides[1:], *(s[1:] for s in in_strides)])
+    return dict(N=out_shape[0], BATCH_STRIDES=list(batch_strides), OUT_BATCH_STRIDE=out_strides[0],
+                DIMS=list(dims), OUT_STRIDES=list(strides[0]), STRIDES=[list(s) for s in strides[1:]])
+
+
+def _batch_stride(node: Node, ctx: LowerContext, value: str) -> int:
+    """An operand's stride along the batch: 0 for constants (broadcast to every sample)."""
+    if ctx.is_constant(value):
+        return 0
+    t = ctx.type(value)
+    if t.ndim != node.type.ndim:
+        raise UnsupportedError(f"layer {node.name!r} ({node.op}): input {value!r} of shape {list(t.shape)} "
+                               "broadcasts across the batch axis; compile it with a fixed batch")
+    return shapes.contiguous_strides(t.shape)[0]
 
 
 def lower_binary(node: Node, ctx: LowerContext) -> KernelSpec:
     out = node.type.shape
-    p = _strided_loops(out, [shapes.broadcast_strides(ctx.type(v).shape, out) for v in node.inputs])
+    batch_strides = [_batch_stride(node, ctx, v) for v in node.inputs] if ctx.dynamic_batch else None
+    p = _strided_loops(out, [shapes.broadcast_strides(ctx.type(v).shape, out) for v in node.inputs], batch_strides)
     p.update(OP=node.op, activation=activation_params(node.attrs.activation))
     return KernelSpec("strided", p, [(f"x{i}", v) for i, v in enumerate(node.inputs)], [("y", node.output)])
 
@@ -283,7 +336,9 @@ def lower_transpose(node: Node, ctx: LowerContext) -> KernelSpec:
     x = ctx.type(node.inputs[0]).shape
     perm = shapes.transpose_perm(node.name, len(x), node.attrs.perm)
     in_strides = shapes.contiguous_strides(x)
-    p = _strided_loops(node.type.shape, [tuple(in_strides[a] for a in perm)])
+    permuted = tuple(in_strides[a] for a in perm)
+    # with a run-time batch, check_batch_axis has made sure the batch stays axis 0 (perm[0] == 0)
+    p = _strided_loops(node.type.shape, [permuted], [permuted[0]] if ctx.dynamic_batch else None)
     p.update(OP="copy", activation=None)
     return KernelSpec("strided", p, [("x0", node.inputs[0])], [("y", node.output)])
 
@@ -296,10 +351,12 @@ def lower_linear(node: Node, ctx: LowerContext) -> KernelSpec:
     sched = schedule.dense_schedule(m_out, flops, ctx.target, ctx.threads)
     tile = sched.vector_width * sched.oc_vectors
     blocks = math.ceil(m_out / tile)
-    p = dict(ROWS=x.size // k, K=k, M=m_out, VW=sched.vector_width, OCV=sched.oc_vectors, OCB=blocks,
+    batch = x.shape[0] if x.ndim >= 2 else 1
+    p = dict(N=batch, ROWS=x.size // (k * batch), K=k, M=m_out, VW=sched.vector_width, OCV=sched.oc_vectors, OCB=blocks,
              THREADS=sched.threads, HAS_BIAS=len(node.inputs) == 3, PACK_AT_RUNTIME=not ctx.is_constant(w_value),
              activation=activation_params(node.attrs.activation))
     packed, scratch = {}, 0
+    _check_runtime_packing(node, ctx, w_value)
     if ctx.is_constant(w_value):
         packed["w"] = pack_conv_weights(ctx.graph.constants[w_value], 1, blocks, sched.oc_vectors, sched.vector_width)
     else:
@@ -313,7 +370,8 @@ def lower_linear(node: Node, ctx: LowerContext) -> KernelSpec:
 def lower_softmax(node: Node, ctx: LowerContext) -> KernelSpec:
     shape = node.type.shape
     axis = normalize_axis(node.name, node.attrs.axis, len(shape))
-    p = dict(OUTER=math.prod(shape[:axis]), AXIS=shape[axis], INNER=math.prod(shape[axis + 1:]))
+    batch = _batch_outside(node, ctx, axis)
+    p = dict(N=batch, OUTER=math.prod(shape[:axis]) // batch, AXIS=shape[axis], INNER=math.prod(shape[axis + 1:]))
     return KernelSpec("softmax", p, [("x", node.inputs[0])], [("y", node.output)])
 
 
@@ -323,7 +381,8 @@ def lower_concat(node: Node, ctx: LowerContext) -> KernelSpec:
     axis = normalize_axis(node.name, node.attrs.axis, len(shape))
     inner = math.prod(shape[axis + 1:])
     chunks = [ctx.type(v).shape[axis] * inner for v in node.inputs]
-    p = dict(OUTER=math.prod(shape[:axis]), CHUNKS=chunks, OFFSETS=[sum(chunks[:i]) for i in range(len(chunks))],
+    batch = _batch_outside(node, ctx, axis)
+    p = dict(N=batch, OUTER=math.prod(shape[:axis]) // batch, CHUNKS=chunks, OFFSETS=[sum(chunks[:i]) for i in range(len(chunks))],
              TOTAL=sum(chunks))
     return KernelSpec("concat", p, [(f"x{i}", v) for i, v in enumerate(node.inputs)], [("y", node.output)])
 
@@ -425,9 +484,13 @@ def _bind(index: int, node: Node, spec: KernelSpec, graph: Graph, placement: Pla
                   spec.scratch_bytes)
 
 
+# names the generated entry points use for their own parameters and locals
+RESERVED_IDENTIFIERS = ("weights", "batch", "workspace", "arena", "owned", "status", "ctx")
+
+
 def _io_specs(graph: Graph) -> tuple[tuple[IOSpec, ...], tuple[IOSpec, ...]]:
     """C identifiers for the run function's parameters: sanitized input names, output / output<j>."""
-    used: set[str] = set()
+    used: set[str] = set(RESERVED_IDENTIFIERS)
 
     def spec(name: str, t: TensorType, ident: str) -> IOSpec:
         while ident in used:
@@ -441,8 +504,10 @@ def _io_specs(graph: Graph) -> tuple[tuple[IOSpec, ...], tuple[IOSpec, ...]]:
     return inputs, outputs
 
 
-def lower(graph: Graph, target: Target, threads: int) -> LoweredModel:
-    ctx = LowerContext(graph, target, threads)
+def lower(graph: Graph, target: Target, threads: int, dynamic_batch: bool = False) -> LoweredModel:
+    """Lower `graph`; with dynamic_batch, `graph` is at batch 1 and the kernels take the batch at run time
+    (every arena offset then scales with it)."""
+    ctx = LowerContext(graph, target, threads, dynamic_batch)
     specs: dict[str, KernelSpec | None] = {}
     for node in graph.nodes:
         if node.op not in LOWERINGS:
@@ -459,7 +524,13 @@ def lower(graph: Graph, target: Target, threads: int) -> LoweredModel:
                     graph.type_of(graph.outputs[j]).nbytes) for j, r in placement.copies)
     inputs, outputs = _io_specs(graph)
     return LoweredModel(identifier(graph.name), graph.name, inputs, outputs, kernels, copies,
-                        placement.arena_bytes, bytes(blob.data), threads)
+                        placement.arena_bytes, bytes(blob.data), threads, None if dynamic_batch else _batch_of(graph))
+
+
+def _batch_of(graph: Graph) -> int:
+    """The batch a graph was traced at: its first input's leading axis."""
+    shape = graph.inputs[0][1].shape if graph.inputs else ()
+    return shape[0] if shape else 1
 
 
 # -- transposed convolution and Lp pooling --------------------------------------------------
@@ -507,6 +578,7 @@ def lower_conv_transpose(node: Node, ctx: LowerContext) -> KernelSpec:
              RW=sched.row_tile, TAILS=sorted({c % sched.row_tile for c in p["OCOUNT_W"]} - {0}),
              THREADS=sched.threads, HAS_BIAS=len(node.inputs) == 3, PACK_AT_RUNTIME=not ctx.is_constant(w_value),
              activation=activation_params(a.activation))
+    _check_runtime_packing(node, ctx, w_value)
     scratch, packed = _pad_scratch_bytes(p), {}
     p["WPACK_OFFSET"] = align(scratch) // 4
     if ctx.is_constant(w_value):
@@ -534,5 +606,5 @@ def lower_lp_pool(node: Node, ctx: LowerContext) -> KernelSpec:
 @lowering("global_lp_pool")
 def lower_global_lp_pool(node: Node, ctx: LowerContext) -> KernelSpec:
     x = ctx.type(node.inputs[0])
-    return KernelSpec("global_lp_pool", dict(PLANES=x.shape[0] * x.shape[1], SIZE=math.prod(x.shape[2:]),
+    return KernelSpec("global_lp_pool", dict(N=x.shape[0], C=x.shape[1], SIZE=math.prod(x.shape[2:]),
                                              P=float(node.attrs.p)), [("x", node.inputs[0])], [("y", node.output)])

@@ -4,11 +4,16 @@ Calls are zero-copy for C-contiguous float32 arrays of the right shape; other
 real-valued arrays (and nested lists) are converted to float32 C order first.
 cffi releases the GIL for the duration of the call.  Each Python thread gets its
 own workspace, so one CompiledModel may be called from many threads at once.
+
+A model compiled with batch=None takes any batch N >= 1 at call time: every input's
+first axis is N (the same N for all inputs), every output's first axis is N, and the
+workspace grows to N x the per-sample arena.  N = 0 is a ValueError.
 """
 from __future__ import annotations
 
 import ctypes
 import json
+import math
 import os
 import re
 import shutil
@@ -20,7 +25,8 @@ import cffi
 import numpy as np
 
 from . import backends, lower, passes, progress
-from .backends.c import environment
+from .backends.c import environment, weights_checksum
+from .batch import check_batch_axis, rebatch
 from .errors import ConvgenError
 from .ir import Graph
 from .target import host
@@ -37,25 +43,37 @@ def _resolve_threads(threads: int | None) -> int:
 
 
 def compile(graph: Graph, backend: str = "c", threads: int | None = None,  # noqa: A001 (public API name)
-            cache_dir: str | os.PathLike | None = None) -> "CompiledModel":
+            cache_dir: str | os.PathLike | None = None, batch: int | None | str = "graph") -> "CompiledModel":
     """Optimize, lower and build `graph` into a shared library, and load it.
+
+    batch: "graph" (default) keeps the batch the graph was built for, fixed at compile time; an int
+    compiles for that batch instead; None compiles kernels whose batch loop bound is a run-time
+    argument, so the model takes inputs of any batch N >= 1 (every value must have the batch as its
+    first axis, else UnsupportedError).
 
     >>> from convgen import nn
     >>> g = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()).to_graph((1, 1, 8, 8))
     >>> model = convgen.compile(g)                 # doctest: +SKIP
     >>> y = model(np.ones((1, 1, 8, 8), np.float32))  # (1, 4, 6, 6)  # doctest: +SKIP
+    >>> any_batch = convgen.compile(g, batch=None)  # doctest: +SKIP
+    >>> y = any_batch(np.ones((5, 1, 8, 8), np.float32))  # (5, 4, 6, 6)  # doctest: +SKIP
     """
     if not isinstance(graph, Graph):
         raise TypeError(f"convgen.compile takes a convgen.Graph, got {type(graph).__name__}; "
                         "build one with module.to_graph(shape) or convgen.from_onnx(path)")
     build = backends.get(backend)
     resolved_threads = _resolve_threads(threads)
+    if batch is None:
+        check_batch_axis(graph)
+        graph = rebatch(graph, 1)
+    elif batch != "graph":
+        graph = rebatch(graph, batch)
     # A bar on a terminal when a compile outlasts progress.DELAY (a big graph, a cold cache).
     with progress.bar(f"compiling {graph.name} ({len(graph.nodes)} layers)", total=3) as steps:
         steps.update(0, stage="optimize")
         optimized = passes.optimize(graph)
         steps.update(1, stage="lower")
-        lowered = lower.lower(optimized, host(), resolved_threads)
+        lowered = lower.lower(optimized, host(), resolved_threads, dynamic_batch=batch is None)
         steps.update(1, stage=f"generate and build ({backend})")
         library, source = build(lowered, cache_dir=cache_dir)
         steps.update(1)
@@ -63,7 +81,8 @@ def compile(graph: Graph, backend: str = "c", threads: int | None = None,  # noq
 
 
 def load(path: str | os.PathLike) -> "CompiledModel":
-    """Load a model written by CompiledModel.save (its directory, or the .so itself)."""
+    """Load a model written by CompiledModel.save(format="shared") (its directory, or the .so itself);
+    weights saved to a side file are read from <name>.weights beside the library and checked."""
     path = Path(path)
     if path.is_dir():
         libraries = sorted(path.glob("lib*.so"))
@@ -74,6 +93,11 @@ def load(path: str | os.PathLike) -> "CompiledModel":
     if not match or not path.is_file():
         raise ConvgenError(f"{path}: not a convgen model library (expected lib<name>.so)")
     return CompiledModel(path, match.group(1))
+
+
+# <prefix>_forward's status codes (templates/model.h.j2 names them)
+_STATUS_ERRORS = {-1: MemoryError, -2: ValueError, -3: ConvgenError}
+_STATUS_TEXT = {-1: "the workspace could not be allocated", -2: "bad batch size", -3: "the weights are missing"}
 
 
 class Library(Protocol):
@@ -139,27 +163,55 @@ class CompiledModel:
             prefix=prefix, inputs=self.signature["inputs"], outputs=self.signature["outputs"]), override=True)
         run_params = environment().get_template("common.c.j2").module.run_params(
             self.signature["inputs"], self.signature["outputs"], names=False)
-        self._run = self._library.function(self._ffi, f"{prefix}_run", f"int(*)({run_params})")
+        self._run = self._library.function(self._ffi, f"{prefix}_forward", f"int(*)({run_params})")
         self.backend = self.signature.get("backend", "c")
+        self.batch: int | None = self.signature["batch"]  # None: any batch, given at call time
         self.input_names = tuple(i["name"] for i in self.signature["inputs"])
         self.input_shapes = tuple(tuple(i["shape"]) for i in self.signature["inputs"])
         self.output_names = tuple(o["name"] for o in self.signature["outputs"])
         self.output_shapes = tuple(tuple(o["shape"]) for o in self.signature["outputs"])
         self._output_dtypes = tuple(np.dtype(o["dtype"]) for o in self.signature["outputs"])
         self._output_ctypes = tuple("int64_t[]" if d == np.int64 else "float[]" for d in self._output_dtypes)
-        self.workspace_bytes = int(self.signature["workspace_bytes"])
+        self.workspace_bytes = int(self.signature["workspace_bytes"])  # per call; per sample if batch is None
+        self.weights_bytes = int(self.signature["weights_bytes"])
+        self._weights = self._find_weights()
         self._local = threading.local()
 
+    def _find_weights(self):
+        """The weights blob: embedded in the library, or the side file <name>.weights beside it."""
+        embedded = self._library.function(self._ffi, f"{self.prefix}_embedded_weights", "const void*(*)(void)")()
+        if embedded != self._ffi.NULL or self.weights_bytes == 0:
+            return embedded
+        path = self.library_path.parent / f"{self.prefix}.weights" if self.library_path else None
+        if path is None or not path.is_file():
+            raise ConvgenError(f"{self.prefix}: the weights are in a side file, but {path} does not exist")
+        blob = path.read_bytes()
+        if len(blob) != self.weights_bytes:
+            raise ConvgenError(f"{path}: {len(blob)} bytes, but the library needs {self.weights_bytes}")
+        if f"{weights_checksum(blob):016x}" != self.signature["weights_checksum"]:
+            raise ConvgenError(f"{path}: checksum {weights_checksum(blob):016x} does not match the library's "
+                               f"{self.signature['weights_checksum']} (weights of another model, or damaged)")
+        raw = np.empty(len(blob) + 64, np.uint8)
+        offset = (-raw.ctypes.data) % 64
+        raw[offset:offset + len(blob)] = np.frombuffer(blob, np.uint8)
+        self._weights_memory = raw
+        return self._ffi.from_buffer(raw[offset:offset + len(blob)])
+
     # -- calling ------------------------------------------------------------------
-    def _workspace(self):
-        if self.workspace_bytes == 0:
+    def _workspace(self, batch: int):
+        nbytes = self.workspace_bytes * (batch if self.batch is None else 1)
+        if nbytes == 0:
             return self._ffi.NULL
         buf = getattr(self._local, "workspace", None)
-        if buf is None:
-            raw = np.empty(self.workspace_bytes + 64, np.uint8)
+        if buf is None or buf[2] < nbytes:  # one per thread, grown to the largest batch seen
+            raw = np.empty(nbytes + 64, np.uint8)
             offset = (-raw.ctypes.data) % 64
-            buf = self._local.workspace = (raw, self._ffi.from_buffer(raw[offset:offset + self.workspace_bytes]))
+            buf = self._local.workspace = (raw, self._ffi.from_buffer(raw[offset:offset + nbytes]), nbytes)
         return buf[1]
+
+    def _shape_at(self, shape: tuple[int, ...], batch: int) -> tuple[int, ...]:
+        """A signature shape at call batch `batch` (the signature's own batch unless it is a run-time value)."""
+        return shape if self.batch is not None else (batch, *shape[1:])
 
     def _as_input(self, index: int, value) -> np.ndarray:
         name, shape = self.input_names[index], self.input_shapes[index]
@@ -170,17 +222,33 @@ class CompiledModel:
                 raise TypeError(f"input {name!r}: expected a float32 array (real numbers are converted), "
                                 f"got dtype {value.dtype}")
             value = value.astype(np.float32)
+        if self.batch is None and value.ndim == len(shape) and value.shape[1:] == shape[1:]:
+            shape = value.shape  # any batch; _batch_of checks it
         if value.shape != shape:
-            raise ValueError(f"input {name!r}: expected shape {shape}, got {value.shape}")
+            expected = shape if self.batch is not None else f"(N, {', '.join(map(str, shape[1:]))})"
+            raise ValueError(f"input {name!r}: expected shape {expected}, got {value.shape}")
         if not value.flags.c_contiguous:
             value = np.ascontiguousarray(value)
         return value
 
-    def _check_out(self, out) -> list[np.ndarray]:
+    def _batch_of(self, arrays: list[np.ndarray]) -> int:
+        """The call's batch: the fixed one, or the inputs' common first axis (at least 1)."""
+        if self.batch is not None:
+            return self.batch
+        sizes = {a.shape[0] for a in arrays}
+        if len(sizes) > 1:
+            raise ValueError(f"inputs {list(self.input_names)} have different batch sizes {[a.shape[0] for a in arrays]}")
+        batch = sizes.pop()
+        if batch < 1:
+            raise ValueError("batch size 0: a model compiled with batch=None runs batches of 1 or more")
+        return batch
+
+    def _check_out(self, out, batch: int) -> list[np.ndarray]:
         outs = [out] if isinstance(out, np.ndarray) else list(out)
         if len(outs) != len(self.output_shapes):
             raise ValueError(f"out= needs {len(self.output_shapes)} array(s), got {len(outs)}")
-        for o, shape, dtype, name in zip(outs, self.output_shapes, self._output_dtypes, self.output_names):
+        shapes = [self._shape_at(s, batch) for s in self.output_shapes]
+        for o, shape, dtype, name in zip(outs, shapes, self._output_dtypes, self.output_names):
             if not isinstance(o, np.ndarray):
                 raise TypeError(f"out= for output {name!r} must be a numpy array, got {type(o).__name__}")
             if o.dtype != dtype or o.shape != shape or not o.flags.c_contiguous or not o.flags.writeable:
@@ -190,14 +258,15 @@ class CompiledModel:
 
     def __call__(self, *args, out=None, **named):
         arrays = self._bind(args, named)
-        outs = (self._check_out(out) if out is not None
-                else [np.empty(s, d) for s, d in zip(self.output_shapes, self._output_dtypes)])
+        batch = self._batch_of(arrays)
+        outs = (self._check_out(out, batch) if out is not None
+                else [np.empty(self._shape_at(s, batch), d) for s, d in zip(self.output_shapes, self._output_dtypes)])
         from_buffer = self._ffi.from_buffer
-        status = self._run(*[from_buffer("float[]", a) for a in arrays],
+        status = self._run(self._weights, batch, *[from_buffer("float[]", a) for a in arrays],
                            *[from_buffer(c_type, o) for c_type, o in zip(self._output_ctypes, outs)],
-                           self._workspace())
+                           self._workspace(batch))
         if status != 0:
-            raise MemoryError(f"{self.prefix}: the workspace could not be allocated")
+            raise _STATUS_ERRORS.get(status, ConvgenError)(f"{self.prefix}: {_STATUS_TEXT.get(status, status)}")
         if out is not None:
             return out
         return outs[0] if len(outs) == 1 else tuple(outs)
@@ -216,15 +285,39 @@ class CompiledModel:
         return [self._as_input(i, a) for i, a in enumerate(args)]
 
     # -- inspection and deployment ---------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write lib<name>.so and <name>.h into the directory `path`; load it back with convgen.load."""
-        directory = Path(path)
-        directory.mkdir(parents=True, exist_ok=True)
-        self._library.write(directory / f"lib{self.prefix}.so")
-        if self._lowered is not None:
-            from .backends.c import render_header
-            (directory / f"{self.prefix}.h").write_text(render_header(self._lowered))
-        return directory
+    def save(self, path: str | os.PathLike, format: str = "shared", weights: str = "embedded") -> Path:  # noqa: A002
+        """Write the model into the directory `path` for use from C, with no Python:
+
+        - format="shared": lib<name>.so (load it back with convgen.load(path));
+          format="static": lib<name>.a (link with -fopenmp -lm);
+          format="source": one self-contained <name>.c (C backend only; UnsupportedError on LLVM).
+        - weights="embedded": the packed weights live inside the library / source;
+          weights="file": they go to <name>.weights, read at <name>_create (or by convgen.load) and
+          checked against the size and checksum compiled into the library.
+        - always <name>.h: shapes as #define constants, status codes, and the API
+          <name>_create(&ctx, [max_batch,] workspace_or_NULL, weights_path_or_NULL),
+          <name>_run(ctx, [batch,] inputs..., outputs...), <name>_destroy(ctx), built on the
+          library's <name>_forward / _workspace_size / _signature / _embedded_weights;
+        - always main.c: an example that runs the model on raw float32 files.
+
+        Returns the directory.  A model loaded with convgen.load can only be re-saved as it was.
+        """
+        from .deploy import save
+        return save(self, Path(path), format, weights)
+
+    def summary(self, print_fn=print) -> str:
+        """The graph's per-layer summary, then the compiled memory: weights blob, workspace arena, I/O."""
+        lines = [self.graph.summary(print_fn=None)] if self.graph is not None else [repr(self)]
+        per = " per sample" if self.batch is None else ""
+        io = sum(4 * math.prod(s) for s in self.input_shapes) + sum(
+            d.itemsize * math.prod(s) for s, d in zip(self.output_shapes, self._output_dtypes))
+        lines.append(f"compiled: weights {self.weights_bytes:,} bytes ({self.signature['weights']}), "
+                     f"workspace arena {self.workspace_bytes:,} bytes{per}, inputs+outputs {io:,} bytes{per}; "
+                     f"batch {'given at call time' if self.batch is None else self.batch}")
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text
 
     def show_code(self, layer: str | None = None) -> str:
         """The generated code (C, or LLVM IR for backend="llvm"): all of it, or the kernel of one layer."""

@@ -69,3 +69,15 @@ def randomize_batch_norm(torch_module, seed: int = 0) -> None:
 
 def numpy_state(torch_module) -> dict[str, np.ndarray]:
     return {k: v.detach().numpy() for k, v in torch_module.state_dict().items()}
+
+
+def resnet18(num_classes: int = 1000) -> nn.Module:
+    """ResNet-18 (He et al., 2016) from BasicBlock: 7x7/2 stem, 3x3/2 max pool, four stages of two blocks."""
+    layers: list[nn.Module] = [nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+                               nn.MaxPool2d(3, stride=2, padding=1)]
+    channels = 64
+    for width, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        layers += [BasicBlock(channels, width, stride), BasicBlock(width, width)]
+        channels = width
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes)]
+    return nn.Sequential(*layers)

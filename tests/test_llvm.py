@@ -252,7 +252,7 @@ def test_save_load_round_trip(tmp_path, rng):
     graph = lenet5().to_graph((1, 1, 32, 32), name="lenet5")
     model = convgen.compile(graph, backend="llvm", cache_dir=tmp_path / "cache")
     directory = model.save(tmp_path / "saved")
-    assert sorted(p.name for p in directory.iterdir()) == ["lenet5.h", "liblenet5.so"]
+    assert sorted(p.name for p in directory.iterdir()) == ["lenet5.h", "liblenet5.so", "main.c"]
     loaded = convgen.load(directory)
     assert loaded.signature["backend"] == "llvm" and loaded.workspace_bytes == model.workspace_bytes
     x = rng.standard_normal((1, 1, 32, 32)).astype(np.float32)

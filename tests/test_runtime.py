@@ -88,9 +88,11 @@ def test_out_writes_into_preallocated_array(small, rng):
 def test_save_load_round_trip_with_header(small, tmp_path, rng):
     graph, model = small
     directory = model.save(tmp_path / "saved")
-    assert sorted(p.name for p in directory.iterdir()) == ["libsmall.so", "small.h"]
+    assert sorted(p.name for p in directory.iterdir()) == ["libsmall.so", "main.c", "small.h"]
     header = (directory / "small.h").read_text()
-    assert "int small_run(const float* input, float* output, void* workspace);" in header
+    assert "int small_forward(const void* weights_blob, int64_t batch, const float* input, float* output, " \
+           "void* workspace);" in header
+    assert "static inline int small_run(small_ctx* ctx, const float* input, float* output)" in header
     assert "#define SMALL_INPUT_DIM3 9" in header
     loaded = convgen.load(directory)
     assert loaded.input_shapes == model.input_shapes and loaded.output_shapes == model.output_shapes
@@ -111,7 +113,10 @@ int main(int argc, char** argv) {
     FILE* f = fopen(argv[1], "rb");
     if (!f || fread(x, sizeof(float), SMALL_INPUT_SIZE, f) != SMALL_INPUT_SIZE) return 2;
     fclose(f);
-    if (small_run(x, y, NULL) != 0) return 3;
+    small_ctx* ctx;
+    if (small_create(&ctx, NULL, NULL) != SMALL_OK) return 3;
+    if (small_run(ctx, x, y) != SMALL_OK) return 4;
+    small_destroy(ctx);
     fwrite(y, sizeof(float), SMALL_OUTPUT_SIZE, stdout);
     return 0;
 }

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import jinja2
+import numpy as np
 
 from .. import __version__
 from ..cache import cache_key, cache_root
@@ -69,25 +70,50 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def signature(model: LoweredModel, backend: str) -> dict:
+def weights_checksum(blob: bytes) -> int:
+    """sum over the blob's little-endian 32-bit words w[i] of (i + 1) * w[i], modulo 2**64: cheap in numpy
+    and in the generated header's loader, and it notices swapped, shifted or damaged words."""
+    words = np.frombuffer(blob, "<u4").astype(np.uint64)
+    with np.errstate(over="ignore"):
+        return int((words * np.arange(1, words.size + 1, dtype=np.uint64)).sum(dtype=np.uint64))
+
+
+def signature(model: LoweredModel, backend: str, weights: str = "embedded") -> dict:
+    """What the library says about itself (<prefix>_signature); `weights`: "embedded" or "file"."""
     io = lambda specs: [{"name": s.name, "ident": s.ident, "shape": list(s.shape), "dtype": s.dtype}  # noqa: E731
                         for s in specs]
     return {"convgen": __version__, "backend": backend, "graph": model.graph_name, "prefix": model.prefix,
             "inputs": io(model.inputs), "outputs": io(model.outputs), "workspace_bytes": model.workspace_bytes,
-            "threads": model.threads}
+            "threads": model.threads, "batch": model.batch, "weights": weights if model.weights else "embedded",
+            "weights_bytes": len(model.weights), "weights_checksum": f"{weights_checksum(model.weights):016x}"}
 
 
 WEIGHTS_FILE = "weights.bin"
+EMBEDDINGS = ("incbin", "array", "none")  # weights from the file beside the source, a C array, or not at all
 
 
-def render_source(model: LoweredModel) -> str:
+def _c_bytes(blob: bytes, per_line: int = 64) -> str:
+    """`blob` as C string literals of octal escapes, `per_line` bytes to a line."""
+    table = np.array([b"\\%03o" % byte for byte in range(256)], dtype="S4")
+    escaped = table[np.frombuffer(blob, np.uint8)]
+    lines = [b'"' + escaped[i:i + per_line].tobytes() + b'"' for i in range(0, len(escaped), per_line)]
+    return "\n        ".join(line.decode("ascii") for line in lines)
+
+
+def render_source(model: LoweredModel, embed: str = "incbin") -> str:
+    """The model's C: weights embedded from weights.bin (.incbin), as a C array (one self-contained
+    file), or not at all (the caller passes them to <prefix>_forward)."""
+    if embed not in EMBEDDINGS:
+        raise ValueError(f"embed must be one of {EMBEDDINGS}, got {embed!r}")
     return environment().get_template("model.c.j2").render(
-        model=model, version=__version__, weights_file=WEIGHTS_FILE,
-        signature=json.dumps(signature(model, "c"), sort_keys=True))
+        model=model, version=__version__, weights_file=WEIGHTS_FILE, embed=embed,
+        weights_literal=_c_bytes(model.weights) if embed == "array" else "",
+        signature=json.dumps(signature(model, "c", "file" if embed == "none" else "embedded"), sort_keys=True))
 
 
-def render_header(model: LoweredModel) -> str:
-    return environment().get_template("model.h.j2").render(model=model, version=__version__)
+def render_header(model: LoweredModel, weights: str = "embedded") -> str:
+    return environment().get_template("model.h.j2").render(
+        model=model, version=__version__, weights=weights, checksum=f"{weights_checksum(model.weights):016x}")
 
 
 def compiler() -> str:
@@ -95,8 +121,9 @@ def compiler() -> str:
     return cc
 
 
-def cflags() -> list[str]:
-    return shlex.split(os.environ.get("CFLAGS", DEFAULT_CFLAGS)) + list(REQUIRED_FLAGS)
+def cflags(shared: bool = True) -> list[str]:
+    required = [f for f in REQUIRED_FLAGS if shared or f != "-shared"]
+    return shlex.split(os.environ.get("CFLAGS", DEFAULT_CFLAGS)) + required
 
 
 @functools.lru_cache(maxsize=8)
@@ -112,8 +139,26 @@ def compiler_identity(cc: str) -> str:
     return result.stdout + result.stderr
 
 
-def compile_source(source: str, weights: bytes, output: Path) -> None:
-    """Compile one translation unit (and its weights) into a shared library at `output`, atomically."""
+def _run_tool(argv: list[str], cwd: Path, what: str) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise CompileError(f"cannot run the {what}: {' '.join(argv)}: {e}") from e
+
+
+def archive(objects: list[str], output: str, cwd: Path) -> None:
+    """`ar rcs output objects...`: a static library (the archiver is $AR, default ar)."""
+    ar = os.environ.get("AR") or "ar"
+    if shutil.which(ar) is None:
+        raise CompileError(f"no archiver: {ar!r} was not found (set AR); a static library needs one")
+    result = _run_tool([ar, "rcs", output, *objects], cwd, "archiver")
+    if result.returncode != 0:
+        raise CompileError(f"{ar} failed (exit {result.returncode})", result.stderr)
+
+
+def compile_source(source: str, weights: bytes, output: Path, static: bool = False) -> None:
+    """Compile one translation unit (and its weights) into a shared library at `output`, or with
+    static=True into a static library (an archive of one object), atomically."""
     cc = compiler()
     compiler_identity(cc)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -121,17 +166,19 @@ def compile_source(source: str, weights: bytes, output: Path) -> None:
         build = Path(tmp)
         (build / "model.c").write_text(source)
         (build / WEIGHTS_FILE).write_bytes(weights)
-        argv = shlex.split(cc) + cflags() + ["-o", "model.so", "model.c", "-lm"]
-        try:
-            result = subprocess.run(argv, cwd=build, capture_output=True, text=True, timeout=600)
-        except (OSError, subprocess.SubprocessError) as e:
-            raise CompileError(f"cannot run the C compiler: {' '.join(argv)}: {e}") from e
+        if static:
+            argv = shlex.split(cc) + cflags(shared=False) + ["-c", "-o", "model.o", "model.c"]
+        else:
+            argv = shlex.split(cc) + cflags() + ["-o", "model.so", "model.c", "-lm"]
+        result = _run_tool(argv, build, "C compiler")
         if result.returncode != 0:
             kept = Path(tempfile.mkdtemp(prefix="convgen-failed-"))
             shutil.copy(build / "model.c", kept / "model.c")
             raise CompileError(f"C compiler failed (exit {result.returncode}): {' '.join(argv)}; "
                                f"source kept at {kept / 'model.c'}", result.stderr, str(kept / "model.c"))
-        os.replace(build / "model.so", output)
+        if static:
+            archive(["model.o"], "model.a", build)
+        os.replace(build / ("model.a" if static else "model.so"), output)
 
 
 def build(model: LoweredModel, cache_dir=None) -> tuple[Path, str]:

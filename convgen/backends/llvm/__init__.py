@@ -10,18 +10,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...cache import cache_key, cache_root
+from ...errors import ConvgenError
 from ...lower import LoweredModel
 from .module import build_module, layer_code, source_text, weights_ir
-from .native import JitLibrary, data_layout, find_linker, host_target, link_library
+from .native import JitLibrary, data_layout, find_linker, host_target, link_library, write_archive
 from .parallel import uses_openmp
 
 __all__ = ["build", "generate", "layer_code"]
 
 
-def generate(model: LoweredModel) -> tuple[str, bool]:
-    """The model's LLVM IR (without the weights' bytes), and whether it calls into OpenMP."""
+def generate(model: LoweredModel, embed: bool = True) -> tuple[str, bool]:
+    """The model's LLVM IR (without the weights' bytes), and whether it calls into OpenMP; embed=False
+    for a library whose weights come from a side file."""
     target = host_target()
-    module = build_module(model, target.triple, data_layout(), target.has_fma)
+    module = build_module(model, target.triple, data_layout(), target.has_fma, embed)
     return source_text(model, module), uses_openmp(module)
 
 
@@ -36,6 +38,20 @@ def build(model: LoweredModel, cache_dir=None) -> tuple[Path | JitLibrary, str]:
     if not path.exists():
         link_library(source, _weights_module(model), path, linker, openmp)
     return path, source
+
+
+def write_library(model: LoweredModel, output: Path, static: bool, embed: bool) -> None:
+    """A shared (static=False) or static library of `model` at `output`, with its weights embedded or not."""
+    source, openmp = generate(model, embed)
+    weights = _weights_module(model) if embed else None
+    if static:
+        write_archive(source, weights, output)
+        return
+    linker = find_linker()
+    if linker is None:
+        raise ConvgenError("saving an LLVM-backend model as a shared library needs a linker "
+                           "(looked for $CC or cc, and $LD or ld)")
+    link_library(source, weights, output, linker, openmp)
 
 
 def _weights_module(model: LoweredModel) -> str | None:

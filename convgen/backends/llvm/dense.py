@@ -55,14 +55,14 @@ def linear(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
     captures: dict[str, Capture] = {"x": args["x"], "wp": wp, "y": args["y"]}
     if p["HAS_BIAS"]:
         captures["b"] = args["b"]
-    parallel_for(e, p["THREADS"], [p["ROWS"], p["OCB"]], ["row", "ob"], captures,
+    parallel_for(e, p["THREADS"], [p["N"] * p["ROWS"], p["OCB"]], ["row", "ob"], captures,
                  lambda e, index, cap: _block(e, p, index, cap), "blocks")
 
 
 def softmax(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
     p = k.params
     axis, inner = p["AXIS"], p["INNER"]
-    with e.nest([p["OUTER"], inner], ["o", "i"]) as (o, i):
+    with e.nest([p["N"] * p["OUTER"], inner], ["o", "i"]) as (o, i):
         xp, yp = args["x"] + o * (axis * inner) + i, args["y"] + o * (axis * inner) + i
         largest = e.var(e.f32(float("-inf")), "largest")
         with e.loop(axis, name="a") as a:
@@ -78,6 +78,6 @@ def softmax(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
 
 def concat(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
     p = k.params
-    with e.loop(p["OUTER"], name="o") as o:
+    with e.loop(p["N"] * p["OUTER"], name="o") as o:
         for j, (chunk, offset) in enumerate(zip(p["CHUNKS"], p["OFFSETS"])):
             e.memcpy(args["y"] + (o * p["TOTAL"] + offset), args[f"x{j}"] + o * chunk, 4 * chunk)

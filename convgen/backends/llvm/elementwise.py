@@ -8,7 +8,7 @@ from .emitter import Emitter, Ptr
 
 def activation(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
     p = k.params
-    with e.loop(p["COUNT"]) as i:
+    with e.loop(p["N"] * p["INNER"]) as i:
         args["y"][i] = act.apply(e, p["activation"], args["x"][i])
 
 

@@ -73,7 +73,7 @@ def lp_pool(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
 def global_lp_pool(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
     p = k.params
     x, y = args["x"], args["y"]
-    with e.loop(p["PLANES"], name="plane") as plane:
+    with e.loop(p["N"] * p["C"], name="plane") as plane:
         xp = x + plane * p["SIZE"]
         total = e.var(e.f32(0.0), "sum")
         with e.loop(p["SIZE"], name="i") as i:

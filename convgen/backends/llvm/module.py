@@ -1,7 +1,9 @@
 """One LLVM module per graph, as templates/model.c.j2: a function per kernel, the weights, and the
-exported entry points <prefix>_run, <prefix>_workspace_size and <prefix>_signature."""
+exported entry points <prefix>_forward, <prefix>_workspace_size, <prefix>_signature and
+<prefix>_embedded_weights (the saved header's create/run/destroy API is built on these)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Callable
@@ -13,7 +15,7 @@ from ... import __version__
 from ...lower import Buffer, Kernel, LoweredModel
 from ..c import signature
 from . import conv, conv_transpose, dense, elementwise, lp_pool, pool, strided
-from .emitter import F32, I8, I32, I64, PTR, Emitter, Ptr, Var
+from .emitter import F32, I8, I32, I64, PTR, Emitter, Index, Ptr, Var
 
 Family = Callable[[Emitter, Kernel, dict[str, Ptr], Ptr], None]
 FAMILIES: dict[str, Family] = {
@@ -51,30 +53,36 @@ def weights_ir(model: LoweredModel, triple: str) -> str:
             f'@{weights_symbol(model)} = hidden constant [{len(model.weights)} x i8] c"{text}", align 64\n')
 
 
-def _kernel_function(module: ir.Module, k: Kernel, fma: bool) -> ir.Function:
-    """static void fn(const float* restrict x, ..., float* restrict scratch), with the kernel's body."""
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR] * (len(k.args) + 1)), k.fn)
+def _kernel_function(module: ir.Module, k: Kernel, fma: bool, dynamic_batch: bool) -> ir.Function:
+    """static void fn(const float* restrict x, ..., float* restrict scratch, int64_t batch), with the
+    kernel's body; N is the batch argument when the batch is given at run time, else a constant."""
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR] * (len(k.args) + 1) + [I64]), k.fn)
     fn.linkage = "internal"
     fn.attributes.add("nounwind")
     for arg, name in zip(fn.args, [a.name for a in k.args] + ["scratch"]):
         arg.name = name
         arg.add_attribute("noalias")
+    fn.args[-1].name = "batch"
     e = Emitter(fn, fma)
+    if dynamic_batch:
+        k = dataclasses.replace(k, params={**k.params, "N": Index(e, fn.args[-1])})
     args = {a.name: Ptr(e, arg, I64 if a.buffer.dtype == "int64" else F32) for a, arg in zip(k.args, fn.args)}
-    FAMILIES[k.template](e, k, args, Ptr(e, fn.args[-1]))
+    FAMILIES[k.template](e, k, args, Ptr(e, fn.args[-2]))
     e.ret()
     return fn
 
 
-def _pointer(e: Emitter, buffer: Buffer, run_args: list, model: LoweredModel, arena: Var,
-             weights: ir.GlobalVariable | None) -> ir.Value:
-    """The pointer, inside the run function, to a buffer."""
+def _pointer(e: Emitter, buffer: Buffer, io_args: list, model: LoweredModel, arena: Var,
+             weights: ir.Value, batch: Index) -> ir.Value:
+    """The pointer, inside the forward function, to a buffer (arena offsets are per sample when the
+    batch is a run-time value)."""
     if buffer.kind == "input":
-        return run_args[buffer.offset]
+        return io_args[buffer.offset]
     if buffer.kind == "output":
-        return run_args[len(model.inputs) + buffer.offset]
+        return io_args[len(model.inputs) + buffer.offset]
     if buffer.kind == "arena":
-        return e.b.gep(arena.get(), [ir.Constant(I64, buffer.offset)], inbounds=True, source_etype=I8)
+        offset = batch * buffer.offset if model.dynamic_batch else e.const(buffer.offset)
+        return e.b.gep(arena.get(), [offset.value], inbounds=True, source_etype=I8)
     if buffer.kind == "weights":
         return e.b.gep(weights, [ir.Constant(I64, buffer.offset)], inbounds=True, source_etype=I8)
     return ir.Constant(PTR, None)
@@ -90,31 +98,46 @@ def _libc(module: ir.Module, name: str, ret: ir.Type, params: list[ir.Type]) -> 
     return module.globals.get(name) or ir.Function(module, ir.FunctionType(ret, params), name)
 
 
-def _run_function(module: ir.Module, model: LoweredModel, kernels: list[ir.Function],
-                  weights: ir.GlobalVariable | None, fma: bool) -> None:
-    """int <prefix>_run(inputs..., outputs..., void* workspace): 0, or -1 if no workspace could be allocated."""
+def _workspace_bytes(e: Emitter, model: LoweredModel, batch: Index) -> Index:
+    """<prefix>_workspace_size(batch): per sample x batch, or the fixed size for the fixed batch (0 otherwise)."""
+    if model.dynamic_batch:
+        return e.iselect(e.icmp("<", batch, 1), 0, batch * model.workspace_bytes)
+    return e.iselect(e.icmp("==", batch, model.batch), model.workspace_bytes, 0)
+
+
+def _forward_function(module: ir.Module, model: LoweredModel, kernels: list[ir.Function], fma: bool) -> None:
+    """int <prefix>_forward(const void* weights, int64_t batch, inputs..., outputs..., void* workspace):
+    0, -1 if no workspace could be allocated, -2 for a bad batch, -3 if the weights are missing."""
     count = len(model.inputs) + len(model.outputs)
-    e = _exported(module, I32, [PTR] * (count + 1), f"{model.prefix}_run", fma)
-    args = e.function.args
+    e = _exported(module, I32, [PTR, I64] + [PTR] * (count + 1), f"{model.prefix}_forward", fma)
+    weights, batch_arg, *args = e.function.args
+    weights.name, batch_arg.name = "weights", "batch"
     for arg, spec in zip(args, [*model.inputs, *model.outputs]):
         arg.name = spec.ident
         arg.add_attribute("noalias")
-    args[count].name = "workspace"
-    arena, owned = e.var(args[count], "arena"), e.var(ir.Constant(PTR, None), "owned")
+    workspace = args[count]
+    workspace.name = "workspace"
+    batch = Index(e, batch_arg)
+    bad_batch = e.icmp("<", batch, 1) if model.dynamic_batch else e.icmp("!=", batch, model.batch)
+    with e.if_then(bad_batch):
+        e.ret(ir.Constant(I32, -2))
+    if model.weights:
+        with e.if_then(e.b.icmp_unsigned("==", weights, ir.Constant(PTR, None))):
+            e.ret(ir.Constant(I32, -3))
+    arena, owned = e.var(workspace, "arena"), e.var(ir.Constant(PTR, None), "owned")
     if model.workspace_bytes:
-        with e.if_then(e.b.icmp_unsigned("==", args[count], ir.Constant(PTR, None))):
+        with e.if_then(e.b.icmp_unsigned("==", workspace, ir.Constant(PTR, None))):
             allocated = e.b.call(_libc(module, "aligned_alloc", PTR, [I64, I64]),
-                                 [ir.Constant(I64, 64), ir.Constant(I64, model.workspace_bytes)])
+                                 [ir.Constant(I64, 64), _workspace_bytes(e, model, batch).value])
             with e.if_then(e.b.icmp_unsigned("==", allocated, ir.Constant(PTR, None))):
                 e.ret(ir.Constant(I32, -1))
             arena.set(allocated)
             owned.set(allocated)
+    pointer = lambda buffer: _pointer(e, buffer, args, model, arena, weights, batch)  # noqa: E731
     for k, fn in zip(model.kernels, kernels):
-        pointers = [_pointer(e, a.buffer, args, model, arena, weights) for a in k.args]
-        e.b.call(fn, pointers + [_pointer(e, k.scratch, args, model, arena, weights)])
+        e.b.call(fn, [pointer(a.buffer) for a in k.args] + [pointer(k.scratch), batch.value])
     for dst, src, nbytes in model.copies:
-        e.memcpy(Ptr(e, _pointer(e, dst, args, model, arena, weights)),
-                 Ptr(e, _pointer(e, src, args, model, arena, weights)), nbytes)
+        e.memcpy(Ptr(e, pointer(dst)), Ptr(e, pointer(src)), batch * nbytes if model.dynamic_batch else nbytes)
     if model.workspace_bytes:
         e.b.call(_libc(module, "free", ir.VoidType(), [PTR]), [owned.get()])
     e.ret(ir.Constant(I32, 0))
@@ -128,21 +151,25 @@ def _string_constant(module: ir.Module, name: str, text: str) -> ir.GlobalVariab
     return constant
 
 
-def _info_functions(module: ir.Module, model: LoweredModel, fma: bool) -> None:
-    e = _exported(module, I64, [], f"{model.prefix}_workspace_size", fma)
-    e.ret(ir.Constant(I64, model.workspace_bytes))
-    text = json.dumps(signature(model, "llvm"), sort_keys=True)
+def _info_functions(module: ir.Module, model: LoweredModel, fma: bool, embed: bool) -> None:
+    e = _exported(module, I64, [I64], f"{model.prefix}_workspace_size", fma)
+    e.function.args[0].name = "batch"
+    e.ret(_workspace_bytes(e, model, e.arg_index(0)).value)
+    text = json.dumps(signature(model, "llvm", "embedded" if embed else "file"), sort_keys=True)
     e = _exported(module, PTR, [], f"{model.prefix}_signature", fma)
     e.ret(_string_constant(module, f"{model.prefix}_signature_json", text))
+    weights = _declare_weights(module, model) if embed else None
+    e = _exported(module, PTR, [], f"{model.prefix}_embedded_weights", fma)
+    e.ret(weights if weights is not None else ir.Constant(PTR, None))
 
 
-def build_module(model: LoweredModel, triple: str, data_layout: str, fma: bool) -> ir.Module:
+def build_module(model: LoweredModel, triple: str, data_layout: str, fma: bool, embed: bool = True) -> ir.Module:
+    """The model's module; embed=False leaves the weights out (they come from a side file)."""
     module = ir.Module(name=model.prefix)
     module.triple, module.data_layout = triple, data_layout
-    weights = _declare_weights(module, model)
-    kernels = [_kernel_function(module, k, fma) for k in model.kernels]
-    _info_functions(module, model, fma)
-    _run_function(module, model, kernels, weights, fma)
+    kernels = [_kernel_function(module, k, fma, model.dynamic_batch) for k in model.kernels]
+    _info_functions(module, model, fma, embed)
+    _forward_function(module, model, kernels, fma)
     return module
 
 

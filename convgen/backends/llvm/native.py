@@ -101,14 +101,21 @@ def _link_command(linker: list[str], objects: str, output: str, openmp: bool) ->
     return linker + ["-o", output, objects] + libraries
 
 
-def link_library(source: str, weights_source: str | None, output: Path, linker: list[str], openmp: bool) -> None:
-    """Compile to a PIC object and link it into a shared library at `output`, atomically."""
+def _from_object(source: str, weights_source: str | None, output: Path, make) -> None:
+    """Compile to a PIC object model.o in a temporary directory beside `output`; `make(directory)` turns
+    it into a file there and returns its name, which then replaces `output` atomically."""
     machine = target_machine()
     obj = machine.emit_object(optimized_module(source, weights_source, machine))
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=".build-") as tmp:
         build = Path(tmp)
         (build / "model.o").write_bytes(obj)
+        os.replace(build / make(build), output)
+
+
+def link_library(source: str, weights_source: str | None, output: Path, linker: list[str], openmp: bool) -> None:
+    """Compile to a PIC object and link it into a shared library at `output`, atomically."""
+    def link(build: Path) -> str:
         argv = _link_command(linker, "model.o", "model.so", openmp)
         try:
             result = subprocess.run(argv, cwd=build, capture_output=True, text=True, timeout=600)
@@ -116,7 +123,18 @@ def link_library(source: str, weights_source: str | None, output: Path, linker: 
             raise CompileError(f"cannot run the linker: {' '.join(argv)}: {e}") from e
         if result.returncode != 0:
             raise CompileError(f"linking failed (exit {result.returncode}): {' '.join(argv)}", result.stderr)
-        os.replace(build / "model.so", output)
+        return "model.so"
+    _from_object(source, weights_source, output, link)
+
+
+def write_archive(source: str, weights_source: str | None, output: Path) -> None:
+    """Compile to an object and archive it into a static library at `output`, atomically."""
+    from ..c import archive
+
+    def pack(build: Path) -> str:
+        archive(["model.o"], "model.a", build)
+        return "model.a"
+    _from_object(source, weights_source, output, pack)
 
 
 # -- the JIT ------------------------------------------------------------------------------

@@ -19,15 +19,22 @@ Capture = Union[Ptr, Index]
 Body = Callable[[Emitter, list[Index], dict[str, Capture]], None]
 
 
-def parallel_for(e: Emitter, threads: int, extents: Sequence[int], names: Sequence[str],
+TOTAL = "iterations"  # the capture that carries the iteration count when the batch is a run-time value
+
+
+def parallel_for(e: Emitter, threads: int, extents: Sequence[Union[int, Index]], names: Sequence[str],
                  captures: dict[str, Capture], body: Body, label: str) -> None:
-    """Run `body(emitter, indices, captures)` over the collapsed loops `extents`, on `threads` threads."""
+    """Run `body(emitter, indices, captures)` over the collapsed loops `extents`, on `threads` threads.
+    The outermost extent may be a run-time value (the batch); the others are constants."""
     if threads <= 1:
         with e.nest(extents, names) as indices:
             body(e, indices, captures)
         return
+    total = math.prod(extents)
+    if isinstance(total, Index):
+        captures = {**captures, TOTAL: total}
     chunk = _chunk_function(e, extents, names, captures, body, f"{e.function.name}.{label}.chunk")
-    outlined = _outlined_function(e, chunk, captures, math.prod(extents), f"{e.function.name}.{label}")
+    outlined = _outlined_function(e, chunk, captures, total, f"{e.function.name}.{label}")
     struct = ir.LiteralStructType([c.value.type for c in captures.values()])
     data = e.alloca(struct, name="captured")
     for i, c in enumerate(captures.values()):
@@ -83,7 +90,7 @@ def _unflatten(flat: Index, extents: Sequence[int]) -> list[Index]:
     return indices[::-1]
 
 
-def _outlined_function(e: Emitter, chunk: ir.Function, captures: dict[str, Capture], total: int,
+def _outlined_function(e: Emitter, chunk: ir.Function, captures: dict[str, Capture], total: Union[int, Index],
                        name: str) -> ir.Function:
     """void body(void* data): this thread's static share of `total` iterations."""
     fn = _internal(e.module, name, [PTR])
@@ -94,6 +101,8 @@ def _outlined_function(e: Emitter, chunk: ir.Function, captures: dict[str, Captu
                         typ=c.value.type) for i, c in enumerate(captures.values())]
     thread = Index(oe, oe.b.sext(oe.b.call(_declare(e.module, "omp_get_thread_num", I32, []), []), I64))
     team = Index(oe, oe.b.sext(oe.b.call(_declare(e.module, "omp_get_num_threads", I32, []), []), I64))
+    if isinstance(total, Index):  # a value of the kernel's function: read it from the captures
+        total = Index(oe, loaded[list(captures).index(TOTAL)])
     share = Index(oe, oe.b.udiv(oe.int_value(total), team.value))
     extra = Index(oe, oe.b.urem(oe.int_value(total), team.value))
     begin = thread * share + oe.imin(thread, extra)

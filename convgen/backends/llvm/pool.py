@@ -95,7 +95,7 @@ def pool(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
 def global_pool(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
     p = k.params
     x, y = args["x"], args["y"]
-    with e.loop(p["PLANES"], name="plane") as plane:
+    with e.loop(p["N"] * p["C"], name="plane") as plane:
         xp = x + plane * p["SIZE"]
         if p["KIND"] == "max":
             best = e.var(e.f32(float("-inf")), "best")

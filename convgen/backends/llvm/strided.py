@@ -46,8 +46,9 @@ def _expression(e: Emitter, p: dict, operands: list[Ptr], i: Index) -> ir.Value:
 def strided(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
     p = k.params
     dims = p["DIMS"]
-    with e.nest(dims[:-1], [f"i{a}" for a in range(len(dims) - 1)]) as outer:
-        operands = [args[f"x{j}"] + _offset(s, outer) for j, s in enumerate(p["STRIDES"])]
-        y = args["y"] + _offset(p["OUT_STRIDES"], outer)
+    with e.nest([p["N"], *dims[:-1]], ["n", *(f"i{a}" for a in range(len(dims) - 1))]) as (n, *outer):
+        operands = [args[f"x{j}"] + (n * batch + _offset(s, outer))
+                    for j, (s, batch) in enumerate(zip(p["STRIDES"], p["BATCH_STRIDES"]))]
+        y = args["y"] + (n * p["OUT_BATCH_STRIDE"] + _offset(p["OUT_STRIDES"], outer))
         with e.loop(dims[-1]) as i:
             y[i] = act.apply(e, p["activation"], _expression(e, p, operands, i))

@@ -1,0 +1,139 @@
+"""compile(graph, batch=None): kernels whose batch loop bound is a run-time argument, against torch."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import convgen
+from convgen import lower, nn, passes
+from convgen.target import host
+
+from conftest import assert_close
+from models import BasicBlock, lenet5, numpy_state, randomize_batch_norm, torch_basic_block, torch_lenet5
+
+
+@pytest.fixture(scope="module", params=["c", "llvm"])
+def any_batch_lenet(request):
+    torch.manual_seed(0)
+    reference = torch_lenet5().eval()
+    net = lenet5()
+    net.load_state_dict(numpy_state(reference))
+    graph = net.to_graph((4, 1, 32, 32), name="lenet5")
+    return reference, convgen.compile(graph, backend=request.param, batch=None)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 5, 16])
+def test_lenet5_any_batch_matches_torch(any_batch_lenet, batch, rng):
+    reference, model = any_batch_lenet
+    x = rng.standard_normal((batch, 1, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(x)).numpy()
+    assert_close(model(x), expected)
+
+
+def test_one_model_runs_batches_in_any_order(any_batch_lenet, rng):
+    """The per-thread workspace grows and is reused; results do not depend on earlier calls."""
+    reference, model = any_batch_lenet
+    xs = [rng.standard_normal((n, 1, 32, 32)).astype(np.float32) for n in (7, 1, 3, 7)]
+    first = [model(x) for x in xs]
+    for x, y in zip(reversed(xs), reversed(first)):
+        np.testing.assert_array_equal(model(x), y)
+    out = np.empty((3, 10), np.float32)
+    assert model(xs[2], out=out) is out
+    np.testing.assert_array_equal(out, first[2])
+
+
+def _blocks(in_channels: int, channels: int, stride: int, seed: int):
+    """A ResNet basic block in torch (random batch-norm statistics) and the same block in the DSL."""
+    torch.manual_seed(seed)
+    reference = torch_basic_block(in_channels, channels, stride)
+    randomize_batch_norm(reference)
+    reference.eval()
+    block = BasicBlock(in_channels, channels, stride)
+    block.load_state_dict(numpy_state(reference))
+    return reference, block
+
+
+def test_resnet_block_any_batch_matches_torch(backend, rng):
+    """A block big enough for two threads: the parallel loops take the batch as their outer extent."""
+    reference, block = _blocks(16, 16, 1, seed=1)
+    model = convgen.compile(block.to_graph((2, 16, 14, 14), name="block"), backend=backend, threads=2, batch=None)
+    if backend == "llvm":
+        assert "GOMP_parallel" in model.show_code()
+    for batch in (1, 3, 4):
+        x = rng.standard_normal((batch, 16, 14, 14)).astype(np.float32)
+        with torch.no_grad():
+            expected = reference(torch.from_numpy(x)).numpy()
+        assert_close(model(x), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_strided_block_with_downsample_any_batch(backend, rng):
+    reference, block = _blocks(8, 24, 2, seed=2)
+    model = convgen.compile(block.to_graph((1, 8, 15, 15), name="block"), backend=backend, batch=None)
+    for batch in (2, 6):
+        x = rng.standard_normal((batch, 8, 15, 15)).astype(np.float32)
+        with torch.no_grad():
+            expected = reference(torch.from_numpy(x)).numpy()
+        assert_close(model(x), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_bad_batches_raise_clear_errors(any_batch_lenet):
+    _, model = any_batch_lenet
+    assert model.batch is None and model.input_shapes == ((1, 1, 32, 32),)
+    with pytest.raises(ValueError, match="batch size 0"):
+        model(np.zeros((0, 1, 32, 32), np.float32))
+    with pytest.raises(ValueError, match=r"expected shape \(N, 1, 32, 32\)"):
+        model(np.zeros((2, 1, 32, 31), np.float32))
+    with pytest.raises(ValueError, match="out="):
+        model(np.zeros((2, 1, 32, 32), np.float32), out=np.empty((3, 10), np.float32))
+
+
+def test_inputs_must_share_the_batch(backend):
+    graph = nn.trace(nn.add, (1, 2, 5, 5), (1, 2, 5, 5), name="pair", input_names=["a", "b"])
+    model = convgen.compile(graph, backend=backend, batch=None)
+    x = np.ones((3, 2, 5, 5), np.float32)
+    np.testing.assert_array_equal(model(x, 2 * x), 3 * x)
+    with pytest.raises(ValueError, match="different batch sizes"):
+        model(x, x[:2])
+
+
+def test_fixed_batch_is_the_default_and_can_be_changed(backend, rng):
+    graph = lenet5().to_graph((2, 1, 32, 32), name="lenet5")
+    fixed = convgen.compile(graph, backend=backend)
+    assert fixed.batch == 2 and fixed.input_shapes == ((2, 1, 32, 32),)
+    with pytest.raises(ValueError, match="expected shape"):
+        fixed(np.zeros((3, 1, 32, 32), np.float32))
+    three = convgen.compile(graph, backend=backend, batch=3)
+    assert three.batch == 3 and three.output_shapes == ((3, 10),)
+    x = rng.standard_normal((3, 1, 32, 32)).astype(np.float32)
+    assert_close(three(x), np.concatenate([fixed(x[:2]), fixed(x[1:])[1:]]))
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda x: nn.Softmax(dim=0)(nn.Flatten()(x)), "along the batch axis"),
+    (lambda x: nn.Flatten(start_dim=0)(x), "first axis"),
+    (lambda x: nn.cat([x, x], dim=0), "first axis"),
+])
+def test_graphs_that_mix_the_batch_are_refused(make, message):
+    x = nn.Input((2, 3, 4, 4))
+    graph = nn.graph(make(x), name="mixing")
+    with pytest.raises(convgen.UnsupportedError, match=message):
+        convgen.compile(graph, batch=None)
+
+
+@pytest.mark.parametrize("batch", [0, -1, 2.0, True])
+def test_bad_batch_arguments(batch):
+    graph = lenet5().to_graph((1, 1, 32, 32))
+    with pytest.raises(ValueError, match="batch must be a positive int"):
+        convgen.compile(graph, batch=batch)
+
+
+def test_workspace_scales_with_the_batch():
+    graph = passes.optimize(lenet5().to_graph((1, 1, 32, 32)))
+    per_sample = lower.lower(graph, host(), 1, dynamic_batch=True)
+    fixed = lower.lower(graph, host(), 1)
+    assert per_sample.batch is None and fixed.batch == 1
+    assert per_sample.workspace_bytes == fixed.workspace_bytes > 0
+    assert all(b.offset % 64 == 0 for k in per_sample.kernels for a in k.args
+               for b in [a.buffer] if b.kind == "arena")

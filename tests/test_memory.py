@@ -1,0 +1,37 @@
+"""Memory: the liveness-planned arena, and what summary() reports."""
+from __future__ import annotations
+
+import convgen
+from convgen import lower, nn, passes
+from convgen.memory import Interval, plan_arena
+from convgen.summary import peak_activation_bytes
+from convgen.target import host
+
+from models import resnet18
+
+
+def test_resnet18_fits_in_weights_plus_two_largest_activations():
+    """The whole compiled ResNet-18 (weights blob + workspace arena + caller's input and output) stays
+    within 1.2 x (weights + the two largest activations)."""
+    graph = passes.optimize(resnet18().to_graph((1, 3, 224, 224), name="resnet18"))
+    model = lower.lower(graph, host(), 2)
+    weights = sum(v.nbytes for v in graph.constants.values())
+    largest = sorted([t.nbytes for _, t in graph.inputs] + [t.nbytes for n in graph.nodes for t in n.types])[-2:]
+    io = sum(t.nbytes for _, t in graph.inputs) + sum(graph.type_of(v).nbytes for v in graph.outputs)
+    total = len(model.weights) + model.workspace_bytes + io
+    assert total <= 1.2 * (weights + sum(largest))
+    assert model.workspace_bytes < 3 * peak_activation_bytes(graph)
+
+
+def test_arena_reuses_memory_of_dead_values():
+    offsets, size = plan_arena([Interval("a", 100, 0, 1), Interval("b", 100, 1, 2), Interval("c", 100, 2, 3)])
+    assert offsets["a"] == offsets["c"] != offsets["b"] and size == 128 * 2
+
+
+def test_compiled_summary_reports_arena_and_weights(backend):
+    graph = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)).to_graph((1, 1, 8, 8))
+    for batch, per in (("graph", ""), (None, " per sample")):
+        model = convgen.compile(graph, backend=backend, batch=batch)
+        text = model.summary(print_fn=None)
+        assert f"workspace arena {model.workspace_bytes:,} bytes{per}" in text
+        assert f"weights {model.weights_bytes:,} bytes (embedded)" in text and model.weights_bytes > 0
