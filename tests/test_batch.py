@@ -137,3 +137,28 @@ def test_workspace_scales_with_the_batch():
     assert per_sample.workspace_bytes == fixed.workspace_bytes > 0
     assert all(b.offset % 64 == 0 for k in per_sample.kernels for a in k.args
                for b in [a.buffer] if b.kind == "arena")
+
+
+def _branches(x):
+    """Every kernel family once: 1x1 (pixels path), depthwise (rowwise), max pool with indices, avg pool,
+    standalone batch-norm and activation, concat and softmax along channels, global pool, linear."""
+    a = nn.Conv2d(4, 16, 1)(x)
+    b = nn.Conv2d(4, 4, 3, padding=1, groups=4)(x)
+    pooled, indices = nn.MaxPool2d(3, stride=2, padding=1, return_indices=True)(nn.cat([a, b], dim=1))
+    c = nn.Sigmoid()(nn.BatchNorm2d(20)(nn.AvgPool2d(2, ceil_mode=True)(pooled)))
+    d = nn.LocallyConnected2d(20, 3, 2, input_size=(3, 3))(c)
+    head = nn.Softmax(dim=1)(nn.Linear(20, 6)(nn.Flatten()(nn.AdaptiveAvgPool2d(1)(c))))
+    return head, indices, d
+
+
+def test_every_kernel_family_takes_the_batch_at_run_time(backend, rng):
+    """batch=None against the same graph compiled for each batch (itself checked against torch elsewhere)."""
+    nn.manual_seed(5)
+    graph = nn.trace(_branches, (1, 4, 11, 11), name="families")
+    any_batch = convgen.compile(graph, backend=backend, batch=None)
+    for batch in (1, 3):
+        fixed = convgen.compile(graph, backend=backend, batch=batch)
+        x = rng.standard_normal((batch, 4, 11, 11)).astype(np.float32)
+        for got, expected in zip(any_batch(x), fixed(x)):
+            assert got.dtype == expected.dtype
+            assert_close(got, expected, rtol=1e-6, atol=1e-6)
