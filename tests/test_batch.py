@@ -162,3 +162,27 @@ def test_every_kernel_family_takes_the_batch_at_run_time(backend, rng):
         for got, expected in zip(any_batch(x), fixed(x)):
             assert got.dtype == expected.dtype
             assert_close(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_broadcasting_arithmetic_and_transpose_take_the_batch(backend, rng):
+    """Constants broadcast to every sample (batch stride 0); batch operands and transposes step per sample."""
+    scale = rng.standard_normal((4, 1, 1)).astype(np.float32)
+
+    def fn(x, y):
+        return ((x * scale + y) / 2.0).permute(0, 2, 3, 1) - 1.0
+
+    graph = nn.trace(fn, (1, 4, 5, 3), (1, 4, 5, 3), name="arith")
+    model = convgen.compile(graph, backend=backend, batch=None)
+    for batch in (1, 4):
+        x, y = (rng.standard_normal((batch, 4, 5, 3)).astype(np.float32) for _ in range(2))
+        assert_close(model(x, y), ((x * scale + y) / 2.0).transpose(0, 2, 3, 1) - 1.0, rtol=1e-6, atol=1e-6)
+
+
+def test_reshape_to_a_fixed_batch_is_refused():
+    graph = nn.trace(lambda x: x.reshape(1, -1), (1, 4, 5, 3), name="fixed_reshape")
+    with pytest.raises(convgen.UnsupportedError, match="first axis"):
+        convgen.compile(graph, batch=None)
+    keeps_batch = nn.trace(lambda x: x.reshape(-1, 60), (1, 4, 5, 3), name="reshape")
+    model = convgen.compile(keeps_batch, batch=None)
+    x = np.arange(2 * 60, dtype=np.float32).reshape(2, 4, 5, 3)
+    np.testing.assert_array_equal(model(x), x.reshape(2, 60))
