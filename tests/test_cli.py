@@ -88,7 +88,7 @@ def test_compile_save_then_run_the_directory(model_file, tmp_path, capsys, backe
     code, out, _ = run_cli(capsys, "compile", model_file, "-o", tmp_path / "build", "--backend", backend,
                            "--threads", "1")
     assert code == 0 and "compiled 'tiny'" in out
-    assert {p.name for p in (tmp_path / "build").iterdir()} == {"libtiny.so", "tiny.h"}
+    assert {p.name for p in (tmp_path / "build").iterdir()} == {"libtiny.so", "tiny.h", "main.c"}
     x = np.random.default_rng(0).standard_normal((1, 2, 8, 8)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     expected = convgen.compile(tiny_graph(), backend=backend)(x)
@@ -107,7 +107,7 @@ def test_show_code(model_file, capsys, backend):
     else:
         assert "define" in out and "fma" in out
     code, out, _ = run_cli(capsys, "show-code", model_file, "--backend", backend)
-    assert code == 0 and ("tiny_run" in out)
+    assert code == 0 and ("tiny_forward" in out)
 
 
 def test_show_code_of_an_unknown_layer_lists_the_layers(model_file, capsys):
