@@ -141,14 +141,17 @@ def test_workspace_scales_with_the_batch():
 
 def _branches(x):
     """Every kernel family once: 1x1 (pixels path), depthwise (rowwise), max pool with indices, avg pool,
-    standalone batch-norm and activation, concat and softmax along channels, global pool, linear."""
+    standalone batch-norm and activation, concat and softmax along channels, global pool, linear,
+    transposed convolution, Lp pools."""
     a = nn.Conv2d(4, 16, 1)(x)
     b = nn.Conv2d(4, 4, 3, padding=1, groups=4)(x)
     pooled, indices = nn.MaxPool2d(3, stride=2, padding=1, return_indices=True)(nn.cat([a, b], dim=1))
     c = nn.Sigmoid()(nn.BatchNorm2d(20)(nn.AvgPool2d(2, ceil_mode=True)(pooled)))
     d = nn.LocallyConnected2d(20, 3, 2, input_size=(3, 3))(c)
     head = nn.Softmax(dim=1)(nn.Linear(20, 6)(nn.Flatten()(nn.AdaptiveAvgPool2d(1)(c))))
-    return head, indices, d
+    up = nn.ConvTranspose2d(20, 5, 3, stride=2, padding=1)(c)
+    lp = nn.GlobalLpPool(3.0)(nn.LPPool2d(2.0, 2)(up))
+    return head, indices, d, lp
 
 
 def test_every_kernel_family_takes_the_batch_at_run_time(backend, rng):
