@@ -76,6 +76,19 @@ def test_missing_and_garbage_files(tmp_path):
         convgen.from_onnx(42)
 
 
+def test_external_data_is_read_from_the_path(tmp_path, backend, rng):
+    model = conv_model()
+    x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    expected = run_onnxruntime(model, {"x": x})[0]
+    path = tmp_path / "conv.onnx"
+    onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin",
+                    size_threshold=0)
+    assert (tmp_path / "w.bin").stat().st_size > 0
+    assert_close(convgen.compile(convgen.from_onnx(path), backend=backend)(x), expected)
+    with pytest.raises(convgen.UnsupportedError, match="external file"):
+        convgen.from_onnx(onnx.load(path, load_external_data=False))
+
+
 def test_missing_initializer_is_named():
     model = conv_model()
     del model.graph.initializer[:]
