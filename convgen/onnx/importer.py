@@ -6,7 +6,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import ConvgenError, DTypeError, ShapeError, UnsupportedError
-from ..ir import Graph, TensorType
+from ..ir import Graph
 from ..trace import Tensor
 from .attributes import node_attributes, numpy_dtype, to_array
 from .context import Context, NodeView, c_name

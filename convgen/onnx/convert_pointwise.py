@@ -1,0 +1,77 @@
+"""Converters of activations, elementwise arithmetic (numpy broadcasting), normalizations."""
+from __future__ import annotations
+
+import math
+
+from .. import ops
+from ..errors import ShapeError
+from .context import NodeView
+from .converters import converter, data
+
+
+# -- activations --------------------------------------------------------------------------
+
+def _activation(node: NodeView, kind: str, *params: float) -> list:
+    return [node.emit("activation", ops.Activation(kind, params), [data(node)])]
+
+
+@converter("Relu")
+def _relu(node: NodeView) -> list:
+    return _activation(node, "relu")
+
+
+@converter("Sigmoid")
+def _sigmoid(node: NodeView) -> list:
+    return _activation(node, "sigmoid")
+
+
+@converter("Tanh")
+def _tanh(node: NodeView) -> list:
+    return _activation(node, "tanh")
+
+
+@converter("LeakyRelu")
+def _leaky_relu(node: NodeView) -> list:
+    return _activation(node, "leaky_relu", float(node.attr("alpha", 0.01)))
+
+
+def _scalar(node: NodeView, i: int, what: str, default: float) -> float:
+    value = node.optional_const(i, what)
+    if value is None:
+        return default
+    if value.size != 1:
+        raise ShapeError(f"{node.label}: {what} must be a scalar, got shape {value.shape}")
+    return float(value.reshape(()))
+
+
+@converter("Clip")
+def _clip(node: NodeView) -> list:
+    low, high = _scalar(node, 1, "min", -math.inf), _scalar(node, 2, "max", math.inf)
+    if low == -math.inf and high == math.inf:
+        return [data(node)]
+    # ONNX computes min(max(x, low), high): with low > high every number becomes high
+    return _activation(node, "clip", min(low, high), high)
+
+
+# -- elementwise and normalization --------------------------------------------------------
+
+@converter("Add", "Sub", "Mul", "Div", "Sum")
+def _binary(node: NodeView) -> list:
+    """numpy broadcasting on run-time values and constants alike (ops.binary)."""
+    operands = [node.operand(i) for i in range(len(node.input_names)) if node.has_input(i)]
+    return [node.emit(node.op_type.lower(), ops.BinaryAttrs(), operands)]
+
+
+@converter("BatchNormalization")
+def _batch_norm(node: NodeView) -> list:
+    if node.attr("training_mode", 0):
+        raise node.unsupported("training_mode=1 (batch statistics) is not supported; export in eval mode")
+    if any(node.output_names[1:]):
+        raise node.unsupported("the running mean/var outputs (training) are not supported")
+    attrs = ops.BatchNormAttrs(float(node.attr("epsilon", 1e-5)))
+    return [node.emit("batch_norm", attrs, [data(node)] + [node.operand(i) for i in range(1, 5)])]
+
+
+@converter("Softmax")
+def _softmax(node: NodeView) -> list:
+    return [node.emit("softmax", ops.SoftmaxAttrs(int(node.attr("axis", -1))), [data(node)])]
