@@ -598,7 +598,8 @@ def lower_lp_pool(node: Node, ctx: LowerContext) -> KernelSpec:
     p = _window_params(x, node.type, a.kernel, a.stride, a.dilation, a.pads)
     p.update(_padded_extents(p))
     flops = ops.get("lp_pool").flops(a, [x], node.types)
-    p.update(P=float(a.p), ABS=a.convention == "onnx", RESCALE=a.convention == "torch" and a.ceil_mode,
+    p.update(P=float(a.p), ABS=a.convention == "onnx", MAX_ABS=math.isinf(a.p),
+             RESCALE=a.convention == "torch" and a.ceil_mode and math.isfinite(a.p),
              THREADS=schedule.threads_for(flops, ctx.threads))
     return KernelSpec("lp_pool", p, [("x", node.inputs[0])], [("y", node.output)], _pad_scratch_bytes(p))
 
@@ -607,4 +608,5 @@ def lower_lp_pool(node: Node, ctx: LowerContext) -> KernelSpec:
 def lower_global_lp_pool(node: Node, ctx: LowerContext) -> KernelSpec:
     x = ctx.type(node.inputs[0])
     return KernelSpec("global_lp_pool", dict(N=x.shape[0], C=x.shape[1], SIZE=math.prod(x.shape[2:]),
-                                             P=float(node.attrs.p)), [("x", node.inputs[0])], [("y", node.output)])
+                                             P=float(node.attrs.p), MAX_ABS=math.isinf(node.attrs.p)),
+                      [("x", node.inputs[0])], [("y", node.output)])

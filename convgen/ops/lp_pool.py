@@ -1,7 +1,8 @@
 """Power-average (Lp) pooling: torch's LPPoolNd / F.lp_poolNd and ONNX LpPool / GlobalLpPool.
 
 op "lp_pool", attrs LpPoolAttrs:
-    p                              the norm, finite and > 0 (torch norm_type, ONNX p)
+    p                              the norm, > 0 (torch norm_type, ONNX p); p = inf is the max of |x| (NaN wins),
+                                   as torch's norm_type=inf
     kernel, stride, dilation       one int per spatial axis
     pads                           (begin, end) per axis, zeros (ONNX pads; torch has none)
     ceil_mode                      as the other pools: the last window may hang past the end
@@ -16,13 +17,14 @@ keeping the spatial axes as size 1 (ONNX GlobalLpPool).
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from .. import shapes
-from ..errors import ShapeError, UnsupportedError
+from ..errors import ShapeError
 from ..ir import TensorType, check_input_types
 from .conv import window_of
 from .pool import _padded_windows, _windows
@@ -55,8 +57,6 @@ class GlobalLpPoolAttrs:
 def check_norm(layer: str, p: float) -> None:
     if isinstance(p, bool) or not isinstance(p, (int, float)):
         raise ShapeError(f"{layer}: the norm p must be a number, got {p!r}")
-    if math.isinf(p):
-        raise UnsupportedError(f"{layer}: p = inf (max of |x|) is not supported; use a max pool of abs(x)")
     if not p > 0:
         raise ShapeError(f"{layer}: the norm p must be > 0, got {p}")
 
@@ -87,6 +87,10 @@ def taps_inside(attrs: LpPoolAttrs, in_spatial, out_spatial) -> np.ndarray:
 
 def lp_pool_reference(attrs: LpPoolAttrs, x: np.ndarray) -> np.ndarray:
     x64 = x.astype(np.float64)
+    if math.isinf(attrs.p):  # the windows' max of |x| (np.maximum lets NaN win); pads of 0 never win
+        xp, out_spatial = _padded_windows(attrs, np.abs(x64), 0.0)
+        return functools.reduce(np.maximum, (values for _, values in _windows(attrs, xp, out_spatial))
+                                ).astype(np.float32)
     with np.errstate(invalid="ignore"):
         powered = np.power(np.abs(x64) if attrs.convention == "onnx" else x64, attrs.p)
         xp, out_spatial = _padded_windows(attrs, powered, 0.0)
@@ -116,6 +120,8 @@ def _infer_global(layer: str, attrs: GlobalLpPoolAttrs, types: list[TensorType])
 
 def global_lp_pool_reference(attrs: GlobalLpPoolAttrs, x: np.ndarray) -> np.ndarray:
     axes = tuple(range(2, x.ndim))
+    if math.isinf(attrs.p):
+        return np.max(np.abs(x.astype(np.float64)), axis=axes, keepdims=True).astype(np.float32)
     total = np.sum(np.power(np.abs(x.astype(np.float64)), attrs.p), axis=axes, keepdims=True)
     return np.power(total, 1.0 / attrs.p).astype(np.float32)
 

@@ -3,6 +3,8 @@ input, and the global Lp pool.  onnx: (sum |x|^p)^(1/p); torch: (K/n * sum x^p)^
 inside the padded input; a negative sum gives NaN unless p == 1, as powf (and torch)."""
 from __future__ import annotations
 
+import math
+
 from llvmlite import ir
 
 from ...lower import Kernel
@@ -20,14 +22,18 @@ def _power(e: Emitter, p: float, absolute: bool, v: ir.Value) -> ir.Value:
 
 
 def _accumulate(e: Emitter, p: float, absolute: bool, v: ir.Value, total: ir.Value) -> ir.Value:
-    """`total += x^p`, contracted into an FMA for p = 2 as gcc does."""
+    """`total += x^p`, contracted into an FMA for p = 2 as gcc does; for p = inf the max of |x|, NaN winning
+    as in torch's max pool (the zero padding never wins)."""
+    if math.isinf(p):
+        a = e.intrinsic("llvm.fabs", [v])
+        return e.b.select(e.b.or_(e.fcmp(">", a, total), e.is_nan(a)), a, total)
     if p == 2.0:
         return e.muladd(v, v, total)
     return e.b.fadd(total, _power(e, p, absolute, v))
 
 
 def _root(e: Emitter, p: float, s: ir.Value) -> ir.Value:
-    if p == 1.0:
+    if p == 1.0 or math.isinf(p):
         return s
     if p == 2.0:
         return e.intrinsic("llvm.sqrt", [s])
