@@ -343,6 +343,21 @@ def lower_transpose(node: Node, ctx: LowerContext) -> KernelSpec:
     return KernelSpec("strided", p, [("x0", node.inputs[0])], [("y", node.output)])
 
 
+@lowering("pad")
+def lower_pad(node: Node, ctx: LowerContext) -> KernelSpec:
+    a, shape = node.attrs, ctx.type(node.inputs[0]).shape
+    # an unpadded batch axis is the kernel's outer loop N (a run-time batch needs that)
+    per_sample = len(shape) >= 2 and a.pads[0] == (0, 0)
+    if not per_sample and ctx.dynamic_batch:
+        raise UnsupportedError(f"layer {node.name!r} (pad) pads the batch axis; compile it with a fixed batch")
+    axes = shapes.pad_loops(shape[1:], a.pads[1:]) if per_sample else shapes.pad_loops(shape, a.pads)
+    p = dict(N=shape[0] if per_sample else 1, AXES=axes, MODE=a.mode, VALUE=a.value,
+             IN_SAMPLE=math.prod(axis["I"] for axis in axes), OUT_SAMPLE=math.prod(axis["O"] for axis in axes),
+             IN_STRIDES=list(shapes.contiguous_strides([axis["I"] for axis in axes])),
+             OUT_STRIDES=list(shapes.contiguous_strides([axis["O"] for axis in axes])))
+    return KernelSpec("pad", p, [("x", node.inputs[0])], [("y", node.output)])
+
+
 @lowering("linear")
 def lower_linear(node: Node, ctx: LowerContext) -> KernelSpec:
     x, w_value = ctx.type(node.inputs[0]), node.inputs[1]

@@ -542,6 +542,15 @@ def tanh(x: Tensor) -> Tensor:
     return _activation(x, "tanh")
 
 
+def hardsigmoid(x: Tensor) -> Tensor:
+    """torch's hardsigmoid: relu6(x + 3) / 6 = clip(x/6 + 1/2, 0, 1)."""
+    return _activation(x, "hard_sigmoid", 1.0 / 6.0, 0.5)
+
+
+def hardswish(x: Tensor) -> Tensor:
+    return _activation(x, "hard_swish")
+
+
 def add(a: Tensor, b) -> Tensor:
     return a + b
 
@@ -565,6 +574,30 @@ def add_n(*tensors: Tensor) -> Tensor:
     if not tensors or not all(isinstance(t, Tensor) for t in tensors):
         raise ConvgenError("nn.add_n takes one or more Tensors")
     return tensors[0].tracer.emit(None, "sum", ops.BinaryAttrs(), list(tensors), default_name="sum")
+
+
+TORCH_PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def _pad_pairs(x: Tensor, pad: Sequence[int], label: str) -> tuple[tuple[int, int], ...]:
+    """torch's flat pad list (last axis first: left, right, top, bottom, ...) -> (begin, end) per axis."""
+    pad = tuple(int(p) for p in pad)
+    if len(pad) % 2 or len(pad) // 2 > x.ndim:
+        raise ShapeError(f"{label}: pad {pad} must be (begin, end) pairs for at most {x.ndim} axes")
+    pairs = [(0, 0)] * x.ndim
+    for i in range(len(pad) // 2):
+        pairs[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    return tuple(pairs)
+
+
+def pad(x: Tensor, pad: Sequence[int], mode: str = "constant", value: float | None = None,  # noqa: A002
+        name: str | None = None) -> Tensor:
+    """torch.nn.functional.pad: modes constant, reflect, replicate, circular; negative pads crop."""
+    label = f"layer {name!r} (pad)" if name else f"pad of {x.shape}"
+    if mode not in TORCH_PAD_MODES:
+        raise ConvgenError(f"{label}: unknown mode {mode!r}; known: {sorted(TORCH_PAD_MODES)}")
+    attrs = ops.PadAttrs(_pad_pairs(x, pad, label), TORCH_PAD_MODES[mode], value or 0.0)
+    return x.tracer.emit(name, "pad", attrs, [x], default_name="pad")
 
 
 def reshape(x: Tensor, *shape) -> Tensor:
@@ -662,6 +695,25 @@ class Tanh(_ActivationLayer):
     kind = "tanh"
 
 
+class Hardsigmoid(_ActivationLayer):
+    """torch.nn.Hardsigmoid; ONNX HardSigmoid's alpha and beta are the other parameters."""
+    kind = "hard_sigmoid"
+
+    def __init__(self, inplace: bool = False, alpha: float = 1.0 / 6.0, beta: float = 0.5) -> None:
+        super().__init__()
+        self.alpha, self.beta = float(alpha), float(beta)
+
+    def params(self) -> tuple[float, ...]:
+        return self.alpha, self.beta
+
+
+class Hardswish(_ActivationLayer):
+    kind = "hard_swish"
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+
+
 class _BatchNorm(Module):
     """Inference-mode batch normalisation: y = (x - running_mean) / sqrt(running_var + eps) * weight + bias."""
 
@@ -720,6 +772,40 @@ class Softmax(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return _emit(self, x, "softmax", ops.SoftmaxAttrs(self.dim))
+
+
+class _PadNd(Module):
+    """torch's ConstantPadNd / ZeroPadNd / ReflectionPadNd / ReplicationPadNd / CircularPadNd."""
+    ndim = 0
+    mode = "constant"
+
+    def __init__(self, padding, value: float = 0.0) -> None:
+        super().__init__()
+        self.padding = shapes.as_tuple(padding, 2 * self.ndim, "padding", type(self).__name__)
+        self.value = float(value)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return pad(x, self.padding, self.mode, self.value, name=self.layer_name(x.tracer))
+
+    def extra_repr(self) -> str:
+        return f"padding={self.padding}" + (f", value={self.value}" if self.mode == "constant" else "")
+
+
+def _pad_layer(prefix: str, mode: str, ndim: int, zero: bool = False) -> type:
+    if mode == "constant" and not zero:
+        def init(self, padding, value: float) -> None:
+            _PadNd.__init__(self, padding, value)
+    else:
+        def init(self, padding) -> None:
+            _PadNd.__init__(self, padding)
+    return type(f"{prefix}Pad{ndim}d", (_PadNd,), {"ndim": ndim, "mode": mode, "__init__": init})
+
+
+ConstantPad1d, ConstantPad2d, ConstantPad3d = (_pad_layer("Constant", "constant", n) for n in (1, 2, 3))
+ZeroPad1d, ZeroPad2d, ZeroPad3d = (_pad_layer("Zero", "constant", n, zero=True) for n in (1, 2, 3))
+ReflectionPad1d, ReflectionPad2d, ReflectionPad3d = (_pad_layer("Reflection", "reflect", n) for n in (1, 2, 3))
+ReplicationPad1d, ReplicationPad2d, ReplicationPad3d = (_pad_layer("Replication", "replicate", n) for n in (1, 2, 3))
+CircularPad1d, CircularPad2d, CircularPad3d = (_pad_layer("Circular", "circular", n) for n in (1, 2, 3))
 
 
 class ChannelShuffle(Module):

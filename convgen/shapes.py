@@ -255,6 +255,47 @@ def transpose_shape(layer: str, shape: Sequence[int], perm: Sequence[int] | None
     return tuple(shape[p] for p in transpose_perm(layer, len(shape), perm))
 
 
+PAD_MODES = ("constant", "reflect", "edge", "wrap")
+
+
+def pad_shape(layer: str, shape: Sequence[int], pads: Sequence[tuple[int, int]], mode: str) -> tuple[int, ...]:
+    """ONNX Pad: (begin, end) per axis; a negative pad crops.  Crops apply first, then reflect, edge
+    and wrap pads read the cropped axis, which must be long enough: reflect pads at most size - 1,
+    wrap pads at most size."""
+    if mode not in PAD_MODES:
+        raise ShapeError(f"{layer}: unknown pad mode {mode!r}; known: {PAD_MODES}")
+    if len(pads) != len(shape):
+        raise ShapeError(f"{layer}: {len(pads)} (begin, end) pad pairs for an input of rank {len(shape)} "
+                         f"(shape {tuple(shape)})")
+    out = []
+    for axis, (size, (begin, end)) in enumerate(zip(shape, pads)):
+        kept = size + min(begin, 0) + min(end, 0)
+        if kept < 1:
+            raise ShapeError(f"{layer}: axis {axis}: crops ({begin}, {end}) remove all {size} elements")
+        limit = {"constant": None, "reflect": kept - 1, "edge": None, "wrap": kept}[mode]
+        if limit is not None and max(begin, end) > limit:
+            raise ShapeError(f"{layer}: axis {axis}: {mode} pads ({begin}, {end}) exceed {limit}, the most an "
+                             f"axis of {kept} elements allows")
+        out.append(size + begin + end)
+    return tuple(out)
+
+
+def pad_loops(shape: Sequence[int], pads: Sequence[tuple[int, int]]) -> list[dict]:
+    """A pad as the fewest loop axes (neighbouring axes without pads merged), each described by its
+    input size I, output size O, begin pad B, begin crop LO and kept (cropped) size N."""
+    axes: list[dict] = []
+    for size, (begin, end) in zip(shape, pads):
+        if axes and begin == end == 0 and axes[-1]["plain"]:
+            for key in ("I", "O", "N"):
+                axes[-1][key] *= size
+            continue
+        axes.append(dict(I=size, O=size + begin + end, B=max(begin, 0), LO=max(-begin, 0),
+                         N=size + min(begin, 0) + min(end, 0), plain=begin == end == 0))
+    for axis in axes:
+        del axis["plain"]
+    return axes
+
+
 def receptive_field_step(size: int, jump: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
     """Receptive field (size, jump) after a window layer, from the one before it."""
     return size + (effective_kernel(kernel, dilation) - 1) * jump, jump * stride

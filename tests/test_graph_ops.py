@@ -61,11 +61,16 @@ ACTIVATIONS = {
     "sigmoid": (nn.Sigmoid, torch.sigmoid),
     "tanh": (nn.Tanh, torch.tanh),
     "clip_min_only": (lambda: nn.Hardtanh(0.5, float("inf")), lambda t: torch.clamp(t, min=0.5)),
+    "hardsigmoid": (nn.Hardsigmoid, TF.hardsigmoid),
+    "hard_sigmoid_onnx": (lambda: nn.Hardsigmoid(alpha=0.2, beta=0.5), lambda t: torch.clamp(0.2 * t + 0.5, 0, 1)),
+    "hardswish": (nn.Hardswish, TF.hardswish),
 }
 FUNCTIONAL_ACTIVATIONS = {
     "relu": nn.relu, "relu6": nn.relu6, "hardtanh": lambda x: nn.clip(x, -0.5, 0.75),
     "leaky_relu": lambda x: nn.leaky_relu(x, 0.2), "sigmoid": nn.sigmoid, "tanh": nn.tanh,
     "clip_min_only": lambda x: nn.clip(x, 0.5, float("inf")),
+    "hardsigmoid": nn.hardsigmoid, "hard_sigmoid_onnx": lambda x: nn.Hardsigmoid(alpha=0.2, beta=0.5)(x),
+    "hardswish": nn.hardswish,
 }
 
 SPECIAL_VALUES = np.array([0.0, -0.0, 1e-8, -1e-8, 0.1, -0.1, 0.2499, 0.25, -0.25, 0.2501, 0.5, -0.5, 0.75, 1.0,

@@ -141,6 +141,7 @@ def test_activations_and_elementwise_ops_agree_on_special_values(rng):
                        np.float32)
     x = np.concatenate([special, rng.standard_normal(51).astype(np.float32) * 4]).reshape(1, 4, 4, 4)
     for layer in (nn.ReLU(), nn.ReLU6(), nn.Hardtanh(-0.5, 0.5), nn.LeakyReLU(0.2), nn.Sigmoid(), nn.Tanh(),
+                  nn.Hardsigmoid(), nn.Hardswish(), nn.Hardsigmoid(alpha=0.2, beta=0.5),
                   nn.BatchNorm2d(4), nn.Softmax(1), nn.GlobalMaxPool(), nn.GlobalAvgPool()):
         graph = nn.Sequential(layer).to_graph(x.shape, name="elementwise")
         assert_same(convgen.compile(graph, backend="c")(x), convgen.compile(graph, backend="llvm")(x))

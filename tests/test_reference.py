@@ -28,7 +28,8 @@ MAX_POOL = {1: TF.max_pool1d, 2: TF.max_pool2d, 3: TF.max_pool3d}
 # the largest spatial size per rank, so 3-D cases stay small
 MAX_SIZE = {1: 12, 2: 10, 3: 6}
 ACTIVATIONS = [None, Activation("relu"), Activation("clip", (0.0, 6.0)), Activation("clip", (-0.5, 0.25)),
-               Activation("leaky_relu", (0.1,)), Activation("sigmoid"), Activation("tanh")]
+               Activation("leaky_relu", (0.1,)), Activation("sigmoid"), Activation("tanh"),
+               Activation("hard_sigmoid", (0.2, 0.5)), Activation("hard_sigmoid", (1 / 6, 0.5)), Activation("hard_swish")]
 
 
 def t64(a) -> torch.Tensor:
@@ -55,6 +56,10 @@ def torch_activation(activation: Activation | None, t: torch.Tensor) -> torch.Te
         return TF.leaky_relu(t, params[0])
     if kind == "sigmoid":
         return torch.sigmoid(t)
+    if kind == "hard_sigmoid":
+        return torch.clamp(params[0] * t + params[1], 0, 1)
+    if kind == "hard_swish":
+        return TF.hardswish(t)
     assert kind == "tanh"
     return torch.tanh(t)
 

@@ -1,4 +1,12 @@
-"""Pointwise activations: relu, clip (relu6), leaky_relu, sigmoid, tanh.
+"""Pointwise activations, op "activation" with attrs Activation(kind, params):
+
+    relu                                max(x, 0)
+    clip(min, max)                      ONNX Clip, torch clamp / hardtanh / relu6
+    leaky_relu(negative_slope)          ONNX LeakyRelu (alpha)
+    sigmoid, tanh
+    hard_sigmoid(alpha, beta)           ONNX HardSigmoid: clip(alpha*x + beta, 0, 1) (ONNX defaults 0.2, 0.5;
+                                        torch Hardsigmoid is alpha 1/6, beta 0.5)
+    hard_swish                          ONNX HardSwish, torch Hardswish: x * hard_sigmoid(x; 1/6, 0.5)
 
 An Activation is also an attribute of conv, linear, batch_norm and add, where
 the fusion pass folds a following activation layer into the producer.  The C
@@ -28,12 +36,19 @@ def _sigmoid(x):
         return 1.0 / (1.0 + np.exp(-x))
 
 
+def _hard_sigmoid(x, alpha, beta):
+    t = x * alpha + beta
+    return np.where(t < 0, 0, np.where(t > 1, 1, t))
+
+
 KINDS: dict[str, ActivationKind] = {
     "relu": ActivationKind((), lambda x: np.where(x < 0, 0, x), 1),
     "clip": ActivationKind(("min", "max"), lambda x, lo, hi: np.where(x < lo, lo, np.where(x > hi, hi, x)), 2),
     "leaky_relu": ActivationKind(("negative_slope",), lambda x, a: np.where(x < 0, x * a, x), 2),
     "sigmoid": ActivationKind((), _sigmoid, 4),
     "tanh": ActivationKind((), np.tanh, 4),
+    "hard_sigmoid": ActivationKind(("alpha", "beta"), _hard_sigmoid, 4),
+    "hard_swish": ActivationKind((), lambda x: x * _hard_sigmoid(x, 1.0 / 6.0, 0.5), 5),
 }
 
 

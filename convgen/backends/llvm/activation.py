@@ -43,8 +43,22 @@ def _tanh(e: Emitter, x: ir.Value, params: list) -> ir.Value:
     return e.b.call(_prelude(e, "convgen_tanhf", _emit_tanh), [x])
 
 
+def _clamp_unit(e: Emitter, t: ir.Value) -> ir.Value:
+    """t < 0 ? 0 : (t > 1 ? 1 : t), NaN staying NaN."""
+    return e.b.select(e.fcmp("<", t, e.f32(0.0)), e.f32(0.0), e.b.select(e.fcmp(">", t, e.f32(1.0)), e.f32(1.0), t))
+
+
+def _hard_sigmoid(e: Emitter, x: ir.Value, params: list) -> ir.Value:
+    return _clamp_unit(e, e.muladd(e.f32(params[0]), x, e.f32(params[1])))
+
+
+def _hard_swish(e: Emitter, x: ir.Value, params: list) -> ir.Value:
+    return e.b.fmul(x, _hard_sigmoid(e, x, [_ratio(1, 6), 0.5]))
+
+
 ACTIVATIONS: dict[str, Rule] = {
     "relu": _relu, "clip": _clip, "leaky_relu": _leaky_relu, "sigmoid": _sigmoid, "tanh": _tanh,
+    "hard_sigmoid": _hard_sigmoid, "hard_swish": _hard_swish,
 }
 
 

@@ -14,7 +14,7 @@ from llvmlite import ir
 from ... import __version__
 from ...lower import Buffer, Kernel, LoweredModel
 from ..c import signature
-from . import conv, conv_transpose, dense, elementwise, lp_pool, pool, strided
+from . import conv, conv_transpose, dense, elementwise, lp_pool, pad, pool, strided
 from .emitter import F32, I8, I32, I64, PTR, Emitter, Index, Ptr, Var
 
 Family = Callable[[Emitter, Kernel, dict[str, Ptr], Ptr], None]
@@ -24,7 +24,7 @@ FAMILIES: dict[str, Family] = {
     "conv_transpose": conv_transpose.conv_transpose, "lp_pool": lp_pool.lp_pool,
     "global_lp_pool": lp_pool.global_lp_pool,
     "activation": elementwise.activation, "batch_norm": elementwise.batch_norm,
-    "strided": strided.strided,
+    "strided": strided.strided, "pad": pad.pad,
     "linear": dense.linear, "softmax": dense.softmax, "concat": dense.concat,
 }
 
