@@ -343,6 +343,15 @@ def lower_transpose(node: Node, ctx: LowerContext) -> KernelSpec:
     return KernelSpec("strided", p, [("x0", node.inputs[0])], [("y", node.output)])
 
 
+@lowering("lrn")
+def lower_lrn(node: Node, ctx: LowerContext) -> KernelSpec:
+    a, shape = node.attrs, node.type.shape
+    inner = math.prod(shape[2:])
+    p = dict(N=shape[0], C=shape[1], INNER=inner, BEFORE=a.window_before, AFTER=a.window_after,
+             SCALE=a.alpha / a.size, BIAS=a.bias, BETA=a.beta)
+    return KernelSpec("lrn", p, [("x", node.inputs[0])], [("y", node.output)], scratch_bytes=4 * inner)
+
+
 @lowering("pad")
 def lower_pad(node: Node, ctx: LowerContext) -> KernelSpec:
     a, shape = node.attrs, ctx.type(node.inputs[0]).shape
@@ -358,27 +367,76 @@ def lower_pad(node: Node, ctx: LowerContext) -> KernelSpec:
     return KernelSpec("pad", p, [("x", node.inputs[0])], [("y", node.output)])
 
 
+@dataclass(frozen=True)
+class DenseLayout:
+    """How the linear kernel reads a matrix product y[row, m] = alpha * sum_k X[row, k] W[m, k] + beta * C[row, m]:
+    X[row, k] = x[row * x_row + k * x_col]; W from w (M, K), or (K, M) when w_kn; C[row, m] = b[row * b_row + m * b_col].
+    The rows are `batch` samples (the kernel's N loop, a run-time bound under batch=None) of rows / batch."""
+    batch: int
+    rows: int
+    k: int
+    m: int
+    x_row: int
+    x_col: int = 1
+    w_kn: bool = False
+    alpha: float = 1.0
+    beta: float = 1.0
+    b_row: int = 0
+    b_col: int = 1
+
+
+def _dense_spec(node: Node, ctx: LowerContext, layout: DenseLayout, x: str, w: str, b: str | None) -> KernelSpec:
+    flops = ops.get(node.op).flops(node.attrs, [ctx.type(v) for v in node.inputs], node.types)
+    sched = schedule.dense_schedule(layout.m, flops, ctx.target, ctx.threads)
+    tile = sched.vector_width * sched.oc_vectors
+    blocks = math.ceil(layout.m / tile)
+    p = dict(N=layout.batch, ROWS=layout.rows // layout.batch, K=layout.k, M=layout.m, VW=sched.vector_width, OCV=sched.oc_vectors, OCB=blocks,
+             THREADS=sched.threads, HAS_BIAS=b is not None, PACK_AT_RUNTIME=not ctx.is_constant(w),
+             X_ROW=layout.x_row, X_COL=layout.x_col, W_KN=layout.w_kn, ALPHA=layout.alpha, BETA=layout.beta,
+             B_ROW=layout.b_row, B_COL=layout.b_col, activation=activation_params(node.attrs.activation))
+    packed, scratch = {}, 0
+    _check_runtime_packing(node, ctx, w)
+    if ctx.is_constant(w):
+        weights = ctx.graph.constants[w]
+        weights = weights.reshape(layout.k, layout.m).T if layout.w_kn else weights.reshape(layout.m, layout.k)
+        packed["w"] = pack_conv_weights(np.ascontiguousarray(weights), 1, blocks, sched.oc_vectors, sched.vector_width)
+    else:
+        scratch = blocks * tile * layout.k * 4
+    return KernelSpec("linear", p, [("x", x), ("w", w), ("b", b)], [("y", node.output)], scratch, packed)
+
+
 @lowering("linear")
 def lower_linear(node: Node, ctx: LowerContext) -> KernelSpec:
-    x, w_value = ctx.type(node.inputs[0]), node.inputs[1]
-    m_out, k = ctx.type(w_value).shape
-    flops = ops.get("linear").flops(node.attrs, [x, ctx.type(w_value)], node.types)
-    sched = schedule.dense_schedule(m_out, flops, ctx.target, ctx.threads)
-    tile = sched.vector_width * sched.oc_vectors
-    blocks = math.ceil(m_out / tile)
-    batch = x.shape[0] if x.ndim >= 2 else 1
-    p = dict(N=batch, ROWS=x.size // (k * batch), K=k, M=m_out, VW=sched.vector_width, OCV=sched.oc_vectors, OCB=blocks,
-             THREADS=sched.threads, HAS_BIAS=len(node.inputs) == 3, PACK_AT_RUNTIME=not ctx.is_constant(w_value),
-             activation=activation_params(node.attrs.activation))
-    packed, scratch = {}, 0
-    _check_runtime_packing(node, ctx, w_value)
-    if ctx.is_constant(w_value):
-        packed["w"] = pack_conv_weights(ctx.graph.constants[w_value], 1, blocks, sched.oc_vectors, sched.vector_width)
-    else:
-        scratch = blocks * tile * k * 4
-    return KernelSpec("linear", p, [("x", node.inputs[0]), ("w", w_value),
-                                    ("b", node.inputs[2] if len(node.inputs) == 3 else None)],
-                      [("y", node.output)], scratch, packed)
+    x, (m_out, k) = ctx.type(node.inputs[0]), ctx.type(node.inputs[1]).shape
+    layout = DenseLayout(batch=x.shape[0] if x.ndim >= 2 else 1, rows=x.size // k, k=k, m=m_out, x_row=k)
+    return _dense_spec(node, ctx, layout, node.inputs[0], node.inputs[1], node.inputs[2] if len(node.inputs) == 3 else None)
+
+
+@lowering("gemm")
+def lower_gemm(node: Node, ctx: LowerContext) -> KernelSpec:
+    a, (rows, m_out) = node.attrs, node.type.shape
+    k = ctx.type(node.inputs[0]).size // rows
+    c = node.inputs[2] if len(node.inputs) == 3 else None
+    b_row, b_col = shapes.broadcast_strides(ctx.type(c).shape, (rows, m_out)) if c else (0, 1)
+    # a run-time batch is M: A^T's columns and a constant C's rows are laid out for the compiled M
+    if ctx.dynamic_batch and (a.trans_a or (c is not None and b_row and ctx.is_constant(c))):
+        raise UnsupportedError(f"layer {node.name!r} (gemm): batch=None needs transA=0 and a C without "
+                               "constant per-row values; compile it with a fixed batch")
+    layout = DenseLayout(batch=1 if a.trans_a else rows, rows=rows, k=k, m=m_out, x_row=1 if a.trans_a else k,
+                         x_col=rows if a.trans_a else 1, w_kn=not a.trans_b, alpha=a.alpha, beta=a.beta,
+                         b_row=b_row, b_col=b_col)
+    return _dense_spec(node, ctx, layout, node.inputs[0], node.inputs[1], c)
+
+
+@lowering("matmul")
+def lower_matmul(node: Node, ctx: LowerContext) -> KernelSpec:
+    a, b = ctx.type(node.inputs[0]).shape, ctx.type(node.inputs[1]).shape
+    if any(d != 1 for d in b[:-2]):
+        raise UnsupportedError(f"layer {node.name!r} (matmul): B of shape {b} is a batch of matrices; "
+                               "the kernel takes one matrix B (K, N) or a vector (K,)")
+    k, m_out = (b[-2], b[-1]) if len(b) > 1 else (b[0], 1)
+    layout = DenseLayout(batch=a[0] if len(a) >= 2 else 1, rows=math.prod(a) // k, k=k, m=m_out, x_row=k, w_kn=True)
+    return _dense_spec(node, ctx, layout, node.inputs[0], node.inputs[1], None)
 
 
 @lowering("softmax")

@@ -567,6 +567,10 @@ def div(a: Tensor, b) -> Tensor:
     return a / b
 
 
+def matmul(a: Tensor, b) -> Tensor:
+    return a @ b
+
+
 def add_n(*tensors: Tensor) -> Tensor:
     """x0 + x1 + ... in one kernel (ONNX Sum, tf.math.add_n), broadcasting like numpy."""
     if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
@@ -806,6 +810,20 @@ ZeroPad1d, ZeroPad2d, ZeroPad3d = (_pad_layer("Zero", "constant", n, zero=True) 
 ReflectionPad1d, ReflectionPad2d, ReflectionPad3d = (_pad_layer("Reflection", "reflect", n) for n in (1, 2, 3))
 ReplicationPad1d, ReplicationPad2d, ReplicationPad3d = (_pad_layer("Replication", "replicate", n) for n in (1, 2, 3))
 CircularPad1d, CircularPad2d, CircularPad3d = (_pad_layer("Circular", "circular", n) for n in (1, 2, 3))
+
+
+class LocalResponseNorm(Module):
+    """torch.nn.LocalResponseNorm: its window puts size // 2 channels before c (ONNX LRN: (size - 1) // 2)."""
+
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> None:
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = int(size), float(alpha), float(beta), float(k)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _emit(self, x, "lrn", ops.LRNAttrs(self.size, self.alpha, self.beta, self.k, before=self.size // 2))
+
+    def extra_repr(self) -> str:
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
 
 class ChannelShuffle(Module):

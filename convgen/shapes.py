@@ -255,6 +255,33 @@ def transpose_shape(layer: str, shape: Sequence[int], perm: Sequence[int] | None
     return tuple(shape[p] for p in transpose_perm(layer, len(shape), perm))
 
 
+def gemm_shape(layer: str, a: Sequence[int], b: Sequence[int], c: Sequence[int] | None,
+               trans_a: bool, trans_b: bool) -> tuple[int, int]:
+    """ONNX Gemm: A (M, K) (or (K, M) transposed) times B (K, N) (or (N, K)); C broadcasts to (M, N)."""
+    for what, shape in (("A", a), ("B", b)):
+        if len(shape) != 2:
+            raise ShapeError(f"{layer}: {what} must be a matrix, got shape {tuple(shape)}")
+    (m, k), (k_b, n) = (a[::-1] if trans_a else a), (b[::-1] if trans_b else b)
+    if k != k_b:
+        raise ShapeError(f"{layer}: inner sizes differ: A{'^T' if trans_a else ''} {tuple(a)} has K={k}, "
+                         f"B{'^T' if trans_b else ''} {tuple(b)} has K={k_b}")
+    if c is not None and (len(c) > 2 or any(d not in (1, t) for d, t in zip(reversed(c), (n, m)))):
+        raise ShapeError(f"{layer}: C of shape {tuple(c)} does not broadcast to ({m}, {n})")
+    return m, n
+
+
+def matmul_shape(layer: str, a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
+    """numpy matmul / ONNX MatMul: a 1-D operand is a row (A) or a column (B) whose axis is dropped;
+    leading (batch) axes broadcast."""
+    if not a or not b:
+        raise ShapeError(f"{layer}: MatMul operands need at least one axis, got {tuple(a)} and {tuple(b)}")
+    a2, b2 = (tuple(a) if len(a) > 1 else (1,) + tuple(a)), (tuple(b) if len(b) > 1 else tuple(b) + (1,))
+    if a2[-1] != b2[-2]:
+        raise ShapeError(f"{layer}: inner sizes differ: A {tuple(a)} has K={a2[-1]}, B {tuple(b)} has K={b2[-2]}")
+    batch = broadcast_shape(layer, a2[:-2], b2[:-2])
+    return batch + (a2[-2],) * (len(a) > 1) + (b2[-1],) * (len(b) > 1)
+
+
 PAD_MODES = ("constant", "reflect", "edge", "wrap")
 
 

@@ -37,10 +37,14 @@ class Tensor:
         """self OP other (other OP self when reflected); other is a Tensor, or an array or scalar
         that becomes a graph constant.  Shapes broadcast as in numpy."""
         name = self.tracer.auto_name(op)
-        operand = other if isinstance(other, Tensor) else self.tracer.constant(f"{name}.constant",
-                                                                               _constant_array(other, name))
-        inputs = [operand, self] if reflected else [self, operand]
-        return self.tracer.emit(name, op, ops.BinaryAttrs(), inputs)
+        operand = self._operand(other, name)
+        return self.tracer.emit(name, op, ops.BinaryAttrs(), [operand, self] if reflected else [self, operand])
+
+    def _operand(self, other, layer: str):
+        """A Tensor as it is; an array or number as a graph constant named after the layer."""
+        if isinstance(other, Tensor):
+            return other
+        return self.tracer.constant(f"{layer}.constant", _constant_array(other, layer))
 
     def __add__(self, other) -> "Tensor":
         return self._arithmetic("add", other)
@@ -65,6 +69,18 @@ class Tensor:
 
     def __rtruediv__(self, other) -> "Tensor":
         return self._arithmetic("div", other, reflected=True)
+
+    def __matmul__(self, other) -> "Tensor":
+        return self._product(other)
+
+    def __rmatmul__(self, other) -> "Tensor":
+        return self._product(other, reflected=True)
+
+    def _product(self, other, reflected: bool = False) -> "Tensor":
+        """torch.matmul; a constant operand becomes a graph constant (packed at compile time when it is B)."""
+        name = self.tracer.auto_name("matmul")
+        operand = self._operand(other, name)
+        return self.tracer.emit(name, "matmul", ops.MatMulAttrs(), [operand, self] if reflected else [self, operand])
 
     def __neg__(self) -> "Tensor":
         return self._arithmetic("mul", -1.0)

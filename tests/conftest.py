@@ -86,3 +86,19 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.section("ONNX node tests passed per op")
         for op in sorted(counts):
             terminalreporter.write_line(f"{op:20s} " + "  ".join(f"{b}: {counts[op].get(b, 0)}" for b in BACKENDS))
+
+
+def one_layer_graph(op: str, attrs, arrays, constant):
+    """A graph of one `op` layer reading `arrays`, each a graph input or (where `constant`) a graph
+    constant.  Returns the graph and its run-time inputs, in order."""
+    from convgen import nn
+    tracer = nn.Input((1,)).tracer  # a fresh trace; its placeholder input is not part of the graph
+    tracer.inputs.clear()
+    values, runtime = [], []
+    for i, (array, is_constant) in enumerate(zip(arrays, constant)):
+        if is_constant:
+            values.append(tracer.constant(f"c{i}", array))
+        else:
+            values.append(tracer.input(array.shape, f"x{i}"))
+            runtime.append(array)
+    return nn.graph(tracer.emit(op, op, attrs, values), name=op), runtime

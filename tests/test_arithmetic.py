@@ -16,7 +16,7 @@ import convgen
 from convgen import nn, ops, shapes
 from convgen.ir import TensorType
 
-from conftest import assert_close, capped_settings, reference_outputs, t64
+from conftest import assert_close, capped_settings, one_layer_graph, reference_outputs, t64
 
 TORCH_OPS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv}
 
@@ -87,19 +87,10 @@ def test_operand_counts_are_checked():
 # -- compiled kernels ---------------------------------------------------------------------------
 
 def _graph(op: str, values: list[np.ndarray], constant: list[bool]):
-    """A one-layer graph reading `values` as graph inputs or constants; returns it and its run-time inputs.
-    `values` change in place: a run-time scalar becomes shape (1,), as graph inputs have an axis."""
+    """One `op` layer; `values` change in place: a run-time scalar becomes shape (1,), as graph inputs
+    have an axis."""
     values[:] = [v if c or v.ndim else v.reshape(1) for v, c in zip(values, constant)]
-    tracer = nn.Input((1,)).tracer  # a fresh trace; its placeholder input is not part of the graph
-    tracer.inputs.clear()
-    operands, runtime = [], []
-    for i, (value, is_constant) in enumerate(zip(values, constant)):
-        if is_constant:
-            operands.append(tracer.constant(f"c{i}", value))
-        else:
-            operands.append(tracer.input(value.shape, f"x{i}"))
-            runtime.append(value)
-    return nn.graph(tracer.emit(op, op, ops.BinaryAttrs(), operands), name=op), runtime
+    return one_layer_graph(op, ops.BinaryAttrs(), values, constant)
 
 
 @capped_settings(20)

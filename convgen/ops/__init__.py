@@ -1,5 +1,5 @@
 """Op families.  Importing this package registers every op."""
-from . import activation, binary, conv, conv_transpose, dense, elementwise, lp_pool, pad, pool, shape_ops  # noqa: F401
+from . import activation, binary, conv, conv_transpose, dense, elementwise, lp_pool, lrn, matmul, pad, pool, shape_ops  # noqa: F401,E501
 from .activation import Activation
 from .conv import ConvAttrs, LocallyConnectedAttrs
 from .conv_transpose import ConvTransposeAttrs
@@ -7,6 +7,8 @@ from .dense import LinearAttrs, SoftmaxAttrs
 from .binary import AddAttrs, BinaryAttrs
 from .elementwise import BatchNormAttrs
 from .lp_pool import GlobalLpPoolAttrs, LpPoolAttrs
+from .lrn import LRNAttrs
+from .matmul import GemmAttrs, MatMulAttrs
 from .pad import PadAttrs
 from .pool import GlobalPoolAttrs, PoolAttrs
 from .registry import OPS, OpDef, get, register, run_reference
@@ -15,4 +17,4 @@ from .shape_ops import ConcatAttrs, FlattenAttrs, ReshapeAttrs, TransposeAttrs
 __all__ = ["OPS", "OpDef", "get", "register", "run_reference", "Activation", "ConvAttrs",
            "LocallyConnectedAttrs", "ConvTransposeAttrs", "LinearAttrs", "SoftmaxAttrs", "AddAttrs", "BinaryAttrs",
            "BatchNormAttrs", "LpPoolAttrs", "GlobalLpPoolAttrs", "GlobalPoolAttrs", "PoolAttrs", "ConcatAttrs",
-           "FlattenAttrs", "ReshapeAttrs", "TransposeAttrs", "PadAttrs"]
+           "FlattenAttrs", "ReshapeAttrs", "TransposeAttrs", "PadAttrs", "LRNAttrs", "GemmAttrs", "MatMulAttrs"]

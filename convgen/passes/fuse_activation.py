@@ -5,8 +5,8 @@ from dataclasses import replace
 
 from ..ir import Graph, Node
 
-FUSIBLE = ("conv", "conv_transpose", "locally_connected", "linear", "batch_norm", "add", "sub", "mul", "div",
-           "sum")
+FUSIBLE = ("conv", "conv_transpose", "locally_connected", "linear", "gemm", "matmul", "batch_norm", "add", "sub",
+           "mul", "div", "sum")
 
 
 def _fusible(graph: Graph, producer: Node | None) -> bool:

@@ -11,25 +11,30 @@ from .parallel import Capture, parallel_for
 
 
 def _pack_weights(e: Emitter, p: dict, w: Ptr, wp: Ptr) -> None:
-    """Pack weights (M, K) -> [OCB][K][TILE], zero past M."""
+    """Pack weights (M, K), or (K, M) when W_KN, -> [OCB][K][TILE], zero past M."""
     tile = p["OCV"] * p["VW"]
     with e.nest([p["OCB"], p["K"], tile], ["ob", "kk", "t"]) as (ob, kk, t):
         m = ob * tile + t
         with e.if_else(e.icmp("<", m, p["M"])) as (then, otherwise):
             with then:
-                wp[(ob * p["K"] + kk) * tile + t] = w[m * p["K"] + kk]
+                wp[(ob * p["K"] + kk) * tile + t] = w[kk * p["M"] + m if p["W_KN"] else m * p["K"] + kk]
             with otherwise:
                 wp[(ob * p["K"] + kk) * tile + t] = e.f32(0.0)
+
+
+def _scaled(e: Emitter, factor: float, value):
+    """`factor * value`, or the value alone when the factor is 1 (the templates' scaled)."""
+    return value if factor == 1 else e.b.fmul(e.f32(factor), value)
 
 
 def _block(e: Emitter, p: dict, index: list[Index], cap: dict[str, Capture]) -> None:
     """One row x one block of OCV vectors of output features."""
     row, ob = index
     vw, ocv, tile = p["VW"], p["OCV"], p["OCV"] * p["VW"]
-    xr, wb = cap["x"] + row * p["K"], cap["wp"] + ob * (p["K"] * tile)
+    xr, wb = cap["x"] + row * p["X_ROW"], cap["wp"] + ob * (p["K"] * tile)
     acc = [e.var(e.zeros(vw), f"acc{j}") for j in range(ocv)]
     with e.loop(p["K"], name="kk") as kk:
-        xv = e.splat(xr[kk], vw)
+        xv = e.splat(xr[kk * p["X_COL"]], vw)
         for j in range(ocv):
             acc[j].set(e.fma(wb.load_vector(kk * tile + j * vw, vw), xv, acc[j].get()))
     lanes = Ptr(e, e.alloca(ir.ArrayType(vector(vw), ocv), name="lanes"))
@@ -39,9 +44,10 @@ def _block(e: Emitter, p: dict, index: list[Index], cap: dict[str, Capture]) -> 
         # features past M belong to the zero padding of the last block
         with e.loop(e.imin(vw, p["M"] - ob * tile - j * vw), name=f"lane{j}") as v:
             m = ob * tile + j * vw + v
-            s = lanes[j * vw + v]
+            s = _scaled(e, p["ALPHA"], lanes[j * vw + v])
             if p["HAS_BIAS"]:
-                s = e.b.fadd(s, cap["b"][m])
+                c = cap["b"][row * p["B_ROW"] + m * p["B_COL"]]
+                s = e.b.fadd(s, c) if p["BETA"] == 1 else e.muladd(e.f32(p["BETA"]), c, s)
             cap["y"][row * p["M"] + m] = activation.apply(e, p["activation"], s)
 
 

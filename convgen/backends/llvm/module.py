@@ -23,7 +23,7 @@ FAMILIES: dict[str, Family] = {
     "pool": pool.pool, "global_pool": pool.global_pool,
     "conv_transpose": conv_transpose.conv_transpose, "lp_pool": lp_pool.lp_pool,
     "global_lp_pool": lp_pool.global_lp_pool,
-    "activation": elementwise.activation, "batch_norm": elementwise.batch_norm,
+    "activation": elementwise.activation, "batch_norm": elementwise.batch_norm, "lrn": elementwise.lrn,
     "strided": strided.strided, "pad": pad.pad,
     "linear": dense.linear, "softmax": dense.softmax, "concat": dense.concat,
 }
