@@ -551,6 +551,18 @@ def hardswish(x: Tensor) -> Tensor:
     return _activation(x, "hard_swish")
 
 
+def prelu(x: Tensor, weight: np.ndarray, name: str | None = None) -> Tensor:
+    """torch's prelu: x < 0 ? x * weight : x, the weight one slope or one per channel (axis 1)."""
+    weight = np.asarray(weight, np.float32).reshape(-1)
+    name = name or x.tracer.auto_name("prelu")
+    if weight.size != 1 and (x.ndim < 2 or weight.size != x.shape[1]):
+        raise ShapeError(f"layer {name!r} (PReLU): {weight.size} slopes for an input of shape {x.shape}: "
+                         "one, or one per channel (axis 1)")
+    slope = weight.reshape((-1,) + (1,) * max(x.ndim - 2, 0)) if weight.size > 1 else weight
+    constant = x.tracer.constant(f"{name}.weight", slope)
+    return x.tracer.emit(name, "prelu", ops.BinaryAttrs(), [x, constant], kind="PReLU")
+
+
 def add(a: Tensor, b) -> Tensor:
     return a + b
 
@@ -824,6 +836,18 @@ class LocalResponseNorm(Module):
 
     def extra_repr(self) -> str:
         return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+
+class PReLU(Module):
+    """torch.nn.PReLU: one slope, or one per channel (axis 1)."""
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25) -> None:
+        super().__init__()
+        self.num_parameters = int(num_parameters)
+        self.register_parameter("weight", np.full(self.num_parameters, init, np.float32))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return prelu(x, self.param("weight"), name=self.layer_name(x.tracer))
 
 
 class ChannelShuffle(Module):

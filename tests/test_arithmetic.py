@@ -1,4 +1,4 @@
-"""add, sub, mul, div and n-ary sum with numpy broadcasting: references against torch, compiled
+"""add, sub, mul, div, prelu and n-ary sum with numpy broadcasting: references against torch, compiled
 kernels (both backends) against torch and the references, runtime and constant operands, the DSL's
 operators, and activation fusion into the arithmetic."""
 from __future__ import annotations
@@ -18,7 +18,8 @@ from convgen.ir import TensorType
 
 from conftest import assert_close, capped_settings, one_layer_graph, reference_outputs, t64
 
-TORCH_OPS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv}
+TORCH_OPS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv,
+             "prelu": lambda a, b: torch.where(a < 0, a * b, a)}
 
 
 @st.composite
@@ -160,9 +161,10 @@ def test_division_by_zero_and_special_values_as_torch(backend):
 
 @pytest.mark.parametrize("op", ["add", "sub", "mul", "div"])
 def test_activation_fuses_into_arithmetic(backend, op, rng):
-    """conv -> (x OP per-channel constant) -> relu6: the clip becomes the arithmetic kernel's epilogue."""
+    """conv -> (x OP per-pixel constant) -> relu6: the clip becomes the arithmetic kernel's epilogue
+    (a per-pixel constant does not fold into the conv)."""
     conv = nn.Conv2d(3, 6, 3, padding=1)
-    constant = rng.uniform(0.5, 2.0, (6, 1, 1)).astype(np.float32)
+    constant = rng.uniform(0.5, 2.0, (5, 7)).astype(np.float32)
     x_in = nn.Input((2, 3, 5, 7))
     graph = nn.graph(nn.relu6(getattr(nn, op)(conv(x_in), constant)), name="fused")
     model = convgen.compile(graph, backend=backend)
@@ -187,3 +189,21 @@ def test_summary_keeps_the_receptive_field_through_a_constant_scale():
     y = nn.Conv2d(3, 4, 3)(x_in) * np.ones((4, 1, 1), np.float32)
     from convgen.summary import layer_stats
     assert layer_stats(nn.graph(nn.MaxPool2d(2)(y)))[-1].field == ((4, 4), (2, 2))
+
+
+@pytest.mark.parametrize("slopes", [1, 4])
+def test_prelu_layer_matches_torch_including_specials(backend, slopes, rng):
+    layer = nn.PReLU(slopes)
+    layer.register_parameter("weight", rng.uniform(-1, 1, slopes).astype(np.float32))
+    x = rng.standard_normal((2, 4, 3, 5)).astype(np.float32)
+    x.flat[:5] = [np.nan, -np.inf, np.inf, -0.0, -1e30]
+    model = convgen.compile(nn.Sequential(nn.Conv2d(4, 4, 1), layer).to_graph(x.shape, name="prelu"), backend=backend)
+    conv = torch.nn.Conv2d(4, 4, 1)
+    conv.weight.data, conv.bias.data = (torch.from_numpy(model.graph.constants[v]) for v in model.graph.nodes[0].inputs[1:])
+    torch_layer = torch.nn.PReLU(slopes)
+    torch_layer.weight.data = torch.from_numpy(layer.param("weight"))
+    with torch.no_grad():
+        expected = torch_layer(conv(torch.from_numpy(x))).numpy()
+    np.testing.assert_allclose(model(x), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(convgen.ShapeError, match="3 slopes for an input of shape"):
+        nn.prelu(nn.Input((1, 4, 2)), np.ones(3, np.float32))

@@ -8,6 +8,7 @@ of any shape that broadcasts with the others, e.g. a per-channel scale of shape 
     "mul"   y = a * b            ONNX Mul,  torch a * b
     "div"   y = a / b            ONNX Div,  torch a / b (IEEE: x/0 is +-inf, 0/0 NaN)
     "sum"   y = x0 + x1 + ...    ONNX Sum (1 or more inputs), added left to right
+    "prelu" y = a < 0 ? a * b : a   ONNX PRelu (b the slope), torch prelu with its weight as (C, 1, 1)
 
 `activation` is an epilogue the fusion pass fills in (add -> relu becomes one kernel).  The C
 expression of each op is in templates/binary.c.j2, the LLVM one in backends/llvm/binary.py.
@@ -48,6 +49,7 @@ KINDS: dict[str, BinaryKind] = {
     "mul": BinaryKind(np.multiply, (2, 2)),
     "div": BinaryKind(np.divide, (2, 2)),
     "sum": BinaryKind(np.add, (1, MANY)),
+    "prelu": BinaryKind(lambda a, b: np.where(a < 0, a * b, a), (2, 2)),
 }
 
 

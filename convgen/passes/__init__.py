@@ -6,6 +6,7 @@ from typing import Callable
 from ..ir import Graph
 from .dead_code import eliminate_dead_nodes
 from .fold_batch_norm import fold_batch_norm
+from .fold_scale_shift import fold_scale_shift
 from .fuse_activation import fuse_activations
 
 Pass = Callable[[Graph], Graph]
@@ -13,6 +14,7 @@ Pass = Callable[[Graph], Graph]
 PIPELINE: tuple[Pass, ...] = (
     eliminate_dead_nodes,
     fold_batch_norm,     # conv -> bn          => conv
+    fold_scale_shift,    # conv -> * s + t     => conv (per-channel constants)
     fuse_activations,    # conv/linear/bn/arithmetic -> act => one layer with an epilogue
     eliminate_dead_nodes,
 )

@@ -1,5 +1,5 @@
 """Strided family, as templates/strided.c.j2: the output in C order, each operand read through its
-own strides (0 = broadcast): add, sub, mul, div, n-ary sum, and copy (transposes)."""
+own strides (0 = broadcast): add, sub, mul, div, n-ary sum, prelu, and copy (transposes)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -11,12 +11,18 @@ from ...lower import Kernel
 from . import activation as act
 from .emitter import Emitter, Index, Ptr
 
-Combine = Callable[[ir.IRBuilder, ir.Value, ir.Value], ir.Value]
+Combine = Callable[[Emitter, ir.Value, ir.Value], ir.Value]
 
-# The op table: the instruction that combines two operands (the templates' OPERATORS).
+
+def _prelu(e: Emitter, a: ir.Value, b: ir.Value) -> ir.Value:
+    return e.b.select(e.fcmp("<", a, e.f32(0.0)), e.b.fmul(a, b), a)
+
+
+# The op table: how two operands combine (the templates' EXPRESSIONS).
 OPERATORS: dict[str, Combine] = {
-    "add": ir.IRBuilder.fadd, "sub": ir.IRBuilder.fsub, "mul": ir.IRBuilder.fmul, "div": ir.IRBuilder.fdiv,
-    "sum": ir.IRBuilder.fadd,
+    "add": lambda e, a, b: e.b.fadd(a, b), "sub": lambda e, a, b: e.b.fsub(a, b),
+    "mul": lambda e, a, b: e.b.fmul(a, b), "div": lambda e, a, b: e.b.fdiv(a, b),
+    "sum": lambda e, a, b: e.b.fadd(a, b), "prelu": _prelu,
 }
 
 
@@ -39,7 +45,7 @@ def _expression(e: Emitter, p: dict, operands: list[Ptr], i: Index) -> ir.Value:
         raise CompileError(f"no LLVM instruction for elementwise op {p['OP']!r}")
     result = values[0]
     for v in values[1:]:
-        result = combine(e.b, result, v)
+        result = combine(e, result, v)
     return result
 
 
