@@ -546,8 +546,8 @@ def _bind(index: int, node: Node, spec: KernelSpec, graph: Graph, placement: Pla
             buffer = Buffer("null")
         elif arg_name in spec.packed:
             buffer = blob.add(spec.packed[arg_name])
-        elif value in graph.constants:
-            buffer = blob.add(graph.constants[value], key=value)
+        elif root(value) in graph.constants:  # a constant, or a view (reshape) of one
+            buffer = blob.add(graph.constants[root(value)], key=root(value))
         else:
             buffer = placement.buffers[root(value)]
         args.append(Arg(arg_name, buffer, False))

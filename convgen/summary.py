@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from . import ops, shapes
 from .ir import Graph, Node
 
-NO_FIELD = ("flatten", "linear", "reshape", "transpose")
+NO_FIELD = ("flatten", "linear", "gemm", "matmul", "reshape", "transpose")
 
 # (sizes, jumps) per spatial axis, Fractions after an upsampling layer; None: the whole input
 Field = tuple[tuple, tuple] | None

@@ -117,3 +117,18 @@ def test_dsl_reshape_and_transpose_errors():
         nn.channel_shuffle(x_in, 4)
     with pytest.raises(TypeError, match="sizes must be ints"):
         x_in.reshape(2.5, 4)
+
+
+def test_reshape_and_transpose_of_a_constant(backend, rng):
+    """Views of a constant read the weights blob; a transposed constant is a kernel on the blob."""
+    x_in = nn.Input((2, 3, 4), name="x")
+    table = rng.standard_normal((4, 3)).astype(np.float32)
+    tracer = x_in.tracer
+    flat = tracer.emit("flat", "reshape", ops.ReshapeAttrs((12,)), [tracer.constant("table", table)])
+    swapped = tracer.emit("swapped", "transpose", ops.TransposeAttrs(), [tracer.constant("table", table)])
+    graph = nn.graph(x_in * swapped, flat.reshape(3, 4) + 0.0, flat, name="constant_views")
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    got = convgen.compile(graph, backend=backend)(x)
+    expected = (x * table.T, table.reshape(3, 4), table.reshape(12))
+    for g, e in zip(got, expected):
+        np.testing.assert_array_equal(g, e)
