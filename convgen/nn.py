@@ -635,12 +635,12 @@ def channel_shuffle(x: Tensor, groups: int, name: str | None = None) -> Tensor:
     if x.ndim < 2 or groups < 1 or x.shape[1] % groups:
         raise ShapeError(f"{label}: axis 1 (channels): {x.shape[1] if x.ndim > 1 else None} channels "
                          f"are not divisible by groups={groups}")
-    n, c, spatial = x.shape[0], x.shape[1], x.shape[2:]
-    split = x.reshape(n, groups, c // groups, *spatial)
+    c, spatial = x.shape[1], x.shape[2:]
+    split = x.reshape(-1, groups, c // groups, *spatial)  # -1: the batch, so the graph takes any batch
     name = name or x.tracer.auto_name("channel_shuffle")
     swapped = x.tracer.emit(name, "transpose", ops.TransposeAttrs((0, 2, 1) + tuple(range(3, x.ndim + 1))),
                             [split], kind="ChannelShuffle")
-    return swapped.reshape(n, c, *spatial)
+    return swapped.reshape(-1, c, *spatial)
 
 
 def cat(tensors: Sequence[Tensor], dim: int = 1) -> Tensor:

@@ -189,3 +189,33 @@ def test_reshape_to_a_fixed_batch_is_refused():
     model = convgen.compile(keeps_batch, batch=None)
     x = np.arange(2 * 60, dtype=np.float32).reshape(2, 4, 5, 3)
     np.testing.assert_array_equal(model(x), x.reshape(2, 60))
+
+
+def _onnx_ops(x):
+    """The ONNX-import ops: pad (reflect, per sample), LRN, hard activations, PReLU, channel shuffle,
+    matmul and gemm with constant B on the linear kernel, n-ary sum."""
+    padded = nn.ReflectionPad2d((1, 2, 0, 1))(x)
+    normed = nn.Hardswish()(nn.LocalResponseNorm(3)(padded))
+    shuffled = nn.ChannelShuffle(2)(nn.PReLU(4)(normed))
+    flat = nn.Hardsigmoid()(shuffled).flatten()
+    product = flat @ np.linspace(-1, 1, flat.shape[1] * 5, dtype=np.float32).reshape(flat.shape[1], 5)
+    gemm = x.tracer.emit("gemm", "gemm", convgen.ops.GemmAttrs(0.5, 2.0),
+                         [product, x.tracer.constant("b", np.eye(5, 3, dtype=np.float32)),
+                          x.tracer.constant("c", np.arange(3, dtype=np.float32))])
+    return nn.add_n(gemm, gemm, 1.0 + gemm)
+
+
+def test_onnx_import_ops_take_the_batch_at_run_time(backend, rng):
+    nn.manual_seed(6)
+    graph = nn.trace(_onnx_ops, (1, 4, 5, 6), name="onnx_ops")
+    any_batch = convgen.compile(graph, backend=backend, batch=None)
+    for batch in (1, 3):
+        fixed = convgen.compile(graph, backend=backend, batch=batch)
+        x = rng.standard_normal((batch, 4, 5, 6)).astype(np.float32)
+        assert_close(any_batch(x), fixed(x), rtol=1e-6, atol=1e-6)
+
+
+def test_padding_the_batch_axis_needs_a_fixed_batch():
+    graph = nn.graph(nn.pad(nn.Input((2, 3, 4, 4)), (0, 0, 0, 0, 0, 0, 1, 0)), name="fixed_only")
+    with pytest.raises(convgen.UnsupportedError, match="layer 'pad0' .* first axis"):
+        convgen.compile(graph, batch=None)
