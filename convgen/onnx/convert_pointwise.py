@@ -44,6 +44,11 @@ def _scalar(node: NodeView, i: int, what: str, default: float) -> float:
     return float(value.reshape(()))
 
 
+@converter("HardSigmoid")
+def _hard_sigmoid(node: NodeView) -> list:
+    return _activation(node, "hard_sigmoid", float(node.attr("alpha", 0.2)), float(node.attr("beta", 0.5)))
+
+
 @converter("Clip")
 def _clip(node: NodeView) -> list:
     low, high = _scalar(node, 1, "min", -math.inf), _scalar(node, 2, "max", math.inf)
@@ -70,6 +75,16 @@ def _batch_norm(node: NodeView) -> list:
         raise node.unsupported("the running mean/var outputs (training) are not supported")
     attrs = ops.BatchNormAttrs(float(node.attr("epsilon", 1e-5)))
     return [node.emit("batch_norm", attrs, [data(node)] + [node.operand(i) for i in range(1, 5)])]
+
+
+@converter("LRN")
+def _lrn(node: NodeView) -> list:
+    size = node.attr("size")
+    if size is None:
+        raise ShapeError(f"{node.label}: size is required")
+    attrs = ops.LRNAttrs(int(size), float(node.attr("alpha", 1e-4)), float(node.attr("beta", 0.75)),
+                         float(node.attr("bias", 1.0)))
+    return [node.emit("lrn", attrs, [data(node)])]
 
 
 @converter("Softmax")

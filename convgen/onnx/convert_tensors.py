@@ -10,64 +10,26 @@ from ..errors import ShapeError
 from ..trace import Tensor
 from .context import NodeView
 from .converters import converter, data
-from .folding import FOLDERS, shape_slice
+from .folding import FOLDERS, axes_of, shape_slice
 
 
 # -- dense ----------------------------------------------------------------------------------
 
-def _linear(node: NodeView, x: Tensor, weight, bias=None, suffix: str = "") -> Tensor:
-    """y = x weight^T + bias: weight (out, in) and bias (out,) as numpy arrays (compile-time
-    constants) or run-time Tensors."""
-    inputs = [x, node.ctx.constant(node.name + ".weight", weight) if isinstance(weight, np.ndarray) else weight]
-    if bias is not None:
-        inputs.append(node.ctx.constant(node.name + ".bias", bias) if isinstance(bias, np.ndarray) else bias)
-    return node.emit("linear", ops.LinearAttrs(), inputs, suffix)
-
-
-def _transposed(node: NodeView, x: Tensor, suffix: str) -> Tensor:
-    return node.emit("transpose", ops.TransposeAttrs(None), [x], suffix)
-
-
-def _scaled(node: NodeView, y, factor: float, suffix: str):
-    if factor == 1.0:
-        return y
-    return node.emit("mul", ops.BinaryAttrs(), [y, node.ctx.constant(f"{node.name}.{suffix}", np.float32(factor))],
-                     suffix)
-
-
 @converter("Gemm")
 def _gemm(node: NodeView) -> list:
-    """Y = alpha * A' B' + beta * C as a linear layer; with B and a vector C known at import, alpha and
-    beta fold into its weights and bias, else transposes, a scale and an add follow ONNX's formula."""
-    a = data(node)
-    if a.ndim != 2:
-        raise ShapeError(f"{node.label}: A must be a matrix, got shape {a.shape}")
-    if node.attr("transA", 0):
-        a = _transposed(node, a, ".a_t")
-    alpha, beta, trans_b = float(node.attr("alpha", 1.0)), float(node.attr("beta", 1.0)), node.attr("transB", 0)
-    b, c = node.input(1), node.input(2) if node.has_input(2) else None
-    if isinstance(b, np.ndarray):
-        weight = (b if trans_b else b.T).astype(np.float64) * alpha
-        if isinstance(c, np.ndarray) and c.size in (1, weight.shape[0]) and c.ndim <= 2 and c.shape[:-1] in ((), (1,)):
-            bias = np.broadcast_to(c.reshape(-1).astype(np.float64) * beta, weight.shape[:1])
-            return [_linear(node, a, weight, bias)]
-        y = _linear(node, a, weight, suffix=".gemm" if c is not None else "")
-    else:
-        y = _scaled(node, _linear(node, a, b if trans_b else _transposed(node, b, ".b_t"), suffix=".gemm"),
-                    alpha, "alpha")
-    if c is None:
-        return [y]
-    c = _scaled(node, c, beta, "beta") if isinstance(c, Tensor) else node.ctx.constant(node.name + ".c", c * beta)
-    return [node.emit("add", ops.BinaryAttrs(), [y, c])]
+    """Y = alpha * A' B' + beta * C: B and C known at import or computed at run time."""
+    attrs = ops.GemmAttrs(float(node.attr("alpha", 1.0)), float(node.attr("beta", 1.0)),
+                          bool(node.attr("transA", 0)), bool(node.attr("transB", 0)))
+    inputs = [data(node), node.operand(1)] + ([node.operand(2)] if node.has_input(2) else [])
+    return [node.emit("gemm", attrs, inputs)]
 
 
 @converter("MatMul")
 def _matmul(node: NodeView) -> list:
-    a, b = data(node), node.input(1)
-    if len(b.shape) != 2:
-        raise node.unsupported(f"B of shape {tuple(b.shape)}: only a matrix B is supported")
-    weight = b.T if isinstance(b, np.ndarray) else _transposed(node, b, ".b_t")
-    return [_linear(node, a, weight)]
+    """numpy matmul with a matrix or vector B (known at import or computed at run time)."""
+    if len(node.shape_of(1)) > 2:
+        raise node.unsupported(f"B of shape {tuple(node.shape_of(1))}: convgen has no batched matrix product")
+    return [node.emit("matmul", ops.MatMulAttrs(), [data(node), node.operand(1)])]
 
 
 # -- data movement --------------------------------------------------------------------------
@@ -118,6 +80,24 @@ def _squeeze(node: NodeView) -> list:
 def _transpose(node: NodeView) -> list:
     perm = node.attr("perm")
     return [node.emit("transpose", ops.TransposeAttrs(None if perm is None else tuple(perm)), [data(node)])]
+
+
+@converter("Pad")
+def _pad(node: NodeView) -> list:
+    """pads (all begins, then all ends) over `axes` (default: every axis); a negative pad crops."""
+    x = data(node)
+    pads = [int(p) for p in node.const(1, "pads").reshape(-1)]
+    given = node.optional_const(3, "axes")
+    axes = axes_of(node, given, x.ndim) if given is not None else list(range(x.ndim))
+    if len(pads) != 2 * len(axes):
+        raise ShapeError(f"{node.label}: {len(pads)} pads for {len(axes)} axes; ONNX wants 2 per axis")
+    pairs = [(0, 0)] * x.ndim
+    for i, axis in enumerate(axes):
+        pairs[axis] = (pads[i], pads[i + len(axes)])
+    value = node.optional_const(2, "constant_value")
+    fill = 0.0 if value is None or value.size == 0 else float(value.reshape(-1)[0])
+    attrs = ops.PadAttrs(tuple(pairs), node.attr("mode", "constant"), fill)
+    return [node.emit("pad", attrs, [x])]
 
 
 @converter("Concat")
