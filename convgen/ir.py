@@ -83,6 +83,10 @@ class Graph:
         object.__setattr__(self, "constants", MappingProxyType(frozen))
         self._check_well_formed()
 
+    def __reduce__(self):
+        # The constants sit in a read-only mapping proxy, which does not pickle; rebuild from a dict.
+        return Graph, (self.name, self.inputs, self.nodes, self.outputs, dict(self.constants))
+
     # -- queries ---------------------------------------------------------
     def type_of(self, value: str) -> TensorType:
         return self._types()[value]

@@ -18,6 +18,8 @@ import os
 import re
 import shutil
 import threading
+import uuid
+import weakref
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -77,7 +79,35 @@ def compile(graph: Graph, backend: str = "c", threads: int | None = None,  # noq
         steps.update(1, stage=f"generate and build ({backend})")
         library, source = build(lowered, cache_dir=cache_dir)
         steps.update(1)
-    return CompiledModel(library, lowered.prefix, source=source, graph=optimized, lowered=lowered)
+    model = CompiledModel(library, lowered.prefix, source=source, graph=optimized, lowered=lowered)
+    # What a pickle carries: the graph and the options, so another process rebuilds (or finds in its cache)
+    # the same library. Options added to compile() belong here too.
+    model._recipe = (graph, {"backend": backend, "threads": threads, "cache_dir": cache_dir})
+    return model
+
+
+_rebuilt: "weakref.WeakValueDictionary[str, CompiledModel]" = weakref.WeakValueDictionary()
+_rebuilt_lock = threading.Lock()
+
+
+def _unpickled(token: str, make) -> "CompiledModel":
+    """The model a pickle refers to, made once per process however often it is unpickled."""
+    with _rebuilt_lock:
+        model = _rebuilt.get(token)
+        if model is None:
+            model = make()
+            model._token = token
+            _rebuilt[token] = model
+        return model
+
+
+def _rebuild(token: str, graph: Graph, options: dict) -> "CompiledModel":
+    # Compiling again is a cache hit when the cache is shared (same machine, or a shared CONVGEN_CACHE_DIR).
+    return _unpickled(token, lambda: compile(graph, **options))
+
+
+def _reload(token: str, path: str) -> "CompiledModel":
+    return _unpickled(token, lambda: load(path))
 
 
 def load(path: str | os.PathLike) -> "CompiledModel":
@@ -176,6 +206,26 @@ class CompiledModel:
         self.weights_bytes = int(self.signature["weights_bytes"])
         self._weights = self._find_weights()
         self._local = threading.local()
+        self._recipe: tuple[Graph, dict] | None = None     # set by compile(): how to rebuild after pickling
+        self._token = uuid.uuid4().hex                      # one rebuild per process per pickled model
+
+    # -- pickling ---------------------------------------------------------------------
+    def __reduce__(self):
+        """Pickle by reference: the graph and compile options (or a saved library's path), not the code.
+
+        The receiving process compiles the graph again, which the on-disk cache turns into a load
+        when it shares the cache directory (same machine, or CONVGEN_CACHE_DIR on a shared file
+        system); models loaded with convgen.load(path) are loaded from the same path. So
+        multiprocessing, Dask and Ray workers can take a CompiledModel as an argument:
+
+        >>> import pickle
+        >>> clone = pickle.loads(pickle.dumps(model))      # doctest: +SKIP
+        """
+        if self._recipe is not None:
+            return _rebuild, (self._token, *self._recipe)
+        if self.library_path is not None:
+            return _reload, (self._token, str(self.library_path))
+        raise TypeError(f"{self.prefix}: this model has neither a graph nor a library file to pickle by reference")
 
     def _find_weights(self):
         """The weights blob: embedded in the library, or the side file <name>.weights beside it."""
