@@ -9,6 +9,7 @@ If torch is installed, the same network in torch (same weights) checks the resul
 """
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 
@@ -37,13 +38,16 @@ def check_against_torch(x: np.ndarray, y: np.ndarray) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["c", "llvm"], default="c")
+    backend = parser.parse_args().backend
     graph.summary()
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()
-        model = convgen.compile(graph, threads=1, cache_dir=cache)
+        model = convgen.compile(graph, backend=backend, threads=1, cache_dir=cache)
         cold = time.perf_counter() - start
         start = time.perf_counter()
-        model = convgen.compile(graph, threads=1, cache_dir=cache)
+        model = convgen.compile(graph, backend=backend, threads=1, cache_dir=cache)
         warm = time.perf_counter() - start
     print(f"\ncompile: {cold * 1e3:.0f} ms cold, {warm * 1e3:.1f} ms from the cache")
 
