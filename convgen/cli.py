@@ -273,6 +273,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress.set_quiet(True)
     try:
         return HANDLERS[args.verb](args)
+    except BrokenPipeError:
+        # `convgen show-code ... | head`: the reader left; stop quietly (as the Python docs advise).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (ConvgenError, ValueError, TypeError, OSError) as e:
         print(f"convgen {args.verb}: error: {e}", file=sys.stderr)
         return 1

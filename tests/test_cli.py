@@ -65,6 +65,11 @@ def test_help(verb, capsys):
         assert all(v in text for v in VERBS) and "MODEL is an .onnx file" in text
 
 
+def test_readme_first_command_is_the_demo_and_ci_runs_it():
+    assert "pip install . && convgen demo" in (ROOT / "README.md").read_text()
+    assert "\nconvgen demo" in (ROOT / ".ci" / "run").read_text()
+
+
 def test_entry_point_is_declared():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     module, _, function = scripts["convgen"].partition(":")
