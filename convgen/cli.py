@@ -47,25 +47,36 @@ def verb(name: str, help: str, arguments: Callable[[argparse.ArgumentParser], No
 
 
 # -- MODEL ---------------------------------------------------------------------------------------
-def load_graph(spec: str) -> Graph:
-    """The Graph a MODEL argument names (see the module docstring)."""
+def load_graph(spec: str, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
+    """The Graph a MODEL argument names (see the module docstring); `input_shapes` fix an ONNX model's
+    symbolic dimensions."""
     path_text, _, name = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
     path = Path(path_text)
     if not path.exists():
         raise ConvgenError(f"{path}: no such file")
     if path.suffix == ".onnx":
-        return _onnx_graph(path)
+        return _onnx_graph(path, input_shapes)
+    if input_shapes:
+        raise ConvgenError("--input-shape applies to ONNX models; a .py MODEL sets its shapes in to_graph(...)")
     if path.suffix == ".py":
         return _python_graph(path, name or None)
     raise ConvgenError(f"{path}: MODEL must be an .onnx file or a .py file that defines a convgen.Graph")
 
 
-def _onnx_graph(path: Path) -> Graph:
-    import convgen
-    from_onnx = getattr(convgen, "from_onnx", None)
-    if from_onnx is None:
-        raise ConvgenError("this convgen has no ONNX importer (convgen.from_onnx)")
-    return from_onnx(str(path))
+def _onnx_graph(path: Path, input_shapes: dict[str, tuple[int, ...]] | None) -> Graph:
+    from .onnx import from_onnx
+    return from_onnx(str(path), input_shapes=input_shapes)
+
+
+def _input_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """NAME=D0,D1,... (argparse type of --input-shape)."""
+    name, equals, dims = text.partition("=")
+    try:
+        if not equals or not name:
+            raise ValueError
+        return name, tuple(int(d) for d in dims.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=D0,D1,... (like image=1,3,224,224), got {text!r}") from None
 
 
 def _python_graph(path: Path, name: str | None) -> Graph:
@@ -102,17 +113,23 @@ def _compile(graph: Graph, args: argparse.Namespace):
     return convgen.compile(graph, **options)
 
 
-def _model(spec: str, args: argparse.Namespace):
+def _graph(args: argparse.Namespace) -> Graph:
+    return load_graph(args.model, dict(args.input_shape or []))
+
+
+def _model(args: argparse.Namespace):
     """A CompiledModel: loaded from a `compile -o` directory, or compiled from MODEL."""
     import convgen
-    if Path(spec).is_dir():
-        return convgen.load(spec)
-    return _compile(load_graph(spec), args)
+    if Path(args.model).is_dir():
+        return convgen.load(args.model)
+    return _compile(_graph(args), args)
 
 
 def _model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL",
                         help="an .onnx file, or a .py file defining `graph` (a convgen.Graph); file.py:NAME picks NAME")
+    parser.add_argument("--input-shape", type=_input_shape, action="append", metavar="NAME=D0,D1,...",
+                        help="fix an ONNX input's symbolic dimensions (repeat per input)")
 
 
 def _build_options(parser: argparse.ArgumentParser, tune: bool = False, threads: int | None = None) -> None:
@@ -141,7 +158,7 @@ def demo(args: argparse.Namespace) -> int:
 
 @verb("summary", "per-layer table: output shape, parameters, FLOPs, receptive field, memory", _model_argument)
 def summary(args: argparse.Namespace) -> int:
-    load_graph(args.model).summary()
+    _graph(args).summary()
     return 0
 
 
@@ -154,7 +171,7 @@ def _compile_arguments(parser: argparse.ArgumentParser) -> None:
 
 @verb("compile", "compile MODEL into DIR: a shared library and its C header", _compile_arguments)
 def compile_(args: argparse.Namespace) -> int:
-    graph = load_graph(args.model)
+    graph = _graph(args)
     start = time.perf_counter()
     model = _compile(graph, args)
     seconds = time.perf_counter() - start
@@ -175,7 +192,7 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
 
 @verb("run", "run MODEL on arrays from .npy files", _run_arguments)
 def run(args: argparse.Namespace) -> int:
-    model = _model(args.model, args)
+    model = _model(args)
     inputs = [np.load(path) for path in args.input]
     outputs = model(*inputs)
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
@@ -203,7 +220,7 @@ def _show_code_arguments(parser: argparse.ArgumentParser) -> None:
 
 @verb("show-code", "print the generated C (or LLVM IR with --backend llvm)", _show_code_arguments)
 def show_code(args: argparse.Namespace) -> int:
-    model = _model(args.model, args)
+    model = _model(args)
     try:
         print(model.show_code(args.layer), end="")
     except KeyError as e:

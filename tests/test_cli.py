@@ -199,3 +199,47 @@ def test_bench_runs_the_benchmark_program(capsys):
     assert cli.benchmark_program() == ROOT / "benchmarks" / "bench.py"
     code = cli.main(["bench", "--help-bench"])
     assert code == 0
+
+
+@pytest.fixture(scope="module")
+def onnx_file(tmp_path_factory) -> tuple[Path, object]:
+    """A small torch CNN exported with a symbolic batch axis."""
+    import warnings
+    import torch
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AvgPool2d(2),
+                              torch.nn.Flatten(), torch.nn.Linear(4 * 4 * 4, 5)).eval()
+    path = tmp_path_factory.mktemp("onnx") / "small.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.zeros(1, 3, 8, 8),), str(path), dynamo=False, input_names=["image"],
+                          output_names=["scores"], dynamic_axes={"image": {0: "batch"}, "scores": {0: "batch"}})
+    return path, net
+
+
+def test_onnx_model_with_a_fixed_batch(onnx_file, tmp_path, capsys, backend):
+    import torch
+    path, net = onnx_file
+    code, out, _ = run_cli(capsys, "summary", path, "--input-shape", "image=3,3,8,8")
+    assert code == 0 and "[3, 3, 8, 8]" in out and "[3, 5]" in out
+    x = np.random.default_rng(1).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    code, out, err = run_cli(capsys, "run", path, "--input-shape", "image=3,3,8,8", "--input", tmp_path / "x.npy",
+                             "--output", tmp_path / "y.npy", "--backend", backend)
+    assert code == 0, err
+    with torch.no_grad():
+        assert_close(np.load(tmp_path / "y.npy"), net(torch.from_numpy(x)).numpy())
+
+
+@pytest.mark.parametrize("argument, message", [
+    ("image", "expected NAME=D0,D1,..."), ("image=1,x", "expected NAME=D0,D1,..."), ("=1,2", "expected NAME="),
+])
+def test_bad_input_shapes(onnx_file, capsys, argument, message):
+    with pytest.raises(SystemExit):
+        cli.main(["summary", str(onnx_file[0]), "--input-shape", argument])
+    assert message in capsys.readouterr().err
+
+
+def test_input_shape_is_for_onnx_only(model_file, capsys):
+    code, _, err = run_cli(capsys, "summary", model_file, "--input-shape", "input=1,2,8,8")
+    assert code == 1 and "applies to ONNX models" in err

@@ -30,7 +30,7 @@ def assert_png(path: Path) -> None:
 
 def test_every_example_is_tested():
     tested = {"lenet5.py", "image_filters.py", "receptive_field.py", "local_vs_conv.py", "conv1d_signal.py",
-              "batch_dask.py"}
+              "batch_dask.py", "resnet18_onnx.py"}
     assert {p.name for p in EXAMPLES.iterdir() if p.name != "output"} == tested
 
 
@@ -78,3 +78,13 @@ def test_batch_dask(tmp_path, backend):
     out = run_example("batch_dask.py", "--out", str(tmp_path), "--backend", backend, cwd=tmp_path)
     report = json.loads((tmp_path / "batch_dask.json").read_text())
     assert report["workers"] == 2 and report["images"] == 360 and report["accuracy"] >= 0.95, out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_resnet18_onnx(tmp_path, backend):
+    out = run_example("resnet18_onnx.py", "--out", str(tmp_path), "--backend", backend, "--size", "64",
+                      "--calls", "1", cwd=tmp_path)
+    assert (tmp_path / "resnet18.onnx").stat().st_size > 40e6            # 11.7M float32 parameters
+    assert "inputs=[image: float32[1, 3, 64, 64]]" in out and "per image: convgen" in out
+    error = float(out.split("max |convgen - torch| / max |torch| = ")[1].split(",")[0])
+    assert error < 1e-4
