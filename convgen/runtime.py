@@ -60,6 +60,8 @@ def compile(graph: Graph, backend: str = "c", threads: int | None = None,  # noq
     >>> any_batch = convgen.compile(g, batch=None)  # doctest: +SKIP
     >>> y = any_batch(np.ones((5, 1, 8, 8), np.float32))  # (5, 4, 6, 6)  # doctest: +SKIP
     """
+    # Every argument but the graph, as given: a pickled model is rebuilt from the graph and these.
+    options = {name: value for name, value in locals().items() if name != "graph"}
     if not isinstance(graph, Graph):
         raise TypeError(f"convgen.compile takes a convgen.Graph, got {type(graph).__name__}; "
                         "build one with module.to_graph(shape) or convgen.from_onnx(path)")
@@ -80,9 +82,7 @@ def compile(graph: Graph, backend: str = "c", threads: int | None = None,  # noq
         library, source = build(lowered, cache_dir=cache_dir)
         steps.update(1)
     model = CompiledModel(library, lowered.prefix, source=source, graph=optimized, lowered=lowered)
-    # What a pickle carries: the graph and the options, so another process rebuilds (or finds in its cache)
-    # the same library. Options added to compile() belong here too.
-    model._recipe = (graph, {"backend": backend, "threads": threads, "cache_dir": cache_dir})
+    model._recipe = (graph, options)     # what a pickle carries (see CompiledModel.__reduce__)
     return model
 
 

@@ -53,6 +53,13 @@ def test_round_trip_is_small_and_equivalent(compiled):
     assert pickle.loads(data) is clone                         # once per process
 
 
+def test_every_compile_option_travels(compiled):
+    """New compile() parameters (tuning, batch, ...) reach the rebuilding process without being listed."""
+    import inspect
+    _, options = compiled._recipe
+    assert set(options) == set(inspect.signature(convgen.compile).parameters) - {"graph"}
+
+
 def test_loaded_models_pickle_by_path(compiled, tmp_path):
     loaded = convgen.load(compiled.save(tmp_path / "saved"))
     clone = pickle.loads(pickle.dumps(loaded))
