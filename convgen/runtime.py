@@ -62,6 +62,7 @@ def compile(graph: Graph, backend: str = "c", threads: int | None = None,  # noq
     """
     # Every argument but the graph, as given: a pickled model is rebuilt from the graph and these.
     options = {name: value for name, value in locals().items() if name != "graph"}
+    given = graph
     if not isinstance(graph, Graph):
         raise TypeError(f"convgen.compile takes a convgen.Graph, got {type(graph).__name__}; "
                         "build one with module.to_graph(shape) or convgen.from_onnx(path)")
@@ -82,7 +83,7 @@ def compile(graph: Graph, backend: str = "c", threads: int | None = None,  # noq
         library, source = build(lowered, cache_dir=cache_dir)
         steps.update(1)
     model = CompiledModel(library, lowered.prefix, source=source, graph=optimized, lowered=lowered)
-    model._recipe = (graph, options)     # what a pickle carries (see CompiledModel.__reduce__)
+    model._recipe = (given, options)     # what a pickle carries (see CompiledModel.__reduce__)
     return model
 
 

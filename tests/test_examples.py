@@ -30,7 +30,7 @@ def assert_png(path: Path) -> None:
 
 def test_every_example_is_tested():
     tested = {"lenet5.py", "image_filters.py", "receptive_field.py", "local_vs_conv.py", "conv1d_signal.py",
-              "batch_dask.py", "resnet18_onnx.py"}
+              "batch_dask.py", "resnet18_onnx.py", "deploy_c"}
     assert {p.name for p in EXAMPLES.iterdir() if p.name != "output"} == tested
 
 
@@ -88,3 +88,13 @@ def test_resnet18_onnx(tmp_path, backend):
     assert "inputs=[image: float32[1, 3, 64, 64]]" in out and "per image: convgen" in out
     error = float(out.split("max |convgen - torch| / max |torch| = ")[1].split(",")[0])
     assert error < 1e-4
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_deploy_c(tmp_path, backend):
+    out = run_example("deploy_c/export.py", "--out", str(tmp_path), "--backend", backend, cwd=tmp_path)
+    assert "C and Python agree on all 360 digits" in out
+    accuracy = out.split("C program: accuracy: ")[1].split()[0]
+    correct, total = map(int, accuracy.split("/"))
+    assert total == 360 and correct / total >= 0.95
+    assert (tmp_path / "classify").is_file() and (tmp_path / "model" / "lenet5.h").is_file()

@@ -60,6 +60,14 @@ def test_every_compile_option_travels(compiled):
     assert set(options) == set(inspect.signature(convgen.compile).parameters) - {"graph"}
 
 
+def test_a_run_time_batch_survives_pickling(tmp_path):
+    model = convgen.compile(make_graph(), threads=1, cache_dir=tmp_path, batch=None)
+    clone = pickle.loads(pickle.dumps(model))
+    x = np.concatenate(inputs(3))
+    assert clone.batch is None and clone.library_path == model.library_path
+    assert_close(clone(x), model(x), rtol=0, atol=0)
+
+
 def test_loaded_models_pickle_by_path(compiled, tmp_path):
     loaded = convgen.load(compiled.save(tmp_path / "saved"))
     clone = pickle.loads(pickle.dumps(loaded))
