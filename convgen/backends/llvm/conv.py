@@ -31,7 +31,7 @@ def _direct_tile(e: Emitter, k: Kernel, rows: int) -> ir.Function:
     fn, te = _tile_function(e, f"{k.fn}.tile{rows}")
     xt, wt, bt, yt = (te.arg_ptr(i) for i in range(4))
     acc = _accumulate_tile(te, p, rows, xt, wt)
-    store_tile(te, p, rows, acc, bt, yt, te.arg_index(4))
+    store_tile(te, p, rows, acc, bt, yt, te.arg_index(4), activation_too=False)
     te.ret()
     return fn
 
@@ -53,8 +53,10 @@ def _accumulate_tile(e: Emitter, p: dict, rows: int, xt: Ptr, wt: Ptr) -> list[l
 
 
 def store_tile(e: Emitter, p: dict, rows: int, acc: list[list], bt: Ptr, yt: Ptr, oc_valid: Index,
-               pixel_step: int = 1) -> None:
-    """Epilogue: bias, activation, scatter the channel lanes to their NCHW planes (pixels `pixel_step` apart)."""
+               pixel_step: int = 1, activation_too: bool = True) -> None:
+    """Epilogue: bias, activation (unless activation_too is False: the direct path applies it over
+    whole rows afterwards, where it vectorizes), scatter the channel lanes to their NCHW planes
+    (pixels `pixel_step` apart)."""
     vw, ocv = p["VW"], p["OCV"]
     lanes = Ptr(e, e.alloca(ir.ArrayType(vector(vw), rows * ocv), name="lanes"))
     for r in range(rows):
@@ -69,7 +71,7 @@ def store_tile(e: Emitter, p: dict, rows: int, acc: list[list], bt: Ptr, yt: Ptr
             yp = yt + oc * out_plane
             for r in range(rows):
                 s = e.b.fadd(lanes[(r * ocv + j) * vw + v], bias)
-                yp[r * pixel_step] = activation.apply(e, p["activation"], s)
+                yp[r * pixel_step] = activation.apply(e, p["activation"], s) if activation_too else s
 
 
 def conv_weight_index(p: dict, g: Index, oc: Index, c: Index, kk: Index) -> Index:
@@ -121,6 +123,11 @@ def conv_direct(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> No
             ow = full * p["RW"]
             e.b.call(tiles[tail], [(xrow + ow * p["SW"]).value, wt.value, bt.value, (yrow + ow).value,
                                    e.int_value(oc_valid)])
+        if p["activation"] is not None:  # over the finished row of each channel: contiguous, vectorized
+            with e.loop(oc_valid, name="t") as t:
+                yp = yrow + t * (p["OD"] * p["OH"] * p["OW"])
+                with e.loop(p["OW"], name="i") as i:
+                    yp[i] = activation.apply(e, p["activation"], yp[i])
 
     captures: dict[str, Capture] = {"xs": xs, "wp": wp, "y": args["y"]}
     if p["HAS_BIAS"]:
