@@ -265,17 +265,22 @@ def lower_pool(node: Node, ctx: LowerContext) -> KernelSpec:
     p = _window_params(x, node.type, a.kernel, a.stride, a.dilation, a.pads)
     p.update(_padded_extents(p))
     flops = ops.get("pool").flops(a, [x], node.types)
+    span = (p["OW"] - 1) * p["SW"] + (p["KW"] - 1) * p["DW"] + 1
     p.update(KIND=a.kind, COUNT_INCLUDE_PAD=a.count_include_pad, DIVISOR=a.divisor_override or 0,
-             INDICES=a.return_indices, INDEX_LAYOUT=a.index_layout, THREADS=schedule.threads_for(flops, ctx.threads))
+             INDICES=a.return_indices, INDEX_LAYOUT=a.index_layout, THREADS=schedule.threads_for(flops, ctx.threads),
+             SPAN=span, SEPARABLE=schedule.separable_pool(a.return_indices, p["KD"] * p["KH"], span),
+             COL_LO=min(p["PW"], span), COL_HI=max(min(p["PW"], span), min(span, p["PW"] + p["IW"])))
     outputs = [("y", node.outputs[0])] + ([("indices", node.outputs[1])] if a.return_indices else [])
-    return KernelSpec("pool", p, [("x", node.inputs[0])], outputs, _pad_scratch_bytes(p))
+    scratch = 0 if p["SEPARABLE"] else _pad_scratch_bytes(p)  # the separable path reads the input itself
+    return KernelSpec("pool", p, [("x", node.inputs[0])], outputs, scratch)
 
 
 @lowering("global_pool")
 def lower_global_pool(node: Node, ctx: LowerContext) -> KernelSpec:
     x = ctx.type(node.inputs[0])
     return KernelSpec("global_pool", dict(N=x.shape[0], C=x.shape[1], SIZE=math.prod(x.shape[2:]),
-                                          KIND=node.attrs.kind), [("x", node.inputs[0])], [("y", node.output)])
+                                          KIND=node.attrs.kind, LANES=ctx.target.max_vector_width),
+                      [("x", node.inputs[0])], [("y", node.output)])
 
 
 @lowering("activation")

@@ -113,6 +113,16 @@ def row_tail(out_width: int, vectors: int, width: int) -> list[list[int]]:
     return tail
 
 
+# The separable pool's column buffer lives on the stack: at most this many floats.
+MAX_POOL_SPAN = 8192
+
+
+def separable_pool(indices: bool, vertical_taps: int, span: int) -> bool:
+    """Reduce the (kd, kh) taps over whole rows first, then the kw taps: when there are vertical taps to
+    share, no indices to track, and the row's span fits the stack buffer."""
+    return not indices and vertical_taps > 1 and span <= MAX_POOL_SPAN
+
+
 def dense_schedule(out_features: int, flops: int, target: Target, threads: int) -> DenseSchedule:
     width = _vector_width_for(out_features, target)
     oc_vectors = min(4, math.ceil(out_features / width))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from llvmlite import ir
 
 from ...lower import Kernel
-from .emitter import Emitter, Index, IntLike, Ptr
+from .emitter import F32, I32, Emitter, Index, IntLike, Ptr
 from .parallel import Capture, parallel_for
 from .window import pad_input
 
@@ -81,15 +81,53 @@ def _pool_row(e: Emitter, p: dict, index: list[Index], cap: dict[str, Capture]) 
             yrow[ow] = e.b.fdiv(acc.get(), _avg_divisor(e, p, d0, h0, ow))
 
 
+def _reduce(e: Emitter, p: dict, acc: ir.Value, v: ir.Value) -> ir.Value:
+    """A later tap joins the running value: max (greater or NaN wins) or sum."""
+    if p["KIND"] == "max":
+        return e.b.select(_wins(e, v, acc), v, acc)
+    return e.b.fadd(acc, v)
+
+
+def _separable_row(e: Emitter, p: dict, index: list[Index], cap: dict[str, Capture]) -> None:
+    """The (kd, kh) taps over input rows reduce into a column buffer over the row's span (contiguous,
+    vectorized; padding rows skipped, padding columns keep the fill: no padded copy), then the kw
+    taps of each output pixel reduce from the buffer."""
+    plane, od, oh = index
+    yrow = cap["y"] + ((plane * p["OD"] + od) * p["OH"] + oh) * p["OW"]
+    d0, h0 = od * p["SD"] - p["PD"], oh * p["SH"] - p["PH"]
+    col = Ptr(e, e.alloca(ir.ArrayType(F32, p["SPAN"]), name="col"))
+    with e.loop(p["SPAN"], name="i") as i:
+        col[i] = e.f32(float("-inf") if p["KIND"] == "max" else 0.0)
+    with e.nest([p["KD"], p["KH"]], ["kd", "kh"]) as (kd, kh):
+        d, hh = d0 + kd * p["DD"], h0 + kh * p["DH"]
+        inside = e.all_of([e.icmp(">=", d, 0), e.icmp("<", d, p["ID"]), e.icmp(">=", hh, 0), e.icmp("<", hh, p["IH"])])
+        with e.if_then(inside):  # else a padding row
+            xk = cap["x"] + ((plane * p["ID"] + d) * p["IH"] + hh) * p["IW"]
+            with e.loop(p["COL_HI"], start=p["COL_LO"], name="i") as i:
+                col[i] = _reduce(e, p, col[i], xk[i - p["PW"]])
+    with e.loop(p["OW"], name="ow") as ow:
+        acc = e.var(col[ow * p["SW"]], "acc")
+        with e.loop(p["KW"], start=1, name="kw") as kw:
+            acc.set(_reduce(e, p, acc.get(), col[ow * p["SW"] + kw * p["DW"]]))
+        if p["KIND"] == "max":
+            yrow[ow] = acc.get()
+        else:
+            yrow[ow] = e.b.fdiv(acc.get(), _avg_divisor(e, p, d0, h0, ow))
+
+
 def pool(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
     p = k.params
-    xs = pad_input(e, p, args["x"], scratch, float("-inf") if p["KIND"] == "max" else 0.0)
-    captures: dict[str, Capture] = {"xs": xs, "y": args["y"]}
+    if p["SEPARABLE"]:  # reads the input itself
+        captures: dict[str, Capture] = {"x": args["x"], "y": args["y"]}
+    else:
+        captures = {"xs": pad_input(e, p, args["x"], scratch, float("-inf") if p["KIND"] == "max" else 0.0),
+                    "y": args["y"]}
     if p["INDICES"]:
         captures["indices"] = args["indices"]
+    row = _separable_row if p["SEPARABLE"] else _pool_row
     # threads over (n, c) planes and output rows
     parallel_for(e, p["THREADS"], [p["N"] * p["C"], p["OD"], p["OH"]], ["plane", "od", "oh"], captures,
-                 lambda e, index, cap: _pool_row(e, p, index, cap), "rows")
+                 lambda e, index, cap: row(e, p, index, cap), "rows")
 
 
 def global_pool(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
@@ -103,9 +141,15 @@ def global_pool(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> No
                 v = xp[i]
                 best.set(e.b.select(_wins(e, v, best.get()), v, best.get()))
             y[plane] = best.get()
-        else:
+        else:  # LANES partial sums in a vector, then the lanes in order, then the rest
+            lanes, whole = p["LANES"], p["SIZE"] // p["LANES"] * p["LANES"]
+            part = e.var(e.zeros(lanes), "part")
+            with e.loop(whole, step=lanes, name="i") as i:
+                part.set(e.b.fadd(part.get(), xp.load_vector(i, lanes)))
             total = e.var(e.f32(0.0), "sum")
-            with e.loop(p["SIZE"], name="i") as i:
+            for v in range(lanes):
+                total.set(e.b.fadd(total.get(), e.b.extract_element(part.get(), ir.Constant(I32, v))))
+            with e.loop(p["SIZE"], start=whole, name="i") as i:
                 total.set(e.b.fadd(total.get(), xp[i]))
             y[plane] = e.b.fdiv(total.get(), e.f32(float(p["SIZE"])))
 
