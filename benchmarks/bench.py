@@ -222,11 +222,12 @@ def convgen_runner(layer: Layer, data: dict, threads: int, report: dict, backend
     """Compile twice in this worker's fresh CONVGEN_CACHE_DIR: the first is cold, the second a cache hit."""
     import convgen
     graph = convgen_module(layer, data).to_graph(layer.input_shape, name=layer.name)
+    tune = os.environ.get("CONVGEN_BENCH_TUNE") == "1"   # --tune: measured schedules (cold time includes tuning)
     start = time.perf_counter()
-    convgen.compile(graph, backend=backend, threads=threads)
+    convgen.compile(graph, backend=backend, threads=threads, tune=tune)
     report["compile_cold_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    model = convgen.compile(graph, backend=backend, threads=threads)
+    model = convgen.compile(graph, backend=backend, threads=threads, tune=tune)
     report["compile_warm_s"] = time.perf_counter() - start
     x, out = data["x"], np.empty(model.output_shapes[0], np.float32)
     return (lambda: model(x, out=out)), (lambda: out)
@@ -371,14 +372,16 @@ class WorkerDied(Exception):
 class Worker:
     """The parent's handle on one framework's worker process."""
 
-    def __init__(self, framework: str, threads: int, tmp: Path) -> None:
+    def __init__(self, framework: str, threads: int, tmp: Path, tune: bool = False) -> None:
         self.framework, self.threads, self.outdir = framework, threads, tmp / f"{framework}-t{threads}"
         self.outdir.mkdir(exist_ok=True)
         self.stderr_path = self.outdir / "stderr.txt"
         self.stderr = self.stderr_path.open("a")
         env = {**os.environ, "OMP_NUM_THREADS": str(threads),
                # a fresh, empty convgen cache: the first compile of each layer really compiles
-               "CONVGEN_CACHE_DIR": tempfile.mkdtemp(prefix="cache-", dir=self.outdir)}
+               "CONVGEN_CACHE_DIR": tempfile.mkdtemp(prefix="cache-", dir=self.outdir),
+               "CONVGEN_BENCH_TUNE": "1" if tune else "0"}
+        self.tune = tune
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--worker", framework, "--threads", str(threads),
              "--outdir", str(self.outdir)],
@@ -448,7 +451,7 @@ def attempt(workers: dict[str, Worker], framework: str, cmd: str, **args) -> dic
         return w.request(cmd, **args)
     except WorkerDied as e:
         w.close()
-        workers[framework] = Worker(framework, w.threads, w.outdir.parent)
+        workers[framework] = Worker(framework, w.threads, w.outdir.parent, w.tune)
         return {"error": str(e)}
 
 
@@ -672,6 +675,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=7, help="timed loops per layer; the median is reported")
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
                         help=f"comma-separated, from {FRAMEWORKS} (any convgen-<backend> works)")
+    parser.add_argument("--tune", action="store_true",
+                        help="compile convgen with tune=True (measured schedules; the cold compile time includes tuning)")
     parser.add_argument("--json", help="write all results here (and a ratio plot next to it if matplotlib is there)")
     parser.add_argument("--plot", help="write the ratio bar chart here (needs matplotlib)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -680,9 +685,9 @@ def parse_args() -> argparse.Namespace:
 
 
 def run_all(layers: list[Layer], frameworks: list[str], threads: int, repeat: int, tmp: Path,
-            versions: dict) -> dict:
+            versions: dict, tune: bool = False) -> dict:
     """{layer: {framework: report}} for one thread count, outputs compared."""
-    workers = {f: Worker(f, threads, tmp) for f in frameworks}
+    workers = {f: Worker(f, threads, tmp, tune) for f in frameworks}
     try:
         for framework in frameworks:
             versions[framework] = attempt(workers, framework, "hello").get("version", "?")
@@ -711,7 +716,7 @@ def main() -> None:
     per_core, by_width = peak_per_core()
     print(f"FP32 FMA peak, 1 thread: {per_core:.0f} GFLOP/s ("
           + ", ".join(f"{8 * w}-bit vectors {g:.0f}" for w, g in by_width.items()) + ")")
-    everything = {"host": {**host_info(), "load_average_at_start": load},
+    everything = {"host": {**host_info(), "load_average_at_start": load}, "tuned": args.tune,
                   "peak_gflops_per_core": per_core, "peak_by_vector_bits": {8 * w: g for w, g in by_width.items()},
                   "versions": {}, "tolerance": TOLERANCE,
                   "layers": [{**entry_facts(l), "spec": describe(l), "flops": flops(l), "bytes": traffic_bytes(l)}
@@ -719,7 +724,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for threads in args.threads:
             together = measure_peak(threads, max(by_width, key=by_width.get)) if threads > 1 else per_core
-            results = run_all(layers, frameworks, threads, args.repeat, Path(tmp), everything["versions"])
+            results = run_all(layers, frameworks, threads, args.repeat, Path(tmp), everything["versions"], args.tune)
             again, _ = peak_per_core()   # a peak is a maximum: measured again, in case others had the core before
             per_core = max(per_core, again)
             for layer in layers:

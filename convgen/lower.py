@@ -98,6 +98,7 @@ class LowerContext:
     target: Target
     threads: int
     dynamic_batch: bool = False
+    schedules: dict = field(default_factory=dict)   # conv layer name -> ConvSchedule chosen by tuning
 
     def type(self, value: str) -> TensorType:
         return self.graph.type_of(value)
@@ -200,22 +201,29 @@ def _flatten_pointwise(p: dict) -> bool:
     return True
 
 
-@lowering("conv")
-def lower_conv(node: Node, ctx: LowerContext) -> KernelSpec:
+def conv_geometry(node: Node, ctx: LowerContext) -> tuple[dict, schedule.ConvSchedule]:
+    """A conv's window parameters and the cost model's schedule for it."""
     a = node.attrs
-    x, w_value = ctx.type(node.inputs[0]), node.inputs[1]
-    out = node.type
-    p = _window_params(x, out, a.kernel, a.stride, a.dilation, a.pads)
+    x, w_type = ctx.type(node.inputs[0]), ctx.type(node.inputs[1])
+    p = _window_params(x, node.type, a.kernel, a.stride, a.dilation, a.pads)
     pointwise = _flatten_pointwise(p)
     p.update(_padded_extents(p))
-    oc, g = out.shape[1], a.groups
-    w_type = ctx.type(w_value)
+    oc, g = node.type.shape[1], a.groups
+    p.update(OC=oc, G=g, CG=x.shape[1] // g, OCG=oc // g)
     sched = schedule.conv_schedule(oc // g, p["OW"], ops.get("conv").flops(a, [x, w_type], node.types),
                                    ctx.target, ctx.threads, stride_w=p["SW"],
                                    one_row=pointwise or p["OD"] * p["OH"] == 1,
                                    weight_bytes=w_type.nbytes)
-    p.update(OC=oc, G=g, CG=x.shape[1] // g, OCG=oc // g, THREADS=sched.threads, HAS_BIAS=len(node.inputs) == 3,
-             activation=activation_params(a.activation))
+    return p, sched
+
+
+@lowering("conv")
+def lower_conv(node: Node, ctx: LowerContext) -> KernelSpec:
+    a, w_value = node.attrs, node.inputs[1]
+    p, sched = conv_geometry(node, ctx)
+    sched = ctx.schedules.get(node.name, sched)
+    g = p["G"]
+    p.update(THREADS=sched.threads, HAS_BIAS=len(node.inputs) == 3, activation=activation_params(a.activation))
     scratch = _pad_scratch_bytes(p)
     packed = {}
     if sched.path in ("direct", "pixels"):
@@ -582,10 +590,12 @@ def _io_specs(graph: Graph) -> tuple[tuple[IOSpec, ...], tuple[IOSpec, ...]]:
     return inputs, outputs
 
 
-def lower(graph: Graph, target: Target, threads: int, dynamic_batch: bool = False) -> LoweredModel:
+def lower(graph: Graph, target: Target, threads: int, dynamic_batch: bool = False,
+          schedules: dict | None = None) -> LoweredModel:
     """Lower `graph`; with dynamic_batch, `graph` is at batch 1 and the kernels take the batch at run time
-    (every arena offset then scales with it)."""
-    ctx = LowerContext(graph, target, threads, dynamic_batch)
+    (every arena offset then scales with it).  `schedules`: conv layer name -> ConvSchedule replacing
+    the cost model's (from tuning)."""
+    ctx = LowerContext(graph, target, threads, dynamic_batch, schedules or {})
     specs: dict[str, KernelSpec | None] = {}
     for node in graph.nodes:
         if node.op not in LOWERINGS:

@@ -32,6 +32,7 @@ from .batch import check_batch_axis, rebatch
 from .errors import ConvgenError
 from .ir import Graph
 from .target import host
+from .tune import tune_graph
 
 _ffi_lock = threading.Lock()
 
@@ -45,13 +46,18 @@ def _resolve_threads(threads: int | None) -> int:
 
 
 def compile(graph: Graph, backend: str = "c", threads: int | None = None,  # noqa: A001 (public API name)
-            cache_dir: str | os.PathLike | None = None, batch: int | None | str = "graph") -> "CompiledModel":
+            cache_dir: str | os.PathLike | None = None, batch: int | None | str = "graph",
+            tune: bool = False) -> "CompiledModel":
     """Optimize, lower and build `graph` into a shared library, and load it.
 
     batch: "graph" (default) keeps the batch the graph was built for, fixed at compile time; an int
     compiles for that batch instead; None compiles kernels whose batch loop bound is a run-time
     argument, so the model takes inputs of any batch N >= 1 (every value must have the batch as its
     first axis, else UnsupportedError).
+
+    tune=True measures candidate schedules of every convolution on this machine (a progress bar on a
+    terminal) and builds with the fastest; winners are cached per layer signature and CPU on disk
+    (<cache>/tuning.json), so later compiles of the same layers cost nothing extra.
 
     >>> from convgen import nn
     >>> g = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()).to_graph((1, 1, 8, 8))
@@ -78,7 +84,8 @@ def compile(graph: Graph, backend: str = "c", threads: int | None = None,  # noq
         steps.update(0, stage="optimize")
         optimized = passes.optimize(graph)
         steps.update(1, stage="lower")
-        lowered = lower.lower(optimized, host(), resolved_threads, dynamic_batch=batch is None)
+        schedules = tune_graph(optimized, host(), resolved_threads, backend, cache_dir) if tune else None
+        lowered = lower.lower(optimized, host(), resolved_threads, dynamic_batch=batch is None, schedules=schedules)
         steps.update(1, stage=f"generate and build ({backend})")
         library, source = build(lowered, cache_dir=cache_dir)
         steps.update(1)

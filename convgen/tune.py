@@ -1,0 +1,142 @@
+"""Autotuning: measure candidate schedules of each convolution on this machine, keep the fastest.
+
+`convgen.compile(graph, tune=True)` calls `tune_graph`: for every convolution whose cost-model
+schedule is a register-tiled one (direct or pixels), a handful of candidate schedules (the
+cost model's own among them, so tuning never picks something it measured slower) are each built
+into a one-layer library and timed.  Winners are cached on disk per (layer signature, backend,
+threads, CPU) in <cache>/tuning.json, so a model tunes once per machine; layers with the same
+signature (ResNet's repeated blocks) are measured once.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import lower, progress, schedule
+from .cache import atomic_write, cache_root
+from .ir import Graph, Node
+from .schedule import ConvSchedule
+from .target import Target
+
+MEASURE_SECONDS = 0.01   # each timed loop lasts at least this long
+LOOPS = 3                # timed loops per candidate; the best counts
+
+
+def tune_graph(graph: Graph, target: Target, threads: int, backend: str,
+               cache_dir=None, quiet: bool | None = None) -> dict[str, ConvSchedule]:
+    """{conv layer name: the fastest measured schedule} for an optimized graph."""
+    path = cache_root(cache_dir) / "tuning.json"
+    table = _load(path)
+    chosen: dict[str, ConvSchedule] = {}
+    for node in graph.nodes:
+        if node.op != "conv":
+            continue
+        key = signature(graph, node, target, threads, backend)
+        if key not in table:
+            table[key] = dataclasses.asdict(_measure_layer(graph, node, target, threads, backend, cache_dir, quiet))
+            _save(path, table)
+        chosen[node.name] = ConvSchedule(**table[key])
+    return chosen
+
+
+def signature(graph: Graph, node: Node, target: Target, threads: int, backend: str) -> str:
+    """What decides a conv's best schedule: its attributes (but the fused activation, a small share of
+    the time: a ResNet conv with and without its ReLU share one measurement), operand shapes, whether
+    its weights are constant, the backend, the thread count and the CPU (model name and flags)."""
+    attrs = dataclasses.replace(node.attrs, activation=None)
+    operands = [(graph.type_of(v).shape, v in graph.constants) for v in node.inputs]
+    cpu = hashlib.sha256(" ".join((target.name, *target.features)).encode()).hexdigest()[:16]
+    return f"{attrs!r}|{operands}|{backend}|t{threads}|{cpu}"
+
+
+def candidates(graph: Graph, node: Node, target: Target, threads: int) -> list[ConvSchedule]:
+    """The cost model's schedule first, then variations of its register tile and loop order, and the
+    other register-tiled path where it applies; none for rowwise layers."""
+    p, default = lower.conv_geometry(node, lower.LowerContext(graph, target, threads))
+    if default.path == "rowwise":
+        return [default]
+    budget = schedule.accumulator_budget(target)
+    found = [default, dataclasses.replace(default, blocks_inner=not default.blocks_inner)]
+    width = schedule._vector_width_for(p["OCG"], target)
+    for ocv in (1, 2, 4):
+        if ocv <= math.ceil(p["OCG"] / width):
+            for accumulators in (budget * 3 // 4, budget, budget * 3 // 2):
+                found.append(ConvSchedule("direct", width, ocv, _balanced(p["OW"], max(1, accumulators // ocv)),
+                                          default.threads, default.blocks_inner))
+    if p["SW"] == 1:
+        vw = target.max_vector_width
+        for channels, vectors in ((8, 2), (4, 4), (16, 1), (12, 2)):
+            if vectors * vw <= max(p["OW"], vw):
+                found.append(ConvSchedule("pixels", vw, min(channels, p["OCG"]), vectors, default.threads,
+                                          default.blocks_inner))
+    unique: list[ConvSchedule] = []
+    for s in found:
+        if s not in unique:
+            unique.append(s)
+    return unique
+
+
+def _balanced(out_width: int, max_rows: int) -> int:
+    tiles = math.ceil(out_width / max_rows)
+    return math.ceil(out_width / tiles)
+
+
+def _measure_layer(graph: Graph, node: Node, target: Target, threads: int, backend: str, cache_dir,
+                   quiet: bool | None) -> ConvSchedule:
+    """Build and time each candidate as a one-layer graph; the fastest wins."""
+    layer = _single_layer_graph(graph, node)
+    options = candidates(graph, node, target, threads)
+    timings = []
+    for candidate in progress.track(options, f"tuning {node.name}", unit="schedule", quiet=quiet):
+        timings.append(_time(layer, {node.name: candidate}, target, threads, backend, cache_dir))
+    return options[int(np.argmin(timings))]
+
+
+def _single_layer_graph(graph: Graph, node: Node) -> Graph:
+    """The layer alone: its activation input as the graph input, its constants kept."""
+    x = node.inputs[0]
+    constants = {v: graph.constants[v] for v in node.inputs[1:] if v in graph.constants}
+    inputs = [(x, graph.type_of(x))] + [(v, graph.type_of(v)) for v in node.inputs[1:] if v not in constants]
+    return dataclasses.replace(graph, name="tune", inputs=tuple(inputs), nodes=(node,), outputs=(node.output,),
+                               constants=constants)
+
+
+def _time(layer: Graph, schedules: dict[str, ConvSchedule], target: Target, threads: int, backend: str,
+          cache_dir) -> float:
+    from . import backends
+    from .runtime import CompiledModel
+    lowered = lower.lower(layer, target, threads, schedules=schedules)
+    library, source = backends.get(backend)(lowered, cache_dir=cache_dir)
+    model = CompiledModel(library, lowered.prefix, source=source, graph=layer, lowered=lowered)
+    rng = np.random.default_rng(0)
+    args = [rng.standard_normal(shape).astype(np.float32) for shape in model.input_shapes]
+    out = np.empty(model.output_shapes[0], np.float32)
+    model(*args, out=out)
+    start, calls = time.perf_counter(), 0
+    while time.perf_counter() - start < MEASURE_SECONDS:
+        model(*args, out=out)
+        calls += 1
+    best = math.inf
+    for _ in range(LOOPS):
+        start = time.perf_counter()
+        for _ in range(calls):
+            model(*args, out=out)
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best
+
+
+def _load(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _save(path: Path, table: dict) -> None:
+    atomic_write(path, json.dumps(table, indent=0, sort_keys=True).encode())
