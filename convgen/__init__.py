@@ -4,23 +4,24 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import nn, ops  # noqa: E402
-from .errors import CompileError, ConvgenError, ShapeError, UnsupportedError  # noqa: E402
+from .errors import (CacheError, CacheWarning, CompileError, ConvgenError, ConvgenWarning, DTypeError,  # noqa: E402
+                     ModelFormatError, ShapeError, ToolchainError, ToolchainWarning, UnsupportedError)
 from .ir import Graph, Node, TensorType  # noqa: E402
 from .nn import trace  # noqa: E402
 
 __all__ = ["nn", "ops", "Graph", "Node", "TensorType", "trace", "compile", "load", "functional", "from_onnx",
-           "ConvgenError", "ShapeError", "CompileError", "UnsupportedError", "__version__"]
+           "ConvgenError", "ShapeError", "CompileError", "UnsupportedError", "DTypeError", "ToolchainError",
+           "CacheError", "ModelFormatError", "ConvgenWarning", "ToolchainWarning", "CacheWarning", "__version__"]
 
 
 def __getattr__(name: str):
-    # The compiler pulls in jinja2 and cffi; load it on first use.
+    # The compiler pulls in jinja2 and cffi; load it on first use.  import_module, not
+    # `from . import x`: that form looks the name up here first and would recurse.
+    import importlib
     if name in ("compile", "load", "CompiledModel"):
-        from . import runtime
-        return getattr(runtime, name)
+        return getattr(importlib.import_module(".runtime", __name__), name)
     if name == "from_onnx":  # needs the onnx package only when used
-        from .onnx import from_onnx
-        return from_onnx
-    if name == "functional":
-        from . import functional
-        return functional
+        return importlib.import_module(".onnx", __name__).from_onnx
+    if name in ("functional", "cache"):
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'convgen' has no attribute {name!r}")

@@ -16,13 +16,17 @@ import jinja2
 import numpy as np
 
 from .. import __version__
-from ..cache import cache_key, cache_root
+from .. import cache
 from ..errors import CompileError
 from ..lower import LoweredModel
 from ..target import host
 
 DEFAULT_CFLAGS = "-O3 -march=native"
 REQUIRED_FLAGS = ("-std=gnu11", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno")
+# CONVGEN_SANITIZE=1: kernels built with AddressSanitizer and UBSan, stopping at the first report.
+# Loading such a library needs the ASan runtime first in the process (LD_PRELOAD=$(cc
+# -print-file-name=libasan.so)); tests/sanitize_suite.py runs that way.
+SANITIZE_FLAGS = ("-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all")
 
 
 def template_dir() -> Path:
@@ -121,9 +125,14 @@ def compiler() -> str:
     return cc
 
 
+def sanitizing() -> bool:
+    return os.environ.get("CONVGEN_SANITIZE", "") not in ("", "0")
+
+
 def cflags(shared: bool = True) -> list[str]:
     required = [f for f in REQUIRED_FLAGS if shared or f != "-shared"]
-    return shlex.split(os.environ.get("CFLAGS", DEFAULT_CFLAGS)) + required
+    sanitize = list(SANITIZE_FLAGS) if sanitizing() else []
+    return shlex.split(os.environ.get("CFLAGS", DEFAULT_CFLAGS)) + required + sanitize
 
 
 @functools.lru_cache(maxsize=8)
@@ -185,11 +194,10 @@ def build(model: LoweredModel, cache_dir=None) -> tuple[Path, str]:
     """The library for `model`, from the cache or freshly compiled. Returns (path, source)."""
     source = render_source(model)
     cc = compiler()
-    key = cache_key("c", source, model.weights, cc, compiler_identity(cc), " ".join(cflags()),
-                    host().name, " ".join(host().features))
-    path = cache_root(cache_dir) / f"lib{model.prefix}-{key}.so"
-    if not path.exists():
-        compile_source(source, model.weights, path)
+    key = cache.cache_key("c", source, model.weights, cc, compiler_identity(cc), " ".join(cflags()),
+                          host().name, " ".join(host().features))
+    path = cache.library(cache.cache_root(cache_dir), model.prefix, key,
+                         lambda output: compile_source(source, model.weights, output))
     return path, source
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...cache import cache_key, cache_root
+from ... import cache
 from ...errors import ConvgenError
 from ...lower import LoweredModel
 from .module import build_module, layer_code, source_text, weights_ir
@@ -33,10 +33,9 @@ def build(model: LoweredModel, cache_dir=None) -> tuple[Path | JitLibrary, str]:
     linker = find_linker()
     if linker is None:
         return JitLibrary(source, _weights_module(model), openmp), source
-    key = cache_key("llvm", source, model.weights, *host_target().identity())
-    path = cache_root(cache_dir) / f"lib{model.prefix}-{key}.so"
-    if not path.exists():
-        link_library(source, _weights_module(model), path, linker, openmp)
+    key = cache.cache_key("llvm", source, model.weights, *host_target().identity())
+    path = cache.library(cache.cache_root(cache_dir), model.prefix, key,
+                         lambda output: link_library(source, _weights_module(model), output, linker, openmp))
     return path, source
 
 
