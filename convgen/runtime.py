@@ -27,7 +27,7 @@ import cffi
 import numpy as np
 
 from . import backends, lower, passes, progress
-from .backends.c import environment, weights_checksum
+from .backends.c import environment, sanitizing, weights_checksum
 from .batch import check_batch_axis, rebatch
 from .errors import ConvgenError
 from .ir import Graph
@@ -217,6 +217,10 @@ class CompiledModel:
         self._recipe: tuple[Graph, dict] | None = None     # set by compile(): how to rebuild after pickling
         self._token = uuid.uuid4().hex                      # one rebuild per process per pickled model
 
+        # Under CONVGEN_SANITIZE the library allocates an exact-size arena per call, so
+        # AddressSanitizer sees a write past its end (our slack of 64 bytes would hide it).
+        self._exact_workspace = sanitizing()
+
     # -- pickling ---------------------------------------------------------------------
     def __reduce__(self):
         """Pickle by reference: the graph and compile options (or a saved library's path), not the code.
@@ -258,7 +262,7 @@ class CompiledModel:
     # -- calling ------------------------------------------------------------------
     def _workspace(self, batch: int):
         nbytes = self.workspace_bytes * (batch if self.batch is None else 1)
-        if nbytes == 0:
+        if nbytes == 0 or self._exact_workspace:
             return self._ffi.NULL
         buf = getattr(self._local, "workspace", None)
         if buf is None or buf[2] < nbytes:  # one per thread, grown to the largest batch seen

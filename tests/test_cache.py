@@ -11,7 +11,8 @@ import pytest
 import convgen
 from convgen import cache, nn
 
-from conftest import assert_close
+from conftest import assert_close, reference_outputs
+
 
 SHAPE = (1, 2, 7, 7)
 
@@ -19,13 +20,6 @@ SHAPE = (1, 2, 7, 7)
 def _graph(name: str = "cached"):
     nn.manual_seed(11)
     return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU()).to_graph(SHAPE, name=name)
-
-
-def _expected(graph, x):
-    values = {graph.input_names[0]: x, **graph.constants}
-    for node in graph.nodes:
-        values[node.output] = convgen.ops.run_reference(node.op, node.attrs, *(values[v] for v in node.inputs))
-    return values[graph.outputs[0]]
 
 
 def _truncate(path):
@@ -59,7 +53,7 @@ def test_damaged_library_is_detected_and_rebuilt(backend, tmp_path, damage):
     assert second.library_path == path and cache.is_intact(path)
     assert path.read_bytes() == good
     x = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
-    assert_close(second(x), _expected(graph, x))
+    assert_close(second(x), reference_outputs(graph, x)[0])
 
 
 def test_explicit_unwritable_cache_dir_is_a_clear_error(tmp_path):
@@ -78,7 +72,7 @@ def test_unwritable_default_cache_falls_back_to_a_temporary_directory(backend, t
         model = convgen.compile(_graph(), backend=backend)
     assert not str(model.library_path).startswith(str(tmp_path))
     x = np.ones(SHAPE, np.float32)
-    assert_close(model(x), _expected(_graph(), x))
+    assert_close(model(x), reference_outputs(_graph(), x)[0])
 
 
 def test_info_and_clear_touch_only_convgen_files(tmp_path):

@@ -12,7 +12,8 @@ import pytest
 import convgen
 from convgen import nn
 
-from conftest import assert_close
+from conftest import assert_close, reference_outputs
+
 
 SHAPE = (1, 2, 6, 6)
 
@@ -24,10 +25,7 @@ def _graph():
 
 def _check_runs(model, graph):
     x = np.random.default_rng(1).standard_normal(SHAPE).astype(np.float32)
-    values = {graph.input_names[0]: x, **graph.constants}
-    for node in graph.nodes:
-        values[node.output] = convgen.ops.run_reference(node.op, node.attrs, *(values[v] for v in node.inputs))
-    assert_close(model(x), values[graph.outputs[0]])
+    assert_close(model(x), reference_outputs(graph, x)[0])
 
 
 def _hide_llvmlite(monkeypatch):

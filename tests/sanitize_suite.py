@@ -1,0 +1,172 @@
+"""Edge-tile layers built with AddressSanitizer + UBSan (C backend), run against the numpy references.
+
+Run by tests/test_sanitizers.py in a subprocess whose environment makes every library a
+sanitized one and puts the ASan runtime first in the process:
+
+    CONVGEN_SANITIZE=1 LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \
+        python tests/sanitize_suite.py            # exit 0: every case ran clean and matched
+
+The sizes are the ones that break tiling: 1, primes, channel counts just past a vector width,
+output rows just past a register tile, kernels as large as the input, the largest pads the shape
+rules allow, ceil_mode windows hanging over the end; every op in the registry appears.  A report
+aborts the process (-fno-sanitize-recover=all); a wrong value exits 1.  The LLVM backend cannot be
+instrumented this way (llvmlite has no sanitizer passes); the C-vs-LLVM differential tests cover it.
+
+`--self-check` instead overruns an output buffer on purpose: ASan must abort (the harness works).
+Last line of a clean run: the JSON list of ops covered.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import convgen  # noqa: E402
+import convgen.functional as F  # noqa: E402
+from convgen import nn, ops  # noqa: E402
+from conftest import reference_outputs  # noqa: E402
+
+RNG = np.random.default_rng(7)
+
+
+def _x(*shape: int) -> np.ndarray:
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def seq(*layers: nn.Module) -> Callable[[tuple[int, ...]], convgen.Graph]:
+    return lambda shape: nn.Sequential(*layers).to_graph(shape, name="edge")
+
+
+def _residual(shape):
+    x = nn.Input(shape, name="x")
+    y = nn.Conv2d(shape[1], shape[1], 3, padding=1)(x)
+    return nn.graph(nn.relu(x + y), name="edge")
+
+
+def _concat(shape):
+    x = nn.Input(shape, name="x")
+    parts = [nn.Conv2d(shape[1], c, 1)(x) for c in (1, 3, 17)]
+    return nn.graph(nn.cat(parts, dim=1), nn.flatten(x), name="edge")
+
+
+def _passthrough(shape):
+    x = nn.Input(shape, name="x")
+    return nn.graph(nn.flatten(x), x, name="edge")   # outputs that are views of the input: copies
+
+
+def _standalone_activations(shape):
+    x = nn.Input(shape, name="x")
+    return nn.graph(nn.relu(x), nn.sigmoid(x), nn.tanh(x), nn.leaky_relu(x, 0.3), nn.clip(x, -0.5, 0.25),
+                    nn.relu6(x), name="edge")
+
+
+GRAPH_CASES: dict[str, tuple[Callable, tuple[int, ...]]] = {
+    "conv 1x1 on 1x1": (seq(nn.Conv2d(1, 1, 1)), (1, 1, 1, 1)),
+    "conv kernel = input": (seq(nn.Conv2d(3, 5, 5)), (2, 3, 5, 5)),
+    "conv largest pad on 1x1": (seq(nn.Conv2d(2, 3, 3, padding=2)), (1, 2, 1, 1)),
+    "conv 17 channels, prime row, stride+dilation": (seq(nn.Conv2d(3, 17, 3, stride=2, dilation=2, padding=3)),
+                                                     (1, 3, 13, 29)),
+    "conv 33 channels past two vectors, relu": (seq(nn.Conv2d(5, 33, (1, 3), padding=(0, 1)), nn.ReLU()),
+                                                (1, 5, 3, 31)),
+    "conv1d prime length, same": (seq(nn.Conv1d(3, 7, 4, padding="same")), (3, 3, 23)),
+    "conv3d odd everything": (seq(nn.Conv3d(2, 5, (1, 2, 3), padding=1)), (1, 2, 3, 5, 7)),
+    "grouped conv": (seq(nn.Conv2d(6, 9, 3, groups=3, padding=1)), (1, 6, 7, 11)),
+    "depthwise conv stride 3": (seq(nn.Conv2d(5, 5, 3, stride=3, groups=5)), (1, 5, 11, 19)),
+    "locally connected 1d": (seq(nn.LocallyConnected1d(3, 5, 3, 11, stride=2, padding=1)), (2, 3, 11)),
+    "locally connected 2d": (seq(nn.LocallyConnected2d(2, 3, 2, (5, 7))), (1, 2, 5, 7)),
+    "max pool ceil over the end, indices": (seq(nn.MaxPool2d(3, 2, padding=1, ceil_mode=True, return_indices=True)),
+                                            (1, 3, 8, 13)),
+    "max pool dilated 1d": (seq(nn.MaxPool1d(3, 2, dilation=2, padding=2)), (2, 3, 17)),
+    "max pool 3d kernel = input": (seq(nn.MaxPool3d((2, 3, 5))), (1, 2, 2, 3, 5)),
+    "avg pool exclude pad, ceil": (seq(nn.AvgPool2d(3, 2, padding=1, ceil_mode=True, count_include_pad=False)),
+                                   (1, 2, 6, 11)),
+    "avg pool divisor, 3d": (seq(nn.AvgPool3d(2, 1, padding=1, divisor_override=3)), (1, 1, 2, 3, 4)),
+    "avg pool 1x1 on 1x1": (seq(nn.AvgPool2d(1)), (1, 1, 1, 1)),
+    "global pools": (seq(nn.GlobalMaxPool(), nn.Flatten(), nn.Linear(3, 2)), (2, 3, 5, 7)),
+    "adaptive avg pool 1d": (seq(nn.AdaptiveAvgPool1d(1)), (1, 17, 1)),
+    "activations on 1023 elements": (_standalone_activations, (1, 3, 11, 31)),
+    "activations on 1 element": (_standalone_activations, (1, 1, 1, 1)),
+    "batch norm alone": (seq(nn.BatchNorm2d(3)), (2, 3, 5, 7)),
+    "batch norm after pool": (seq(nn.MaxPool2d(2), nn.BatchNorm2d(17), nn.Sigmoid()), (1, 17, 3, 5)),
+    "residual add": (_residual, (1, 3, 5, 5)),
+    "linear 1 -> 1": (seq(nn.Flatten(), nn.Linear(1, 1)), (1, 1)),
+    "linear 17 -> 33, relu": (seq(nn.Flatten(), nn.Linear(17, 33), nn.ReLU()), (3, 17)),
+    "softmax rows of 1 and 19": (seq(nn.Flatten(), nn.Linear(6, 19), nn.Softmax(dim=1)), (2, 6)),
+    "softmax axis 1 of 4-d": (seq(nn.Softmax(dim=1)), (1, 1, 3, 5)),
+    "concat odd channels": (_concat, (1, 2, 3, 5)),
+    "outputs that are the input": (_passthrough, (1, 2, 3, 1)),
+}
+
+# Weights as run-time inputs: the kernels pack them per call (a different code path).
+FUNCTIONAL_CASES: dict[str, tuple[Callable, tuple]] = {
+    "functional conv2d, runtime packing": (F.conv2d, (_x(1, 3, 7, 13), _x(17, 3, 3, 2), _x(17))),
+    "functional conv1d per-side pads": (lambda x, w: F.conv1d(x, w, padding=((3, 0),), stride=2),
+                                        (_x(1, 2, 5), _x(3, 2, 4))),
+    "functional conv3d groups": (lambda x, w: F.conv3d(x, w, groups=2, padding=1), (_x(1, 4, 2, 3, 3), _x(6, 2, 1, 2, 3))),
+    "functional max pool indices 1d": (lambda x: F.max_pool1d(x, 4, 3, padding=2, ceil_mode=True, return_indices=True),
+                                       (_x(1, 1, 10),)),
+}
+
+
+def _check(name: str, got, expected) -> str | None:
+    got = got if isinstance(got, tuple) else (got,)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    for g, e in zip(got, expected):
+        e = np.asarray(e)
+        scale = max(1.0, float(np.max(np.abs(e)))) if e.size else 1.0
+        if g.shape != e.shape or not np.allclose(g, e, rtol=1e-4, atol=1e-5 * scale):
+            return f"{name}: wrong values (shape {g.shape} vs {e.shape})"
+    return None
+
+
+def run_graph_case(name: str) -> tuple[str | None, set[str]]:
+    build, shape = GRAPH_CASES[name]
+    nn.manual_seed(abs(hash(name)) % 1000)
+    graph = build(shape)
+    model = convgen.compile(graph, backend="c", threads=1)
+    inputs = [_x(*t.shape) for _, t in graph.inputs]
+    problem = _check(name, model(*inputs), reference_outputs(graph, *inputs))
+    return problem, {n.op for n in graph.nodes} | {n.op for n in model.graph.nodes}
+
+
+def run_functional_case(name: str) -> tuple[str | None, set[str]]:
+    fn, args = FUNCTIONAL_CASES[name]
+    got = fn(*args)
+    model = next(reversed(F._kernels.values()))  # the kernel this call compiled
+    node = model.graph.nodes[0]
+    return _check(name, got, ops.run_reference(node.op, node.attrs, *args)), {node.op}
+
+
+def self_check() -> None:
+    """Write one element past an output buffer: ASan must abort the process."""
+    model = convgen.compile(seq(nn.Conv2d(1, 2, 1))((1, 1, 3, 3)), backend="c", threads=1)
+    x = np.ones((1, 1, 3, 3), np.float32)
+    short = np.empty(model.output_shapes[0][1:], np.float32).ravel()[:-1].copy()
+    ffi = model._ffi
+    model._run(ffi.from_buffer("float[]", x), ffi.from_buffer("float[]", short), ffi.NULL)
+    print("no report: the sanitizer did not catch an overrun", flush=True)
+    sys.exit(3)
+
+
+def main() -> int:
+    if "--self-check" in sys.argv:
+        self_check()
+    with ThreadPoolExecutor(2) as pool:   # compiles run in subprocesses: two at a time
+        results = list(pool.map(run_graph_case, GRAPH_CASES))
+    results += [run_functional_case(name) for name in FUNCTIONAL_CASES]
+    problems = [p for p, _ in results if p]
+    covered = sorted(set().union(*(ops_ for _, ops_ in results)))
+    for p in problems:
+        print(p, flush=True)
+    print(json.dumps(covered), flush=True)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
