@@ -11,7 +11,6 @@ one arena by liveness.  Both backends consume the LoweredModel.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -24,7 +23,7 @@ from .memory import Interval, align, plan_arena
 from .ops.binary import KINDS as BINARY_KINDS
 from .ops.dense import normalize_axis
 from .target import Target
-from .trace import identifier
+from .names import fragment, identifier, unique_identifiers
 
 
 @dataclass(frozen=True)
@@ -565,28 +564,19 @@ def _bind(index: int, node: Node, spec: KernelSpec, graph: Graph, placement: Pla
             buffer = placement.buffers[root(value)]
         args.append(Arg(arg_name, buffer, False))
     args += [Arg(arg_name, placement.buffers[root(value)], True) for arg_name, value in spec.outputs]
-    fn = f"layer{index}_{node.op}_" + re.sub(r"\W", "_", node.name, flags=re.ASCII)
+    fn = f"layer{index}_{node.op}_" + fragment(node.name)   # the index keeps it unique
     return Kernel(fn, spec.template, node.name, node.op, spec.params, tuple(args), placement.scratch[node.name],
                   spec.scratch_bytes)
 
 
-# names the generated entry points use for their own parameters and locals
-RESERVED_IDENTIFIERS = ("weights", "batch", "workspace", "arena", "owned", "status", "ctx")
-
-
 def _io_specs(graph: Graph) -> tuple[tuple[IOSpec, ...], tuple[IOSpec, ...]]:
     """C identifiers for the run function's parameters: sanitized input names, output / output<j>."""
-    used: set[str] = set(RESERVED_IDENTIFIERS)
-
-    def spec(name: str, t: TensorType, ident: str) -> IOSpec:
-        while ident in used:
-            ident += "_"
-        used.add(ident)
-        return IOSpec(name, ident, t.shape, t.dtype)
-
-    inputs = tuple(spec(n, t, identifier(n)) for n, t in graph.inputs)
+    in_idents = unique_identifiers(n for n, _ in graph.inputs)
     names = ["output"] if len(graph.outputs) == 1 else [f"output{j}" for j in range(len(graph.outputs))]
-    outputs = tuple(spec(v, graph.type_of(v), ident) for v, ident in zip(graph.outputs, names))
+    out_idents = unique_identifiers(names, taken=in_idents)
+    inputs = tuple(IOSpec(n, ident, t.shape, t.dtype) for (n, t), ident in zip(graph.inputs, in_idents))
+    outputs = tuple(IOSpec(v, ident, graph.type_of(v).shape, graph.type_of(v).dtype)
+                    for v, ident in zip(graph.outputs, out_idents))
     return inputs, outputs
 
 

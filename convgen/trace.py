@@ -6,7 +6,6 @@ ShapeError names the layer where the mistake is) and records one Node.
 from __future__ import annotations
 
 import itertools
-import re
 from typing import Any, Sequence
 
 import numpy as np
@@ -14,6 +13,7 @@ import numpy as np
 from . import ops
 from .errors import ConvgenError, ShapeError
 from .ir import Graph, Node, TensorType
+from .names import identifier  # noqa: F401 (its old home)
 
 
 class Tensor:
@@ -208,8 +208,3 @@ def _sizes(args: tuple) -> tuple[int, ...]:
         raise TypeError(f"sizes must be ints, got {items!r}")
     return tuple(int(d) for d in items)
 
-
-def identifier(name: str) -> str:
-    """A C-safe identifier derived from any name (used for graph names)."""
-    ident = re.sub(r"\W", "_", name, flags=re.ASCII).strip("_") or "model"
-    return ident if not ident[0].isdigit() else f"m_{ident}"

@@ -40,7 +40,12 @@ def template_dir() -> Path:
 
 
 def _c_comment(text) -> str:
-    return str(text).replace("*/", "* /").replace("/*", "/ *").replace("\n", " ").replace("\r", " ")
+    """Text safe inside /* ... */ wherever a template puts it: it cannot close the comment, open a
+    nested one, or end the line (line breaks and other unprintables become <0x..>; no ??/ trigraph,
+    no trailing backslash to splice the next line)."""
+    text = "".join(ch if ch.isprintable() else f"<0x{ord(ch):02x}>" for ch in str(text))
+    text = text.replace("*/", "* /").replace("/*", "/ *").replace("??", "? ?")
+    return text + " " if text.endswith("\\") else text
 
 
 def _c_float(value) -> str:
@@ -210,7 +215,7 @@ def build(model: LoweredModel, cache_dir=None) -> tuple[Path, str]:
 
 def layer_code(source: str, layer: str) -> str:
     """The C of one layer's kernel: from its comment block to the end of its function."""
-    match = re.search(r'/\* layer "%s" .*?\n}\n' % re.escape(layer), source, re.S)
+    match = re.search(r'/\* layer "%s" .*?\n}\n' % re.escape(_c_comment(layer)), source, re.S)
     if not match:
         raise KeyError(f"no kernel for layer {layer!r}")
     return match.group(0)
