@@ -98,8 +98,9 @@ def _emit_exp(e: Emitter, x: ir.Value) -> ir.Value:
     for c in (_ratio(1, 720), _ratio(1, 120), _ratio(1, 24), _ratio(1, 6), 0.5, 1.0, 1.0):
         p = e.muladd(p, r, f(c))
     # 2^n: the integer n is read from the bits of `shifted` (fptosi would be poison for NaN)
-    integer = b.sub(b.bitcast(shifted, I32), ir.Constant(I32, 0x4B400000))
-    bits = b.shl(b.add(integer, ir.Constant(I32, 127)), ir.Constant(I32, 23))
+    # (named exp_bits: the only i32 arithmetic in a module, tests/test_large_indices.py checks)
+    integer = b.sub(b.bitcast(shifted, I32), ir.Constant(I32, 0x4B400000), name="exp_bits")
+    bits = b.shl(b.add(integer, ir.Constant(I32, 127), name="exp_bits"), ir.Constant(I32, 23), name="exp_bits")
     return b.fmul(p, b.bitcast(bits, F32))
 
 
