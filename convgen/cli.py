@@ -1,4 +1,4 @@
-"""The `convgen` command: demo, summary, compile, run, show-code, bench.
+"""The `convgen` command: demo, summary, compile, run, show-code, bench, cache.
 
 MODEL, for every verb that takes one, is
   - an ONNX file (``*.onnx``), imported with convgen.from_onnx, or
@@ -13,6 +13,7 @@ MODEL, for every verb that takes one, is
     convgen compile model.onnx -o build/ --backend llvm --threads 2
     convgen run examples/lenet5.py --input x.npy --output y.npy
     convgen show-code examples/lenet5.py --layer 0
+    convgen cache info
 """
 from __future__ import annotations
 
@@ -265,6 +266,26 @@ def bench(args: argparse.Namespace) -> int:
     root = str(program.parent.parent)
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [root, environment.get("PYTHONPATH")]))
     return subprocess.call([sys.executable, str(program), *extra], env=environment)
+
+
+def _cache_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["info", "clear"],
+                        help="info: where the cache is, its libraries and size; clear: delete them")
+    parser.add_argument("--dir", metavar="DIR", default=None,
+                        help="the cache directory (default: $CONVGEN_CACHE_DIR, else ~/.cache/convgen)")
+
+
+@verb("cache", "the compiled-library cache: `cache info` or `cache clear`", _cache_arguments)
+def cache_(args: argparse.Namespace) -> int:
+    from . import cache
+    if args.action == "clear":
+        removed = cache.clear(args.dir)
+        print(f"removed {removed} file(s) from {cache.info(args.dir)['path']}")
+        return 0
+    info = cache.info(args.dir)
+    print(f"path:      {info['path']}\nlibraries: {info['libraries']} ({info['damaged']} damaged, rebuilt on use)\n"
+          f"size:      {info['bytes'] / 1e6:.1f} MB\nwritable:  {'yes' if info['writable'] else 'no'}")
+    return 0
 
 
 # -- entry point ---------------------------------------------------------------------------------

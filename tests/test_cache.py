@@ -117,3 +117,14 @@ def test_concurrent_builders_in_threads_build_once(tmp_path, monkeypatch):
             t.join()
     assert len(results) == 4 and len({m.library_path for m in results}) == 1
     assert len(calls) == 1
+
+
+def test_cli_cache_info_and_clear(tmp_path, capsys):
+    from convgen import cli
+    convgen.compile(_graph("cli"), cache_dir=tmp_path)
+    assert cli.main(["cache", "info", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"path:      {tmp_path}" in out and "libraries: 1 (0 damaged" in out and "writable:  yes" in out
+    assert cli.main(["cache", "clear", "--dir", str(tmp_path)]) == 0
+    assert "removed 3 file(s)" in capsys.readouterr().out      # library, checksum, lock
+    assert not list(tmp_path.iterdir())
