@@ -16,8 +16,8 @@ from convgen import nn
 from convgen.backends.c import _c_comment, _c_string
 from convgen.names import identifier, is_reserved, unique_identifiers
 
-from conftest import assert_close, capped_settings
-from models import reference_outputs
+from conftest import assert_close, capped_settings, reference_outputs
+
 
 HOSTILE = ['int', 'x"y', '*/ int evil; /*', 'a\nb\r\n', 'back\\', '模型', 'NULL', 'linux', 'workspace', 'arena',
            'X', 'x', 'layer0_conv_x', 'a b', 'a-b', 'a_b', 'output', '??/', 'L' * 300, '\x00nul', '0start', '_',
