@@ -66,6 +66,21 @@ def _standalone_activations(shape):
                     nn.relu6(x), name="edge")
 
 
+def _arithmetic(shape):
+    """Broadcasting in every direction, constant and run-time operands, n-ary sum."""
+    x = nn.Input(shape, name="x")
+    row = nn.Input((1, 1, 1, shape[3]), name="row", tracer=x.tracer)
+    column = np.linspace(0.5, 2.0, shape[2], dtype=np.float32).reshape(shape[2], 1)
+    return nn.graph(x - row, x * column, row / (nn.relu(x) + 1.0), nn.add_n(x, row, x), 3.0 - x, name="edge")
+
+
+def _data_movement(shape):
+    x = nn.Input(shape, name="x")
+    moved = nn.permute(x, 0, 3, 1, 2)
+    return nn.graph(nn.reshape(moved, shape[0], -1), nn.transpose(x, 1, 3), nn.channel_shuffle(x, 3),
+                    name="edge")
+
+
 GRAPH_CASES: dict[str, tuple[Callable, tuple[int, ...]]] = {
     "conv 1x1 on 1x1": (seq(nn.Conv2d(1, 1, 1)), (1, 1, 1, 1)),
     "conv kernel = input": (seq(nn.Conv2d(3, 5, 5)), (2, 3, 5, 5)),
@@ -101,6 +116,9 @@ GRAPH_CASES: dict[str, tuple[Callable, tuple[int, ...]]] = {
     "softmax axis 1 of 4-d": (seq(nn.Softmax(dim=1)), (1, 1, 3, 5)),
     "concat odd channels": (_concat, (1, 2, 3, 5)),
     "outputs that are the input": (_passthrough, (1, 2, 3, 1)),
+    "broadcast arithmetic, 17-wide rows": (_arithmetic, (2, 3, 5, 17)),
+    "broadcast arithmetic on 1 element": (_arithmetic, (1, 1, 1, 1)),
+    "transpose, permute, reshape, shuffle": (_data_movement, (2, 6, 5, 3)),
 }
 
 # Weights as run-time inputs: the kernels pack them per call (a different code path).

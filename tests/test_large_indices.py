@@ -24,6 +24,12 @@ def _residual(shape):
     return nn.graph(nn.sigmoid(nn.relu(x + y)), nn.cat([x, y], dim=1), name="big")
 
 
+def _arithmetic(shape):
+    x = nn.Input(shape, name="x")
+    row = nn.Input((1, 1, 1, shape[3]), name="row", tracer=x.tracer)
+    return nn.graph(nn.transpose(x * row - 1.0, 2, 3), nn.add_n(x, row, x) / row, name="big")
+
+
 def _runtime_weights(shape):
     x = nn.Input(shape, name="x")
     w = nn.Input((32, shape[1], 9, 9), name="w", tracer=x.tracer)   # packed per call: CG * KK * TILE > 2^31
@@ -45,6 +51,7 @@ CASES = {
     "conv3d": (lambda s: nn.Sequential(nn.Conv3d(1, 2, 3, padding=1)).to_graph(s), (1, 1, 1300, 1300, 1300)),
     "softmax over channels of big planes": (lambda s: nn.Sequential(nn.Softmax(dim=1)).to_graph(s),
                                             (1, 3, 33000, 33000)),
+    "broadcast arithmetic, sum, transpose": (_arithmetic, (1, 2, 33000, 33000)),
     "linear over 2.2e9 input elements": (lambda s: nn.Sequential(nn.Flatten(), nn.Linear(33000, 3)).to_graph(s),
                                          (66000, 33000)),
 }
