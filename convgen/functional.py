@@ -2,7 +2,9 @@
 
 Each call compiles (once, then from an in-process and an on-disk cache) a kernel
 specialized for the op, its parameters and the shapes of its arguments; weights
-are runtime inputs, so new weights of the same shape reuse the kernel.
+are runtime inputs, so new weights of the same shape reuse the kernel.  The
+in-process cache is shared by all threads: a lock makes concurrent first calls
+compile a kernel once, and compiled kernels run concurrently (per-thread workspaces).
 
     >>> import numpy as np, convgen.functional as F
     >>> x = np.random.rand(1, 3, 32, 32).astype(np.float32)

@@ -1,9 +1,17 @@
 """Compile graphs and run the libraries from Python through cffi.
 
-Calls are zero-copy for C-contiguous float32 arrays of the right shape; other
-real-valued arrays (and nested lists) are converted to float32 C order first.
-cffi releases the GIL for the duration of the call.  Each Python thread gets its
-own workspace, so one CompiledModel may be called from many threads at once.
+Calls are zero-copy for aligned C-contiguous float32 arrays of the right shape.
+The conversion rule for everything else:
+  - other real dtypes (float64, float16, big-endian, signed and unsigned ints) are cast to
+    float32 (as numpy's astype: large integers round, out-of-range values become inf);
+  - non-contiguous, Fortran-order, negatively strided or misaligned arrays are copied;
+  - nested lists, torch tensors and anything np.asarray accepts are converted the same way;
+  - bool, complex, string, object and datetime arrays are a TypeError; a wrong shape
+    (including a zero-size batch) is a ValueError naming the input and both shapes.
+out= arrays are never converted: they must be writeable, aligned, C-contiguous and exact.
+cffi releases the GIL for the duration of the call.  Each Python thread gets its own
+workspace (per-thread, allocated on its first call), so one CompiledModel may be called
+from many threads at once with no lock.
 
 A model compiled with batch=None takes any batch N >= 1 at call time: every input's
 first axis is N (the same N for all inputs), every output's first axis is N, and the
@@ -289,8 +297,8 @@ class CompiledModel:
         if value.shape != shape:
             expected = shape if self.batch is not None else f"(N, {', '.join(map(str, shape[1:]))})"
             raise ValueError(f"input {name!r}: expected shape {expected}, got {value.shape}")
-        if not value.flags.c_contiguous:
-            value = np.ascontiguousarray(value)
+        if not value.flags.c_contiguous or not value.flags.aligned:
+            value = np.array(value, order="C")   # a copy: contiguous, and 4-byte aligned for the kernels
         return value
 
     def _batch_of(self, arrays: list[np.ndarray]) -> int:
@@ -313,8 +321,9 @@ class CompiledModel:
         for o, shape, dtype, name in zip(outs, shapes, self._output_dtypes, self.output_names):
             if not isinstance(o, np.ndarray):
                 raise TypeError(f"out= for output {name!r} must be a numpy array, got {type(o).__name__}")
-            if o.dtype != dtype or o.shape != shape or not o.flags.c_contiguous or not o.flags.writeable:
-                raise ValueError(f"out= for output {name!r} must be a writeable C-contiguous {dtype} array of "
+            if (o.dtype != dtype or o.shape != shape or not o.flags.c_contiguous or not o.flags.writeable
+                    or not o.flags.aligned):
+                raise ValueError(f"out= for output {name!r} must be a writeable, aligned, C-contiguous {dtype} array of "
                                  f"shape {shape}, got {o.dtype} {o.shape}")
         return outs
 

@@ -5,7 +5,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ConvgenError, DTypeError, ShapeError, UnsupportedError
+from ..errors import ConvgenError, DTypeError, ModelFormatError, ShapeError, UnsupportedError
 from ..ir import Graph
 from ..trace import Tensor
 from .attributes import node_attributes, numpy_dtype, to_array
@@ -102,6 +102,15 @@ def _view(ctx: Context, node) -> NodeView:
 
 def _convert(ctx: Context, node) -> None:
     view = _view(ctx, node)
+    try:
+        _convert_node(ctx, node, view)
+    except (AttributeError, IndexError, KeyError, ZeroDivisionError, OverflowError) as error:
+        # a node the converter's checks did not foresee (a required input left empty, an attribute
+        # of another type): a clear error naming it, not an internal one
+        raise ModelFormatError(f"{view.label}: malformed node ({type(error).__name__}: {error})") from error
+
+
+def _convert_node(ctx: Context, node, view: NodeView) -> None:
     present = [ctx.value(v) for v in node.input if v]
     foldable = node.op_type in FOLDERS and all(not isinstance(v, Tensor) for v in present)
     if foldable:
