@@ -119,6 +119,14 @@ GRAPH_CASES: dict[str, tuple[Callable, tuple[int, ...]]] = {
     "broadcast arithmetic, 17-wide rows": (_arithmetic, (2, 3, 5, 17)),
     "broadcast arithmetic on 1 element": (_arithmetic, (1, 1, 1, 1)),
     "transpose, permute, reshape, shuffle": (_data_movement, (2, 6, 5, 3)),
+    "conv transpose stride 3, output padding, groups": (seq(nn.ConvTranspose2d(4, 6, 3, stride=3, padding=1,
+                                                                               output_padding=2, groups=2)),
+                                                        (1, 4, 5, 7)),
+    "conv transpose 1d on 1 sample, dilated": (seq(nn.ConvTranspose1d(3, 17, 4, dilation=2)), (2, 3, 1)),
+    "conv transpose 3d": (seq(nn.ConvTranspose3d(1, 2, (1, 2, 3), stride=(1, 2, 2))), (1, 1, 2, 3, 5)),
+    "lp pool ceil over the end": (seq(nn.LPPool2d(3, 3, 2, ceil_mode=True)), (1, 2, 8, 11)),
+    "lp pool 1d, 17 channels": (seq(nn.LPPool1d(2, 3)), (1, 17, 7)),
+    "global lp pool": (seq(nn.GlobalLpPool(1.5)), (2, 3, 5, 7)),
 }
 
 # Weights as run-time inputs: the kernels pack them per call (a different code path).
@@ -137,8 +145,9 @@ def _check(name: str, got, expected) -> str | None:
     expected = expected if isinstance(expected, tuple) else (expected,)
     for g, e in zip(got, expected):
         e = np.asarray(e)
-        scale = max(1.0, float(np.max(np.abs(e)))) if e.size else 1.0
-        if g.shape != e.shape or not np.allclose(g, e, rtol=1e-4, atol=1e-5 * scale):
+        finite = np.abs(e[np.isfinite(e)])
+        scale = max(1.0, float(finite.max())) if finite.size else 1.0
+        if g.shape != e.shape or not np.allclose(g, e, rtol=1e-4, atol=1e-5 * scale, equal_nan=True):
             return f"{name}: wrong values (shape {g.shape} vs {e.shape})"
     return None
 

@@ -34,6 +34,7 @@ LAYERS = {
     "Linear": (nn.Linear, 3), "BatchNorm2d": (nn.BatchNorm2d, 2), "Softmax": (nn.Softmax, 1),
     "Flatten": (nn.Flatten, 1), "LocallyConnected1d": (nn.LocallyConnected1d, 6),
     "LocallyConnected2d": (nn.LocallyConnected2d, 6), "AdaptiveAvgPool2d": (nn.AdaptiveAvgPool2d, 1),
+    "ConvTranspose2d": (nn.ConvTranspose2d, 9), "LPPool2d": (nn.LPPool2d, 4), "GlobalLpPool": (nn.GlobalLpPool, 1),
     "LeakyReLU": (nn.LeakyReLU, 1), "Hardtanh": (nn.Hardtanh, 2), "GlobalMaxPool": (nn.GlobalMaxPool, 0),
 }
 

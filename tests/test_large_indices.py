@@ -52,6 +52,9 @@ CASES = {
     "softmax over channels of big planes": (lambda s: nn.Sequential(nn.Softmax(dim=1)).to_graph(s),
                                             (1, 3, 33000, 33000)),
     "broadcast arithmetic, sum, transpose": (_arithmetic, (1, 2, 33000, 33000)),
+    "conv transpose and lp pools": (lambda s: nn.Sequential(
+        nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1), nn.LPPool2d(2, 3, 2, ceil_mode=True),
+        nn.GlobalLpPool(3.0)).to_graph(s), (1, 2, 23000, 23000)),
     "linear over 2.2e9 input elements": (lambda s: nn.Sequential(nn.Flatten(), nn.Linear(33000, 3)).to_graph(s),
                                          (66000, 33000)),
 }
