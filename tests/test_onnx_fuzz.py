@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pytest
 import onnx
 from hypothesis import given
 from hypothesis import strategies as st
@@ -180,3 +181,35 @@ def test_mutated_models(data):
         mutate(model, data.draw)
     _import(model)
     _import(model.SerializeToString())
+
+
+def _absurd(nodes, inputs, initializers=()):
+    graph = helper.make_graph(nodes, "absurd", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.asarray(a), n) for n, a in initializers])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_absurd_shapes_fail_before_allocating():
+    """Import-time evaluation refuses to build huge arrays; huge declared inputs stop at lowering."""
+    huge = np.array([60000, 60000], np.int64)                   # 14 GB if materialized
+    cases = [
+        _absurd([helper.make_node("ConstantOfShape", ["s"], ["c"]), helper.make_node("Add", ["x", "c"], ["y"])],
+                [("x", [60000, 60000])], [("s", huge)]),
+        _absurd([helper.make_node("Range", ["a", "b", "d"], ["y"])], [],
+                [("a", np.float32(0)), ("b", np.float32(1e12)), ("d", np.float32(1))]),
+        _absurd([helper.make_node("Range", ["a", "b", "d"], ["y"])], [],
+                [("a", np.float32(0)), ("b", np.float32(np.inf)), ("d", np.float32(1))]),
+        _absurd([helper.make_node("Add", ["x", "one"], ["y"])], [("x", [1, 3, 60000, 60000])],
+                [("one", np.ones((1, 1, 1, 1), np.float32))]),
+    ]
+    for model in cases:
+        try:
+            graph = convgen.from_onnx(model)
+        except CLEAR as error:
+            assert "limit" in str(error) or "malformed" in str(error) or "inf" in str(error), error
+            continue
+        c_backend.render_source(lower.lower(passes.optimize(graph), host(), 1))  # run-time operands: no allocation
+    huge_input = _absurd([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2])], [("x", [1, 1, 2 ** 40, 3])])
+    with pytest.raises(convgen.UnsupportedError, match="exceeds 2\\^31 - 1"):
+        convgen.compile(convgen.from_onnx(huge_input))

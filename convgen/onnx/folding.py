@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .. import shapes
-from ..errors import ConvgenError, ShapeError
+from ..errors import ConvgenError, ModelFormatError, ShapeError
 from .attributes import numpy_dtype
 from .context import NodeView, registrar
 
@@ -20,6 +20,18 @@ Arrays = Sequence[np.ndarray | None]
 FoldFn = Callable[[NodeView, Arrays], list[np.ndarray]]
 FOLDERS: dict[str, FoldFn] = {}
 folder = registrar(FOLDERS, "folder")
+
+
+# The largest array import-time evaluation may create: a model's absurd declared shape must fail
+# clearly rather than allocate (1 GiB of float32; real models' folded shapes are tiny).
+MAX_FOLDED_ELEMENTS = 1 << 28
+
+
+def check_folded_size(node: NodeView, shape) -> None:
+    count = int(np.prod([int(d) for d in shape], dtype=object)) if len(shape) else 1
+    if count > MAX_FOLDED_ELEMENTS:
+        raise ModelFormatError(f"{node.label}: evaluating it at import would create {count} elements "
+                               f"(shape {list(shape)}; the limit is {MAX_FOLDED_ELEMENTS})")
 
 
 def axes_of(node: NodeView, axes, rank: int) -> list[int]:
@@ -124,6 +136,7 @@ def _constant_of_shape(node: NodeView, arrays: Arrays) -> list[np.ndarray]:
     shape = [int(d) for d in arrays[0].reshape(-1)]
     if any(d < 0 for d in shape):
         raise ShapeError(f"{node.label}: negative dimension in shape {shape}")
+    check_folded_size(node, shape)
     value = node.attr("value")
     fill = np.zeros(1, np.float32) if value is None else np.asarray(value).reshape(-1)
     return [np.full(shape, fill[0], dtype=fill.dtype)]
@@ -140,6 +153,7 @@ def _range(node: NodeView, arrays: Arrays) -> list[np.ndarray]:
     if delta == 0:
         raise ConvgenError(f"{node.label}: delta is 0")
     count = max(int(np.ceil((limit - start) / delta)), 0)
+    check_folded_size(node, [count])
     return [(start + np.arange(count) * delta).astype(start.dtype)]
 
 
