@@ -137,10 +137,12 @@ def test_load_rejects_non_models(tmp_path):
         convgen.load(tmp_path / "notes.txt")
 
 
-def test_many_python_threads_share_one_model(backend, rng):
+@pytest.mark.parametrize("threads", [1, 2])   # 2: each Python thread runs its own OpenMP team
+def test_many_python_threads_share_one_model(backend, rng, threads):
     nn.manual_seed(5)
     graph = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2)).to_graph((1, 8, 24, 24))
-    model = convgen.compile(graph, backend=backend, threads=1)
+    model = convgen.compile(graph, backend=backend, threads=threads)
+    assert model.workspace_bytes > 0          # the per-thread workspaces are exercised
     inputs = [rng.standard_normal((1, 8, 24, 24)).astype(np.float32) for _ in range(8)]
     expected = [reference(graph, x) for x in inputs]
     failures = []
