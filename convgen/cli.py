@@ -194,7 +194,7 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
 @verb("run", "run MODEL on arrays from .npy files", _run_arguments)
 def run(args: argparse.Namespace) -> int:
     model = _model(args)
-    inputs = [np.load(path) for path in args.input]
+    inputs = [np.load(path, allow_pickle=False) for path in args.input]   # a .npy never runs code
     outputs = model(*inputs)
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     if args.output:

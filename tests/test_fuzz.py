@@ -175,3 +175,12 @@ def test_nan_and_inf_propagate_as_in_torch(backend):
         assert np.array_equal(np.isinf(got), np.isinf(expected)) and np.all(got[np.isinf(got)] == expected[np.isinf(got)]), name
         finite = np.isfinite(expected)
         assert_close(got[finite], expected[finite])
+
+
+def test_cli_run_never_unpickles_inputs(tmp_path, capsys):
+    from convgen import cli
+    nn.manual_seed(1)
+    (tmp_path / "m.py").write_text("from convgen import nn\ngraph = nn.Sequential(nn.ReLU()).to_graph((1, 2))\n")
+    np.save(tmp_path / "x.npy", np.array([{"payload": 1}], dtype=object), allow_pickle=True)
+    assert cli.main(["run", str(tmp_path / "m.py"), "--input", str(tmp_path / "x.npy")]) == 1
+    assert "allow_pickle" in capsys.readouterr().err

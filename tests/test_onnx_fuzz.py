@@ -213,3 +213,18 @@ def test_absurd_shapes_fail_before_allocating():
     huge_input = _absurd([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2])], [("x", [1, 1, 2 ** 40, 3])])
     with pytest.raises(convgen.UnsupportedError, match="exceeds 2\\^31 - 1"):
         convgen.compile(convgen.from_onnx(huge_input))
+
+
+def test_external_data_outside_the_model_directory_is_refused(tmp_path):
+    weights = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    weights.ClearField("raw_data")
+    weights.data_location = TensorProto.EXTERNAL
+    entry = weights.external_data.add()
+    entry.key, entry.value = "location", "../../../../etc/passwd"
+    model = _absurd([helper.make_node("Conv", ["x", "w"], ["y"])], [("x", [1, 3, 5, 5])])
+    model.graph.initializer.append(weights)
+    (tmp_path / "m.onnx").write_bytes(model.SerializeToString())
+    with pytest.raises(convgen.ConvgenError, match="outside the directory"):
+        convgen.from_onnx(tmp_path / "m.onnx")
+    with pytest.raises(convgen.UnsupportedError, match="external file"):
+        convgen.from_onnx(model.SerializeToString())
