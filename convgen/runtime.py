@@ -138,7 +138,10 @@ def load(path: str | os.PathLike) -> "CompiledModel":
     match = re.fullmatch(r"lib(\w+?)(-[0-9a-f]{32})?\.so", path.name)
     if not match or not path.is_file():
         raise ConvgenError(f"{path}: not a convgen model library (expected lib<name>.so)")
-    return CompiledModel(path, match.group(1))
+    try:   # dlopen runs the library's code: load only libraries you trust, as with any .so
+        return CompiledModel(path, match.group(1))
+    except (OSError, AttributeError, ValueError, KeyError, TypeError) as error:
+        raise ConvgenError(f"{path}: not a loadable convgen model library ({type(error).__name__}: {error})") from None
 
 
 # <prefix>_forward's status codes (templates/model.h.j2 names them)

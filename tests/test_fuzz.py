@@ -184,3 +184,16 @@ def test_cli_run_never_unpickles_inputs(tmp_path, capsys):
     np.save(tmp_path / "x.npy", np.array([{"payload": 1}], dtype=object), allow_pickle=True)
     assert cli.main(["run", str(tmp_path / "m.py"), "--input", str(tmp_path / "x.npy")]) == 1
     assert "allow_pickle" in capsys.readouterr().err
+
+
+def test_load_refuses_libraries_that_are_not_models(tmp_path):
+    import shutil
+
+    import _cffi_backend        # any shared library that is not a convgen model
+    (tmp_path / "truncated").mkdir()
+    (tmp_path / "truncated" / "libmodel.so").write_bytes(b"\x7fELF" + b"\0" * 60)
+    (tmp_path / "foreign").mkdir()
+    shutil.copy(_cffi_backend.__file__, tmp_path / "foreign" / "libforeign.so")
+    for directory, message in (("truncated", "not a loadable"), ("foreign", "foreign_signature")):
+        with pytest.raises(convgen.ConvgenError, match=message):
+            convgen.load(tmp_path / directory)
