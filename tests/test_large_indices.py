@@ -55,6 +55,10 @@ CASES = {
     "conv transpose and lp pools": (lambda s: nn.Sequential(
         nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1), nn.LPPool2d(2, 3, 2, ceil_mode=True),
         nn.GlobalLpPool(3.0)).to_graph(s), (1, 2, 23000, 23000)),
+    "batch 3 of 9e8-element samples": (lambda s: nn.Sequential(
+        nn.ReLU(), nn.BatchNorm2d(1), nn.AvgPool2d(1), nn.Softmax(dim=1), nn.GlobalMaxPool()).to_graph(s),
+        (3, 1, 30000, 30000)),
+    "batch 3 of 9e8-element samples, DAG": (lambda s: _arithmetic(s), (3, 1, 30000, 30000)),
     "linear over 2.2e9 input elements": (lambda s: nn.Sequential(nn.Flatten(), nn.Linear(33000, 3)).to_graph(s),
                                          (66000, 33000)),
 }

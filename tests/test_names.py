@@ -80,14 +80,14 @@ def test_hostile_names_never_reach_the_c_source_raw(graph):
         assert fragment not in code
 
 
-def test_saved_header_compiles_in_strict_c99_with_trigraphs(compiled, tmp_path):
+def test_saved_header_compiles_in_strict_c11_with_trigraphs(compiled, tmp_path):
     directory = compiled.save(tmp_path / "saved")
     if compiled.backend == "llvm" and not (directory / f"{compiled.prefix}.h").exists():
         pytest.fail("the header is written for both backends")
     header = directory / f"{compiled.prefix}.h"
     main = tmp_path / "use.c"
     main.write_text(f'#include "{header}"\nint main(void) {{ return (int){compiled.prefix.upper()}_WORKSPACE_BYTES * 0; }}\n')
-    result = subprocess.run(["cc", "-std=c99", "-trigraphs", "-Wall", "-Wextra", "-pedantic-errors", "-Werror",
+    result = subprocess.run(["cc", "-std=c11", "-trigraphs", "-Wall", "-Wextra", "-pedantic-errors", "-Werror",
                              "-fsyntax-only", str(main)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
