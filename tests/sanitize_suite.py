@@ -81,6 +81,24 @@ def _data_movement(shape):
                     name="edge")
 
 
+def _pads(shape):
+    x = nn.Input(shape, name="x")
+    return nn.graph(nn.pad(x, (1, 2, 0, 3)), nn.pad(x, (2, 1, 1, 0), mode="reflect"),
+                    nn.pad(x, (3, 0, 0, 2), mode="replicate"), nn.pad(x, (1, 1, 1, 1), mode="circular"),
+                    nn.pad(x, (-1, 2, 1, -1), value=0.5), name="edge")
+
+
+def _matrix_products(shape):
+    a = nn.Input(shape, name="a")                                  # (rows, k)
+    b = nn.Input((shape[1], 7), name="b", tracer=a.tracer)
+    at = nn.Input((shape[1], shape[0]), name="at", tracer=a.tracer)
+    a.tracer.constant("bt", RNG.standard_normal((7, shape[1])))
+    a.tracer.constant("c", RNG.standard_normal(7))
+    gemm = a.tracer.emit(None, "gemm", ops.GemmAttrs(alpha=0.5, beta=2.0, trans_a=True, trans_b=True),
+                         [at, "bt", "c"])
+    return nn.graph(a @ b, a @ np.ones((shape[1], 3), np.float32), gemm, name="edge")
+
+
 GRAPH_CASES: dict[str, tuple[Callable, tuple[int, ...]]] = {
     "conv 1x1 on 1x1": (seq(nn.Conv2d(1, 1, 1)), (1, 1, 1, 1)),
     "conv kernel = input": (seq(nn.Conv2d(3, 5, 5)), (2, 3, 5, 5)),
@@ -127,6 +145,9 @@ GRAPH_CASES: dict[str, tuple[Callable, tuple[int, ...]]] = {
     "lp pool ceil over the end": (seq(nn.LPPool2d(3, 3, 2, ceil_mode=True)), (1, 2, 8, 11)),
     "lp pool 1d, 17 channels": (seq(nn.LPPool1d(2, 3)), (1, 17, 7)),
     "global lp pool": (seq(nn.GlobalLpPool(1.5)), (2, 3, 5, 7)),
+    "pads of every mode, crops": (_pads, (1, 2, 4, 5)),
+    "lrn, prelu": (seq(nn.LocalResponseNorm(3), nn.PReLU(5)), (1, 5, 3, 7)),
+    "matmul, gemm with transposes": (_matrix_products, (3, 17)),
 }
 
 # Weights as run-time inputs: the kernels pack them per call (a different code path).
