@@ -580,20 +580,6 @@ def _io_specs(graph: Graph) -> tuple[tuple[IOSpec, ...], tuple[IOSpec, ...]]:
     return inputs, outputs
 
 
-# Kernel parameters the templates hold as int64 (products of dimensions); every other integer
-# parameter is a C int enum constant (a usable constant expression), so it must stay below 2^31.
-WIDE_PARAMS = frozenset({"COUNT", "TOTAL", "ROWS", "OUTER", "INNER", "PLANES", "SIZE", "WPACK_OFFSET"})
-INT_MAX = 2 ** 31 - 1
-
-
-def _check_int_params(node: Node, spec: KernelSpec | None) -> None:
-    for key, value in (spec.params.items() if spec else ()):
-        if isinstance(value, int) and not isinstance(value, bool) and key not in WIDE_PARAMS and value > INT_MAX:
-            raise UnsupportedError(f"layer {node.name!r} ({node.op}): {key} = {value} exceeds 2^31 - 1; single "
-                                   "dimensions, channel counts and window parameters must fit in 31 bits "
-                                   "(whole tensors may be larger)")
-
-
 def lower(graph: Graph, target: Target, threads: int, dynamic_batch: bool = False,
           schedules: dict | None = None) -> LoweredModel:
     """Lower `graph`; with dynamic_batch, `graph` is at batch 1 and the kernels take the batch at run time
@@ -605,7 +591,6 @@ def lower(graph: Graph, target: Target, threads: int, dynamic_batch: bool = Fals
         if node.op not in LOWERINGS:
             raise UnsupportedError(f"layer {node.name!r}: no lowering for op {node.op!r}")
         specs[node.name] = LOWERINGS[node.op](node, ctx)
-        _check_int_params(node, specs[node.name])
     alias = _resolve_aliases(graph, specs)
     root = lambda v: alias.get(v, v)  # noqa: E731
     order = [n for n in graph.nodes if specs[n.name] is not None]

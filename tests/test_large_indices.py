@@ -85,8 +85,10 @@ def test_c_has_no_32_bit_index_arithmetic(lowered, tmp_path):
     assert result.returncode == 0, result.stderr
     code = re.sub(r"/\*.*?\*/", " ", source, flags=re.S)
     names = set(INT_DECLARATION.findall(code))
-    # r, j, v count a register tile's rows and vectors (< 64); `bits` is exp()'s exponent trick.
-    assert names <= {"r", "j", "v", "bits"}, names - {"r", "j", "v", "bits"}
+    # r, j, v count a register tile's rows and vectors (< 64); `bits` is exp()'s exponent trick; `inside`
+    # is pad's flag.
+    allowed = {"r", "j", "v", "bits", "inside"}
+    assert names <= allowed, names - allowed
 
 
 def test_llvm_ir_indexes_with_64_bit_integers(lowered):
@@ -99,7 +101,20 @@ def test_llvm_ir_indexes_with_64_bit_integers(lowered):
         assert not element_gep.search(line), line
 
 
-def test_a_single_dimension_past_2_31_is_unsupported_not_miscompiled():
+def test_a_single_dimension_past_2_31_is_unsupported_in_c_not_miscompiled():
     graph = nn.Sequential(nn.Conv1d(1, 3, 5, padding=2)).to_graph((1, 1, BIG))
-    with pytest.raises(UnsupportedError, match=r"IW = 2148532224 exceeds 2\^31 - 1"):
-        lower.lower(passes.optimize(graph), host(), 2)
+    model = lower.lower(passes.optimize(graph), host(), 2)
+    with pytest.raises(UnsupportedError, match=r"IW = 2148532224 .* past 2\^31 - 1"):
+        c_backend.render_source(model)
+    llvm_backend.generate(model)    # i64 throughout
+
+
+def test_pad_lrn_prelu_matmul_of_big_tensors(tmp_path):
+    x = nn.Input((3, 3, 30000, 30000), name="x")
+    a = nn.Input((70000, 33000), name="a", tracer=x.tracer)
+    b = nn.Input((33000, 3), name="b", tracer=x.tracer)
+    nn.manual_seed(0)
+    graph = nn.graph(nn.pad(x, (1, 2, 0, 3), mode="reflect"), nn.LocalResponseNorm(3)(x), nn.PReLU(3)(x), a @ b)
+    model = lower.lower(passes.optimize(graph), host(), 2)
+    test_c_has_no_32_bit_index_arithmetic(model, tmp_path)
+    test_llvm_ir_indexes_with_64_bit_integers(model)

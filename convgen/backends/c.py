@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import __version__
 from .. import cache
-from ..errors import CompileError
+from ..errors import CompileError, UnsupportedError
 from ..lower import LoweredModel
 from ..target import host
 
@@ -114,10 +114,27 @@ def render_source(model: LoweredModel, embed: str = "incbin") -> str:
     file), or not at all (the caller passes them to <prefix>_forward)."""
     if embed not in EMBEDDINGS:
         raise ValueError(f"embed must be one of {EMBEDDINGS}, got {embed!r}")
-    return environment().get_template("model.c.j2").render(
+    source = environment().get_template("model.c.j2").render(
         model=model, version=__version__, weights_file=WEIGHTS_FILE, embed=embed,
         weights_literal=_c_bytes(model.weights) if embed == "array" else "",
         signature=json.dumps(signature(model, "c", "file" if embed == "none" else "embedded"), sort_keys=True))
+    _check_enum_constants(source)
+    return source
+
+
+ENUM_CONSTANT = re.compile(r"\b(\w+)\s*=\s*(\d+)\s*[,}]")
+
+
+def _check_enum_constants(source: str) -> None:
+    """The templates name single dimensions and window parameters as enum constants (int, usable in
+    _Static_assert); products of dimensions are int64 literals or consts.  A single value past 2^31 - 1
+    would not fit: refuse it rather than miscompile.  (The LLVM backend has no such limit.)"""
+    for body in re.findall(r"\benum\s*\{([^}]*\})", source):
+        for name, value in ENUM_CONSTANT.findall(body):
+            if int(value) > 2 ** 31 - 1:
+                raise UnsupportedError(f"the C backend holds {name} = {value} in an int constant, past 2^31 - 1: "
+                                       "single dimensions, channel counts and window parameters must be below "
+                                       "2^31 (whole tensors may be larger); the llvm backend has no such limit")
 
 
 def render_header(model: LoweredModel, weights: str = "embedded") -> str:
