@@ -67,7 +67,8 @@ def test_pixels_tail_has_every_kind_of_tile(backend):
 
 def test_pixels_path_chunks_rows_and_runs_on_two_threads(backend):
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((1, 8, 40 * TILE + 7)).astype(np.float32)
+    chunk = schedule.tiles_per_chunk(10**6, TILE) * TILE  # pixels of one chunk of a long row
+    x = rng.standard_normal((1, 8, 3 * chunk + 7)).astype(np.float32)
     module = nn.Sequential(nn.Conv1d(8, 20, 3, padding=1), nn.Tanh())
     one, two = _compile_conv(module, x, backend), _compile_conv(module, x, backend, threads=2)
     assert _kernel(one).params["CHUNKS"] > 1 and _kernel(two).params["THREADS"] == 2
