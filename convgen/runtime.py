@@ -289,7 +289,10 @@ class CompiledModel:
     def _as_input(self, index: int, value) -> np.ndarray:
         name, shape = self.input_names[index], self.input_shapes[index]
         if type(value) is not np.ndarray:
-            value = np.asarray(value)
+            try:
+                value = np.asarray(value)
+            except ValueError as e:  # ragged nested lists
+                raise ValueError(f"input {name!r}: not an array of shape {shape}: {e}") from None
         if value.dtype != np.float32:
             if value.dtype.kind not in "fiu":
                 raise TypeError(f"input {name!r}: expected a float32 array (real numbers are converted), "

@@ -111,7 +111,7 @@ REJECTED = {    # (value, exception, message)
     "strings": (lambda x: x.astype(str), TypeError, "dtype"),
     "objects": (lambda x: x.astype(object), TypeError, "object"),
     "datetime": (lambda x: np.zeros(x.shape, "datetime64[s]"), TypeError, "datetime64"),
-    "ragged list": (lambda x: [[1.0, 2.0], [3.0]], ValueError, ""),
+    "ragged list": (lambda x: [[1.0, 2.0], [3.0]], ValueError, r"input 'input': not an array of shape \(2, 2, 6, 6\)"),
     "scalar": (lambda x: 3.0, ValueError, r"expected shape \(2, 2, 6, 6\), got \(\)"),
     "zero-size batch": (lambda x: x[:0], ValueError, r"got \(0, 2, 6, 6\)"),
     "one sample of two": (lambda x: x[:1], ValueError, "expected shape"),
