@@ -1,4 +1,14 @@
-"""convgen: a code-generating compiler for convolution and pooling kernels."""
+"""convgen: a code-generating compiler for convolution and pooling kernels.
+
+    >>> import numpy as np, convgen
+    >>> from convgen import nn
+    >>> graph = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)).to_graph((1, 3, 16, 16))
+    >>> model = convgen.compile(graph)
+    >>> model(np.ones((1, 3, 16, 16), np.float32)).shape
+    (1, 8, 8, 8)
+
+The examples in convgen's docstrings assume these imports and `import convgen.functional as F`.
+"""
 from __future__ import annotations
 
 __version__ = "0.1.0"

@@ -7,13 +7,24 @@ in-process cache is shared by all threads: a lock makes concurrent first calls
 compile a kernel once, and compiled kernels run concurrently (per-thread workspaces).
 
     >>> import numpy as np, convgen.functional as F
-    >>> x = np.random.rand(1, 3, 32, 32).astype(np.float32)
-    >>> w = np.random.rand(8, 3, 3, 3).astype(np.float32)
-    >>> F.conv2d(x, w, padding="same").shape
-    (1, 8, 32, 32)
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.random((1, 3, 32, 32), dtype=np.float32)
+    >>> w = rng.random((8, 3, 3, 3), dtype=np.float32)
+    >>> y = F.conv2d(x, w, bias=np.zeros(8, np.float32), stride=2, padding="same")
+    >>> y.shape
+    (1, 8, 16, 16)
+    >>> values, indices = F.max_pool2d(y, 2, return_indices=True)
+    >>> values.shape, indices.dtype
+    ((1, 8, 8, 8), dtype('int64'))
+    >>> F.avg_pool1d(np.arange(6, dtype=np.float32).reshape(1, 1, 6), 2)
+    array([[[0.5, 2.5, 4.5]]], dtype=float32)
 
 Beyond torch: `padding` also takes per-side (begin, end) pairs, and "same" works
-at any stride (ONNX SAME_UPPER: the odd pad at the end).
+at any stride (ONNX SAME_UPPER: the odd pad at the end).  Arguments that are not
+arrays of real numbers raise TypeError; a wrong rank, or shapes no layer could
+have, raise ShapeError / ValueError naming the op, the axis and the numbers.
+The keyword-only `backend` ("c" or "llvm") and `threads` (None: all cores)
+choose how the kernel is built.  The examples below assume `np` and `F`.
 """
 from __future__ import annotations
 
@@ -77,17 +88,29 @@ def _conv(ndim: int, input, weight, bias, stride, padding, dilation, groups, bac
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, backend="c", threads=None):
-    """1-D convolution of (N, C, L) by (OC, C/groups, K), as torch.nn.functional.conv1d."""
+    """1-D convolution of (N, C, L) by (OC, C/groups, K), as torch.nn.functional.conv1d.
+
+    >>> F.conv1d(np.ones((1, 2, 10), np.float32), np.ones((4, 2, 3), np.float32), padding=1).shape
+    (1, 4, 10)
+    """
     return _conv(1, input, weight, bias, stride, padding, dilation, groups, backend, threads)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, backend="c", threads=None):
-    """2-D convolution of (N, C, H, W) by (OC, C/groups, KH, KW), as torch.nn.functional.conv2d."""
+    """2-D convolution of (N, C, H, W) by (OC, C/groups, KH, KW), as torch.nn.functional.conv2d.
+
+    >>> F.conv2d(np.ones((1, 2, 8, 8), np.float32), np.ones((4, 2, 3, 3), np.float32), padding=1).shape
+    (1, 4, 8, 8)
+    """
     return _conv(2, input, weight, bias, stride, padding, dilation, groups, backend, threads)
 
 
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, backend="c", threads=None):
-    """3-D convolution of (N, C, D, H, W) by (OC, C/groups, KD, KH, KW), as torch.nn.functional.conv3d."""
+    """3-D convolution of (N, C, D, H, W) by (OC, C/groups, KD, KH, KW), as torch.nn.functional.conv3d.
+
+    >>> F.conv3d(np.ones((1, 2, 4, 6, 6), np.float32), np.ones((4, 2, 3, 3, 3), np.float32), stride=(1, 2, 2)).shape
+    (1, 4, 2, 2, 2)
+    """
     return _conv(3, input, weight, bias, stride, padding, dilation, groups, backend, threads)
 
 
@@ -107,42 +130,66 @@ def _pool(ndim: int, kind: str, input, kernel_size, stride, padding, dilation, c
 
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,
                *, backend="c", threads=None):
-    """As torch.nn.functional.max_pool1d; with return_indices, (values, int64 indices into each input row)."""
+    """As torch.nn.functional.max_pool1d; with return_indices, (values, int64 indices into each input row).
+
+    >>> F.max_pool1d(np.array([[[1, 5, 2, 0, 3, 4]]], np.float32), 2, return_indices=True)
+    (array([[[5., 2., 4.]]], dtype=float32), array([[[1, 2, 5]]]))
+    """
     return _pool(1, "max", input, kernel_size, stride, padding, dilation, ceil_mode, True, None, return_indices,
                  backend, threads)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,
                *, backend="c", threads=None):
-    """As torch.nn.functional.max_pool2d; indices are flat positions within each (n, c) input plane."""
+    """As torch.nn.functional.max_pool2d; indices are flat positions within each (n, c) input plane.
+
+    >>> F.max_pool2d(np.ones((1, 2, 8, 8), np.float32), 3, stride=2, padding=1, ceil_mode=True).shape
+    (1, 2, 5, 5)
+    """
     return _pool(2, "max", input, kernel_size, stride, padding, dilation, ceil_mode, True, None, return_indices,
                  backend, threads)
 
 
 def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,
                *, backend="c", threads=None):
-    """As torch.nn.functional.max_pool3d."""
+    """As torch.nn.functional.max_pool3d.
+
+    >>> F.max_pool3d(np.ones((1, 2, 4, 8, 8), np.float32), 2).shape
+    (1, 2, 2, 4, 4)
+    """
     return _pool(3, "max", input, kernel_size, stride, padding, dilation, ceil_mode, True, None, return_indices,
                  backend, threads)
 
 
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None, *, backend="c", threads=None):
-    """As torch.nn.functional.avg_pool1d (plus divisor_override, as the 2-D and 3-D forms have)."""
+    """As torch.nn.functional.avg_pool1d (plus divisor_override, as the 2-D and 3-D forms have).
+
+    >>> F.avg_pool1d(np.ones((1, 1, 4), np.float32), 3, stride=1, padding=1, count_include_pad=False)
+    array([[[1., 1., 1., 1.]]], dtype=float32)
+    """
     return _pool(1, "avg", input, kernel_size, stride, padding, 1, ceil_mode, count_include_pad, divisor_override,
                  False, backend, threads)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None, *, backend="c", threads=None):
-    """As torch.nn.functional.avg_pool2d."""
+    """As torch.nn.functional.avg_pool2d.
+
+    >>> F.avg_pool2d(np.ones((1, 2, 8, 8), np.float32), 2).shape
+    (1, 2, 4, 4)
+    """
     return _pool(2, "avg", input, kernel_size, stride, padding, 1, ceil_mode, count_include_pad, divisor_override,
                  False, backend, threads)
 
 
 def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None, *, backend="c", threads=None):
-    """As torch.nn.functional.avg_pool3d."""
+    """As torch.nn.functional.avg_pool3d.
+
+    >>> F.avg_pool3d(np.ones((1, 2, 4, 8, 8), np.float32), 2, divisor_override=1)[0, 0, 0, 0]
+    array([8., 8., 8., 8.], dtype=float32)
+    """
     return _pool(3, "avg", input, kernel_size, stride, padding, 1, ceil_mode, count_include_pad, divisor_override,
                  False, backend, threads)
 
@@ -169,7 +216,11 @@ def _conv_transpose(ndim: int, input, weight, bias, stride, padding, output_padd
 
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
                      backend="c", threads=None):
-    """1-D transposed convolution of (N, C, L) by (C, OC/groups, K), as torch.nn.functional.conv_transpose1d."""
+    """1-D transposed convolution of (N, C, L) by (C, OC/groups, K), as torch.nn.functional.conv_transpose1d.
+
+    >>> F.conv_transpose1d(np.ones((1, 2, 5), np.float32), np.ones((2, 4, 3), np.float32), stride=2).shape
+    (1, 4, 11)
+    """
     return _conv_transpose(1, input, weight, bias, stride, padding, output_padding, groups, dilation, backend,
                            threads)
 
@@ -177,14 +228,25 @@ def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_paddi
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
                      backend="c", threads=None):
     """2-D transposed convolution of (N, C, H, W) by (C, OC/groups, KH, KW), as
-    torch.nn.functional.conv_transpose2d."""
+    torch.nn.functional.conv_transpose2d.  output_padding must be smaller than the stride or the
+    dilation (ShapeError otherwise).
+
+    >>> w = np.ones((2, 4, 3, 3), np.float32)
+    >>> F.conv_transpose2d(np.ones((1, 2, 4, 4), np.float32), w, stride=2, padding=1, output_padding=1).shape
+    (1, 4, 8, 8)
+    """
     return _conv_transpose(2, input, weight, bias, stride, padding, output_padding, groups, dilation, backend,
                            threads)
 
 
 def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
                      backend="c", threads=None):
-    """3-D transposed convolution, as torch.nn.functional.conv_transpose3d."""
+    """3-D transposed convolution of (N, C, D, H, W) by (C, OC/groups, KD, KH, KW), as
+    torch.nn.functional.conv_transpose3d.
+
+    >>> F.conv_transpose3d(np.ones((1, 2, 2, 3, 3), np.float32), np.ones((2, 4, 2, 2, 2), np.float32)).shape
+    (1, 4, 3, 4, 4)
+    """
     return _conv_transpose(3, input, weight, bias, stride, padding, output_padding, groups, dilation, backend,
                            threads)
 
@@ -202,15 +264,28 @@ def _lp_pool(ndim: int, input, norm_type, kernel_size, stride, ceil_mode, backen
 
 def lp_pool1d(input, norm_type, kernel_size, stride=None, ceil_mode=False, *, backend="c", threads=None):
     """As torch.nn.functional.lp_pool1d: (sum over the window of x^p)^(1/p), NaN where torch gives NaN
-    (a negative window sum for p != 1, a negative x for non-integral p)."""
+    (a negative window sum for p != 1, a negative x for non-integral p).  norm_type must be a number
+    > 0 (ShapeError); inf gives the max of |x|.
+
+    >>> F.lp_pool1d(np.array([[[3, 4, 6, 8]]], np.float32), 2, 2)
+    array([[[ 5., 10.]]], dtype=float32)
+    """
     return _lp_pool(1, input, norm_type, kernel_size, stride, ceil_mode, backend, threads)
 
 
 def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False, *, backend="c", threads=None):
-    """As torch.nn.functional.lp_pool2d."""
+    """As torch.nn.functional.lp_pool2d.
+
+    >>> F.lp_pool2d(np.ones((1, 2, 8, 8), np.float32), 2, 3, stride=2, ceil_mode=True).shape
+    (1, 2, 4, 4)
+    """
     return _lp_pool(2, input, norm_type, kernel_size, stride, ceil_mode, backend, threads)
 
 
 def lp_pool3d(input, norm_type, kernel_size, stride=None, ceil_mode=False, *, backend="c", threads=None):
-    """As torch.nn.functional.lp_pool3d."""
+    """As torch.nn.functional.lp_pool3d.
+
+    >>> F.lp_pool3d(np.ones((1, 2, 4, 8, 8), np.float32), 1, 2).shape
+    (1, 2, 2, 4, 4)
+    """
     return _lp_pool(3, input, norm_type, kernel_size, stride, ceil_mode, backend, threads)

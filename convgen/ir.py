@@ -71,6 +71,19 @@ def _frozen_array(array: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Graph:
+    """A network, immutable: named, typed inputs, nodes in topological order, output value names and
+    constants (weights, frozen float32 arrays).  Made by Module.to_graph, nn.graph, nn.trace or
+    convgen.from_onnx, compiled by convgen.compile.  Raises ConvgenError when ill-formed (a value read
+    before it is defined, a name defined twice, no outputs).
+
+    >>> g = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()).to_graph((1, 1, 8, 8), name="net")
+    >>> g
+    Graph('net', inputs=[input: float32[1, 1, 8, 8]], 2 layers, outputs=['1'])
+    >>> [(node.name, node.op, node.type.shape) for node in g.nodes]
+    [('0', 'conv', (1, 4, 6, 6)), ('1', 'activation', (1, 4, 6, 6))]
+    >>> sorted(g.constants)
+    ['0.bias', '0.weight']
+    """
     name: str
     inputs: tuple[tuple[str, TensorType], ...]
     nodes: tuple[Node, ...]
@@ -131,6 +144,24 @@ class Graph:
                        outputs=self.outputs if outputs is None else outputs)
 
     def summary(self, print_fn=print) -> str:
+        """The per-layer table: output shape, parameters, FLOPs, receptive field (size and jump per
+        spatial axis) and output memory, with totals and the peak of live activations.  Prints it with
+        `print_fn` (None: do not print) and returns it.
+
+        >>> nn.manual_seed(0)
+        >>> g = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2)).to_graph((1, 1, 8, 8), name="net")
+        >>> _ = g.summary()
+        Graph "net"
+        layer  op     output shape  params  FLOPs  receptive field  jump  memory
+        ------------------------------------------------------------------------
+        input  input  [1, 1, 8, 8]  0       0      1x1              1x1   256 B
+        0      conv   [1, 4, 6, 6]  40      2.74k  3x3              1x1   576 B
+        1      relu   [1, 4, 6, 6]  0       144    3x3              1x1   576 B
+        2      pool   [1, 4, 3, 3]  0       144    4x4              2x2   144 B
+        ------------------------------------------------------------------------
+        total params: 40 (0.2 KiB float32)   total FLOPs: 3.02k (3,024)
+        memory: each layer's output; peak of live activations 1.1 KiB (in graph order, before fusion and buffer reuse)
+        """
         from .summary import summarize
         text = summarize(self)
         if print_fn is not None:

@@ -51,13 +51,32 @@ def _uniform(shape: Sequence[int], fan_in: int) -> np.ndarray:
 # -- tracing entry points -------------------------------------------------------
 
 def Input(shape: Sequence[int], name: str = "input", tracer: Tracer | None = None) -> Tensor:
-    """A graph input of a fixed shape (N, C, *spatial). Inputs created without `tracer` share a new one
-    unless another Tensor's tracer is given."""
+    """A graph input of a fixed shape (N, C, *spatial): a symbolic Tensor that layers, operators and
+    the functions of this module build on; nn.graph(outputs) turns the result into a Graph.
+
+    Each call without `tracer` starts a new trace; pass `tracer=x.tracer` for a second input of the
+    same graph.  Raises ShapeError for an empty shape or a dimension < 1.
+
+    >>> image = nn.Input((1, 3, 16, 16), name="image")
+    >>> mask = nn.Input((1, 1, 16, 16), name="mask", tracer=image.tracer)
+    >>> y = nn.Conv2d(3, 8, 3, padding=1)(image) * mask
+    >>> y.shape
+    (1, 8, 16, 16)
+    >>> nn.graph(y, name="masked").input_names
+    ('image', 'mask')
+    """
     return (tracer or Tracer()).input(shape, name)
 
 
 def graph(*outputs: Tensor, name: str = "model") -> Graph:
-    """The Graph computing `outputs` from the Inputs they were traced from."""
+    """The Graph computing `outputs` (several: a graph with several outputs, in that order) from the
+    Inputs they were traced from.  Raises ConvgenError without outputs or for Tensors of another trace.
+
+    >>> x = nn.Input((1, 8, 32, 32), name="image")
+    >>> y = nn.cat([nn.Conv2d(8, 8, 1)(x), nn.MaxPool2d(3, stride=1, padding=1)(x)], dim=1)
+    >>> nn.graph(y, name="branches")
+    Graph('branches', inputs=[image: float32[1, 8, 32, 32]], 3 layers, outputs=['concat0'])
+    """
     if not outputs:
         raise ConvgenError("nn.graph needs at least one output Tensor")
     return outputs[0].tracer.graph(outputs, name)
@@ -65,7 +84,21 @@ def graph(*outputs: Tensor, name: str = "model") -> Graph:
 
 def trace(fn: Callable, *input_shapes: Sequence[int], name: str | None = None,
           input_names: Sequence[str] | None = None) -> Graph:
-    """Trace a Module (or any function of Tensors) on inputs of the given shapes into a Graph."""
+    """Trace a Module (or any function of Tensors) on inputs of the given shapes into a Graph.
+
+    Inputs are named "input" (one) or "input0", "input1", ... unless `input_names` are given; the graph
+    is named after the Module's class or the function.  A function returning a tuple or list gives a
+    graph with several outputs.  Raises ConvgenError without shapes or for a wrong number of names,
+    ShapeError where a layer does not fit its input.  Module.to_graph is this method-style.
+
+    >>> def block(x, skip):
+    ...     return nn.relu(nn.Conv2d(4, 4, 3, padding=1)(x) + skip)
+    >>> g = convgen.trace(block, (1, 4, 8, 8), (1, 4, 8, 8), input_names=["x", "skip"])
+    >>> g
+    Graph('block', inputs=[x: float32[1, 4, 8, 8], skip: float32[1, 4, 8, 8]], 3 layers, outputs=['relu0'])
+    >>> convgen.compile(g)(np.ones((1, 4, 8, 8), np.float32), np.ones((1, 4, 8, 8), np.float32)).shape
+    (1, 4, 8, 8)
+    """
     if not input_shapes:
         raise ConvgenError("trace needs the shape of every input, e.g. trace(model, (1, 3, 32, 32))")
     names = list(input_names) if input_names else (["input"] if len(input_shapes) == 1
@@ -89,7 +122,30 @@ def trace(fn: Callable, *input_shapes: Sequence[int], name: str | None = None,
 # -- Module ----------------------------------------------------------------------
 
 class Module:
-    """Base class of layers and of user networks: children and parameters registered by attribute."""
+    """Base class of layers and of user networks, as torch.nn.Module: children and parameters are
+    registered by attribute, forward() says what the network computes on symbolic Tensors, and
+    to_graph(shape) traces it into a Graph to compile.  state_dict() / load_state_dict() use torch's
+    names.  Raises ConvgenError when an attribute is set before super().__init__(), or when called on
+    arrays instead of Tensors (compile the graph to run on arrays).
+
+    >>> class Net(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.conv = nn.Conv2d(1, 6, 5)
+    ...         self.pool = nn.MaxPool2d(2)
+    ...     def forward(self, x):
+    ...         return self.pool(nn.relu(self.conv(x)))
+    >>> nn.manual_seed(0)
+    >>> net = Net()
+    >>> [(name, value.shape) for name, value in net.state_dict().items()]
+    [('conv.weight', (6, 1, 5, 5)), ('conv.bias', (6,))]
+    >>> graph = net.to_graph((1, 1, 32, 32))
+    >>> [node.name for node in graph.nodes]
+    ['conv', 'relu0', 'pool']
+    >>> model = convgen.compile(graph)
+    >>> model(np.ones((1, 1, 32, 32), np.float32)).shape
+    (1, 6, 14, 14)
+    """
 
     def __init__(self) -> None:
         object.__setattr__(self, "_modules", OrderedDict())
@@ -108,9 +164,11 @@ class Module:
         self._params[name] = None if value is None else np.ascontiguousarray(value, dtype=np.float32)
 
     def param(self, name: str) -> np.ndarray | None:
+        """This module's own parameter `name` (None for an absent bias); KeyError if it has none so named."""
         return self._params[name]
 
     def forward(self, *inputs: Tensor):
+        """What the module computes on symbolic Tensors; subclasses define it."""
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *inputs: Tensor):
@@ -121,10 +179,12 @@ class Module:
 
     def to_graph(self, *input_shapes: Sequence[int], name: str | None = None,
                  input_names: Sequence[str] | None = None) -> Graph:
+        """This module traced on inputs of the given shapes into a Graph: nn.trace(self, ...)."""
         return trace(self, *input_shapes, name=name, input_names=input_names)
 
     # -- naming and state ------------------------------------------------------
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+        """(qualified name, module) for this module ("") and every descendant, as torch's."""
         yield prefix, self
         for name, child in self._modules.items():
             yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
@@ -141,6 +201,7 @@ class Module:
         return f"layer {name!r} ({type(self).__name__})"
 
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """Every parameter and buffer by torch's state_dict name ("conv1.weight"); the arrays themselves."""
         state = OrderedDict()
         for prefix, module in self.named_modules():
             for name, value in module._params.items():
@@ -166,6 +227,7 @@ class Module:
             modules[prefix].register_parameter(name, array)
 
     def parameter_count(self) -> int:
+        """The number of values in the state_dict (batch-norm running statistics included)."""
         return sum(v.size for v in self.state_dict().values())
 
     def extra_repr(self) -> str:
@@ -179,6 +241,17 @@ class Module:
 
 
 class Sequential(Module):
+    """Layers applied in order, as torch.nn.Sequential; children are named "0", "1", ...
+
+    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+    >>> len(net), type(net[1]).__name__
+    (4, 'ReLU')
+    >>> list(net.state_dict())
+    ['0.weight', '0.bias', '3.weight', '3.bias']
+    >>> net.to_graph((1, 1, 8, 8)).output_types[0].shape
+    (1, 10)
+    """
+
     def __init__(self, *layers: Module) -> None:
         super().__init__()
         for i, layer in enumerate(layers):
@@ -210,6 +283,29 @@ def _emit(module: Module, x: Tensor, op: str, attrs, params: Sequence[str] = (),
 # -- convolution ----------------------------------------------------------------------
 
 class _ConvNd(Module):
+    """torch.nn.Conv1d / Conv2d / Conv3d: weight (out_channels, in_channels/groups, *kernel), bias
+    (out_channels,) unless bias=False, initialised as torch does from nn.manual_seed's generator.
+
+    padding is an int, one per axis, per-side (begin, end) pairs per axis, "valid" or "same" (ONNX
+    SAME_UPPER, at any stride); stride, dilation and groups (depthwise: groups == in_channels) as in
+    torch.  Raises ShapeError for channels < 1 or not divisible by groups, and when called on an input
+    of the wrong rank or channel count, or smaller than the dilated kernel.
+
+    >>> nn.manual_seed(0)
+    >>> conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+    >>> conv.param("weight").shape
+    (8, 3, 3, 3)
+    >>> conv(nn.Input((1, 3, 16, 16))).shape
+    (1, 8, 8, 8)
+    >>> nn.Conv1d(4, 4, 3, padding="same", groups=4)(nn.Input((1, 4, 10))).shape
+    (1, 4, 10)
+    >>> nn.Conv3d(2, 4, 3, padding=((0, 0), (1, 1), (2, 0)))(nn.Input((1, 2, 5, 5, 5))).shape
+    (1, 4, 3, 5, 5)
+    >>> nn.Conv2d(3, 8, 3)(nn.Input((1, 4, 16, 16)))
+    Traceback (most recent call last):
+    ...
+    convgen.errors.ShapeError: layer 'conv2d0' (Conv2d): axis 1 (channels): input has 4 channels, the layer expects 3
+    """
     ndim = 0
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
@@ -260,6 +356,15 @@ class _ConvTransposeNd(Module):
     padding crops the full result (an int, one per axis, or (begin, end) pairs); output_padding adds
     outputs at the end and must be smaller than the stride or the dilation.  Called as
     layer(x, output_size=...), output_padding is chosen to give that spatial size, as in torch.
+    Raises UnsupportedError for a padding_mode other than "zeros", ShapeError for a string padding,
+    bad channels or groups, or an output_padding that is too large.
+
+    >>> up = nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1)
+    >>> x = nn.Input((1, 8, 5, 5))
+    >>> up(x).shape, up(x, output_size=(10, 10)).shape
+    ((1, 4, 9, 9), (1, 4, 10, 10))
+    >>> nn.ConvTranspose1d(2, 2, 4, stride=2)(nn.Input((1, 2, 6))).shape
+    (1, 2, 14)
     """
     ndim = 0
 
@@ -370,6 +475,25 @@ class LocallyConnected2d(_LocallyConnectedNd):
 # -- pooling -------------------------------------------------------------------------------
 
 class _PoolNd(Module):
+    """torch.nn.MaxPool1d/2d/3d and AvgPool1d/2d/3d, with torch's arguments: stride defaults to the
+    kernel size; padding is as for convolutions ("same" and (begin, end) pairs included); ceil_mode
+    rounds the output size up (the last window must still start inside the input or the left pad);
+    AvgPool counts the zero padding unless count_include_pad=False, or divides by divisor_override;
+    MaxPool takes dilation, and with return_indices=True gives (values, int64 flat indices within
+    each (n, c) plane).  Raises ShapeError for a window larger than the padded input or a pad over
+    half the (dilated) window.
+
+    >>> x = nn.Input((1, 4, 9, 9))
+    >>> nn.MaxPool2d(3, stride=2, padding=1)(x).shape
+    (1, 4, 5, 5)
+    >>> values, indices = nn.MaxPool2d(2, ceil_mode=True, return_indices=True)(x)
+    >>> values.shape, indices.type.dtype
+    ((1, 4, 5, 5), 'int64')
+    >>> nn.AvgPool1d(3, stride=1, padding=1, count_include_pad=False)(nn.Input((1, 2, 7))).shape
+    (1, 2, 7)
+    >>> nn.AvgPool3d(2)(nn.Input((1, 2, 4, 4, 4))).shape
+    (1, 2, 2, 2, 2)
+    """
     ndim = 0
     kind = ""
 
@@ -427,7 +551,11 @@ AvgPool1d, AvgPool2d, AvgPool3d = (_avg_pool(n) for n in (1, 2, 3))
 
 
 class _LPPoolNd(Module):
-    """torch's LPPoolNd: (sum over the window of x^p)^(1/p); no padding, windows as the other pools."""
+    """torch's LPPoolNd: (sum over the window of x^p)^(1/p); no padding, windows as the other pools.
+
+    >>> nn.LPPool2d(2, 3, stride=2)(nn.Input((1, 4, 9, 9))).shape
+    (1, 4, 4, 4)
+    """
     ndim = 0
 
     def __init__(self, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False) -> None:
@@ -519,26 +647,32 @@ def _activation(x: Tensor, kind: str, *params: float, layer: Module | None = Non
 
 
 def relu(x: Tensor) -> Tensor:
+    """torch's relu: max(x, 0)."""
     return _activation(x, "relu")
 
 
 def relu6(x: Tensor) -> Tensor:
+    """torch's relu6: min(max(x, 0), 6)."""
     return _activation(x, "clip", 0.0, 6.0)
 
 
 def clip(x: Tensor, min: float, max: float) -> Tensor:  # noqa: A002 (torch's names)
+    """torch's clamp (ONNX Clip): min(max(x, min), max)."""
     return _activation(x, "clip", min, max)
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    """torch's leaky_relu: x < 0 ? x * negative_slope : x."""
     return _activation(x, "leaky_relu", negative_slope)
 
 
 def sigmoid(x: Tensor) -> Tensor:
+    """torch's sigmoid: 1 / (1 + exp(-x))."""
     return _activation(x, "sigmoid")
 
 
 def tanh(x: Tensor) -> Tensor:
+    """torch's tanh."""
     return _activation(x, "tanh")
 
 
@@ -548,6 +682,7 @@ def hardsigmoid(x: Tensor) -> Tensor:
 
 
 def hardswish(x: Tensor) -> Tensor:
+    """torch's hardswish: x * relu6(x + 3) / 6."""
     return _activation(x, "hard_swish")
 
 
@@ -564,22 +699,31 @@ def prelu(x: Tensor, weight: np.ndarray, name: str | None = None) -> Tensor:
 
 
 def add(a: Tensor, b) -> Tensor:
+    """a + b (torch.add): b a Tensor, an array (a constant) or a number; numpy broadcasting."""
     return a + b
 
 
 def sub(a: Tensor, b) -> Tensor:
+    """a - b (torch.sub), broadcasting as add."""
     return a - b
 
 
 def mul(a: Tensor, b) -> Tensor:
+    """a * b (torch.mul), broadcasting as add."""
     return a * b
 
 
 def div(a: Tensor, b) -> Tensor:
+    """a / b (torch.div), broadcasting as add."""
     return a / b
 
 
 def matmul(a: Tensor, b) -> Tensor:
+    """a @ b (torch.matmul); a constant b (an array) is packed at compile time.
+
+    >>> (nn.Input((1, 16)) @ np.ones((16, 4), np.float32)).shape
+    (1, 4)
+    """
     return a @ b
 
 
@@ -617,14 +761,22 @@ def pad(x: Tensor, pad: Sequence[int], mode: str = "constant", value: float | No
 
 
 def reshape(x: Tensor, *shape) -> Tensor:
+    """torch's reshape (one size may be -1): a view, no copy; Tensor.reshape.
+
+    >>> x = nn.reshape(nn.Input((1, 3, 8, 8)), 1, 3, -1)
+    >>> x.shape, nn.transpose(x, 1, 2).shape, nn.flatten(nn.permute(x, 0, 2, 1)).shape
+    ((1, 3, 64), (1, 64, 3), (1, 192))
+    """
     return x.reshape(*shape)
 
 
 def permute(x: Tensor, *dims) -> Tensor:
+    """torch's permute (axes in their new order), as a copy; Tensor.permute."""
     return x.permute(*dims)
 
 
 def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
+    """torch's transpose: axes dim0 and dim1 swapped, as a copy."""
     return x.transpose(dim0, dim1)
 
 
@@ -644,6 +796,13 @@ def channel_shuffle(x: Tensor, groups: int, name: str | None = None) -> Tensor:
 
 
 def cat(tensors: Sequence[Tensor], dim: int = 1) -> Tensor:
+    """torch.cat of Tensors of one trace along `dim` (the channels by default); the other axes must
+    match (ShapeError), and at least one Tensor is needed (ConvgenError).
+
+    >>> x = nn.Input((1, 3, 8, 8))
+    >>> nn.cat([x, nn.relu(x)], dim=1).shape
+    (1, 6, 8, 8)
+    """
     tensors = list(tensors)
     if not tensors:
         raise ConvgenError("cat needs at least one Tensor")
@@ -651,10 +810,21 @@ def cat(tensors: Sequence[Tensor], dim: int = 1) -> Tensor:
 
 
 def flatten(x: Tensor, start_dim: int = 1) -> Tensor:
+    """torch's flatten from start_dim to the last axis (a view)."""
     return x.flatten(start_dim)
 
 
 class _ActivationLayer(Module):
+    """An elementwise activation layer, as its torch.nn namesake (inplace is accepted and ignored).
+    The compiler fuses it into the layer before it where it can.
+
+    >>> x = nn.Input((1, 4, 8, 8))
+    >>> [layer(x).shape for layer in (nn.ReLU(), nn.ReLU6(), nn.LeakyReLU(0.1), nn.Tanh())]
+    [(1, 4, 8, 8), (1, 4, 8, 8), (1, 4, 8, 8), (1, 4, 8, 8)]
+    >>> g = nn.Sequential(nn.Hardtanh(-0.5, 0.5), nn.Sigmoid()).to_graph((1, 3))
+    >>> np.round(convgen.compile(g)(np.array([[-2, 0, 2]], np.float32)), 3)
+    array([[0.378, 0.5  , 0.622]], dtype=float32)
+    """
     kind = ""
 
     def params(self) -> tuple[float, ...]:
@@ -665,6 +835,7 @@ class _ActivationLayer(Module):
 
 
 class ReLU(_ActivationLayer):
+    """torch.nn.ReLU: max(x, 0)."""
     kind = "relu"
 
     def __init__(self, inplace: bool = False) -> None:
@@ -672,6 +843,7 @@ class ReLU(_ActivationLayer):
 
 
 class Hardtanh(_ActivationLayer):
+    """torch.nn.Hardtanh (ONNX Clip): min(max(x, min_val), max_val); ConvgenError if min_val > max_val."""
     kind = "clip"
 
     def __init__(self, min_val: float = -1.0, max_val: float = 1.0) -> None:
@@ -685,6 +857,7 @@ class Hardtanh(_ActivationLayer):
 
 
 class ReLU6(Hardtanh):
+    """torch.nn.ReLU6: min(max(x, 0), 6)."""
     def __init__(self, inplace: bool = False) -> None:
         super().__init__(0.0, 6.0)
 
@@ -693,6 +866,7 @@ Clip = Hardtanh
 
 
 class LeakyReLU(_ActivationLayer):
+    """torch.nn.LeakyReLU: x < 0 ? x * negative_slope : x."""
     kind = "leaky_relu"
 
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
@@ -704,10 +878,12 @@ class LeakyReLU(_ActivationLayer):
 
 
 class Sigmoid(_ActivationLayer):
+    """torch.nn.Sigmoid: 1 / (1 + exp(-x))."""
     kind = "sigmoid"
 
 
 class Tanh(_ActivationLayer):
+    """torch.nn.Tanh."""
     kind = "tanh"
 
 
@@ -724,6 +900,7 @@ class Hardsigmoid(_ActivationLayer):
 
 
 class Hardswish(_ActivationLayer):
+    """torch.nn.Hardswish: x * relu6(x + 3) / 6."""
     kind = "hard_swish"
 
     def __init__(self, inplace: bool = False) -> None:
@@ -731,7 +908,22 @@ class Hardswish(_ActivationLayer):
 
 
 class _BatchNorm(Module):
-    """Inference-mode batch normalisation: y = (x - running_mean) / sqrt(running_var + eps) * weight + bias."""
+    """torch.nn.BatchNorm1d/2d/3d in inference (eval) mode, over axis 1:
+    y = (x - running_mean) / sqrt(running_var + eps) * weight + bias.
+
+    weight, bias, running_mean and running_var start at torch's 1, 0, 0, 1 (load trained values with
+    load_state_dict); momentum is accepted and unused; affine=False keeps weight 1 and bias 0.  The
+    compiler folds it into a convolution before it.
+
+    >>> bn = nn.BatchNorm2d(4)
+    >>> list(bn.state_dict())
+    ['weight', 'bias', 'running_mean', 'running_var']
+    >>> bn.load_state_dict({"weight": np.full(4, 2), "bias": np.ones(4), "running_mean": np.ones(4),
+    ...                     "running_var": np.full(4, 4)}, strict=True)
+    >>> model = convgen.compile(nn.Sequential(bn).to_graph((1, 4, 2, 2)))
+    >>> np.round(model(np.full((1, 4, 2, 2), 3, np.float32))[0, 0, 0], 3)   # (3 - 1) / 2 * 2 + 1
+    array([3., 3.], dtype=float32)
+    """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True) -> None:
         super().__init__()
@@ -759,6 +951,18 @@ class BatchNorm3d(_BatchNorm):
 
 
 class Linear(Module):
+    """torch.nn.Linear: y = x @ weight.T + bias over the last axis; weight (out_features, in_features),
+    bias (out_features,) unless bias=False, initialised as torch does.  ShapeError for an input whose last
+    axis is not in_features.
+
+    >>> nn.manual_seed(0)
+    >>> fc = nn.Linear(16, 4)
+    >>> fc(nn.Input((2, 16))).shape
+    (2, 4)
+    >>> fc.parameter_count()
+    68
+    """
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
         self.in_features, self.out_features = int(in_features), int(out_features)

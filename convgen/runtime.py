@@ -67,12 +67,17 @@ def compile(graph: Graph, backend: str = "c", threads: int | None = None,  # noq
     terminal) and builds with the fastest; winners are cached per layer signature and CPU on disk
     (<cache>/tuning.json), so later compiles of the same layers cost nothing extra.
 
-    >>> from convgen import nn
-    >>> g = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()).to_graph((1, 1, 8, 8))
-    >>> model = convgen.compile(g)                 # doctest: +SKIP
-    >>> y = model(np.ones((1, 1, 8, 8), np.float32))  # (1, 4, 6, 6)  # doctest: +SKIP
-    >>> any_batch = convgen.compile(g, batch=None)  # doctest: +SKIP
-    >>> y = any_batch(np.ones((5, 1, 8, 8), np.float32))  # (5, 4, 6, 6)  # doctest: +SKIP
+    Raises TypeError for anything but a Graph, ValueError for an unknown backend or a bad `threads`,
+    CompileError when the C compiler or LLVM fails (ToolchainError when neither is usable), and
+    UnsupportedError for a batch=None graph that mixes the batch into other axes.
+
+    >>> g = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()).to_graph((1, 1, 8, 8), name="net")
+    >>> model = convgen.compile(g)
+    >>> model(np.ones((1, 1, 8, 8), np.float32)).shape
+    (1, 4, 6, 6)
+    >>> any_batch = convgen.compile(g, batch=None)
+    >>> any_batch(np.ones((5, 1, 8, 8), np.float32)).shape
+    (5, 4, 6, 6)
     """
     # Every argument but the graph, as given: a pickled model is rebuilt from the graph and these.
     options = {name: value for name, value in locals().items() if name != "graph"}
@@ -128,7 +133,21 @@ def _reload(token: str, path: str) -> "CompiledModel":
 
 def load(path: str | os.PathLike) -> "CompiledModel":
     """Load a model written by CompiledModel.save(format="shared") (its directory, or the .so itself);
-    weights saved to a side file are read from <name>.weights beside the library and checked."""
+    weights saved to a side file are read from <name>.weights beside the library and checked.
+
+    The model keeps no graph or source (no show_code).  Raises ConvgenError for a directory without
+    exactly one lib<name>.so, a file that is not a convgen library, or missing or mismatched weights.
+    dlopen runs the library's code: load only libraries you trust.
+
+    >>> import tempfile
+    >>> model = convgen.compile(nn.Sequential(nn.Conv2d(1, 4, 3)).to_graph((1, 1, 8, 8), name="net"))
+    >>> with tempfile.TemporaryDirectory() as directory:
+    ...     _ = model.save(directory, weights="file")
+    ...     loaded = convgen.load(directory)
+    >>> x = np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32)
+    >>> np.array_equal(loaded(x), model(x))
+    True
+    """
     path = Path(path)
     if path.is_dir():
         libraries = sorted(path.glob("lib*.so"))
@@ -194,7 +213,19 @@ class SharedLibrary:
 
 
 class CompiledModel:
-    """A compiled graph: call it with arrays, get arrays back."""
+    """A compiled graph: call it with arrays, get arrays back (what convgen.compile and convgen.load return).
+
+    Calling it runs the model (see __call__); save() writes it for C, summary() and show_code()
+    inspect it; it pickles by reference.  Attributes: input_names/input_shapes,
+    output_names/output_shapes, batch (None: any batch), backend, workspace_bytes, weights_bytes,
+    graph (the optimized graph; None once loaded) and source (the generated code; None once loaded).
+
+    >>> model = convgen.compile(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()).to_graph((1, 1, 8, 8), name="net"))
+    >>> model
+    CompiledModel('net', inputs=[input[1, 1, 8, 8]], outputs=[[1, 4, 6, 6]], library=...)
+    >>> model.input_names, model.output_shapes
+    (('input',), ((1, 4, 6, 6),))
+    """
 
     def __init__(self, library: Path | Library, prefix: str, source: str | None = None, graph: Graph | None = None,
                  lowered=None) -> None:
@@ -242,7 +273,11 @@ class CompiledModel:
         multiprocessing, Dask and Ray workers can take a CompiledModel as an argument:
 
         >>> import pickle
-        >>> clone = pickle.loads(pickle.dumps(model))      # doctest: +SKIP
+        >>> model = convgen.compile(nn.Sequential(nn.Conv2d(1, 4, 3)).to_graph((1, 1, 8, 8)))
+        >>> clone = pickle.loads(pickle.dumps(model))
+        >>> x = np.ones((1, 1, 8, 8), np.float32)
+        >>> np.array_equal(clone(x), model(x))
+        True
         """
         if self._recipe is not None:
             return _rebuild, (self._token, *self._recipe)
@@ -334,6 +369,28 @@ class CompiledModel:
         return outs
 
     def __call__(self, *args, out=None, **named):
+        """Run the model: one array per graph input, by position or by name; returns one array, or a
+        tuple for several outputs, in graph order.
+
+        Inputs are converted as the module docstring says (zero-copy when already aligned
+        C-contiguous float32).  Raises TypeError for a wrong number or names of inputs or a
+        non-numeric dtype, ValueError for a wrong shape.  out= takes the preallocated output(s):
+        writeable, aligned, C-contiguous, of the exact dtype and shape (never converted; ValueError
+        otherwise), and returns them.
+
+        >>> model = convgen.compile(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()).to_graph((1, 1, 8, 8)))
+        >>> x = np.random.default_rng(0).random((1, 1, 8, 8))       # float64: cast to float32
+        >>> y = model(input=x)
+        >>> y.shape, y.dtype
+        ((1, 4, 6, 6), dtype('float32'))
+        >>> out = np.empty((1, 4, 6, 6), np.float32)
+        >>> model(x, out=out) is out, np.array_equal(out, y)
+        (True, True)
+        >>> model(np.ones((1, 1, 9, 9)))
+        Traceback (most recent call last):
+        ...
+        ValueError: input 'input': expected shape (1, 1, 8, 8), got (1, 1, 9, 9)
+        """
         arrays = self._bind(args, named)
         batch = self._batch_of(arrays)
         outs = (self._check_out(out, batch) if out is not None
@@ -378,12 +435,29 @@ class CompiledModel:
         - always main.c: an example that runs the model on raw float32 files.
 
         Returns the directory.  A model loaded with convgen.load can only be re-saved as it was.
+        Raises ValueError for an unknown format or weights, UnsupportedError for format="source" on
+        the LLVM backend.
+
+        >>> import tempfile
+        >>> model = convgen.compile(nn.Sequential(nn.Conv2d(1, 4, 3)).to_graph((1, 1, 8, 8), name="net"))
+        >>> with tempfile.TemporaryDirectory() as directory:
+        ...     sorted(path.name for path in model.save(directory).iterdir())
+        ['libnet.so', 'main.c', 'net.h']
         """
         from .deploy import save
         return save(self, Path(path), format, weights)
 
     def summary(self, print_fn=print) -> str:
-        """The graph's per-layer summary, then the compiled memory: weights blob, workspace arena, I/O."""
+        """The graph's per-layer summary, then the compiled memory: weights blob, workspace arena, I/O.
+
+        The graph is the optimized one (the ReLU below is fused into the conv).  Prints the text with
+        `print_fn` (None: do not print) and returns it.
+
+        >>> model = convgen.compile(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()).to_graph((1, 1, 8, 8), name="net"))
+        >>> text = model.summary(print_fn=None)
+        >>> print(text.splitlines()[-1])
+        compiled: weights ... bytes (embedded), workspace arena ... bytes, inputs+outputs 832 bytes; batch 1
+        """
         lines = [self.graph.summary(print_fn=None)] if self.graph is not None else [repr(self)]
         per = " per sample" if self.batch is None else ""
         io = sum(4 * math.prod(s) for s in self.input_shapes) + sum(
@@ -397,7 +471,15 @@ class CompiledModel:
         return text
 
     def show_code(self, layer: str | None = None) -> str:
-        """The generated code (C, or LLVM IR for backend="llvm"): all of it, or the kernel of one layer."""
+        """The generated code (C, or LLVM IR for backend="llvm"): all of it, or the kernel of one layer.
+
+        Layers are named as in graph.summary().  Raises ConvgenError for a model from convgen.load
+        (its source is not kept).
+
+        >>> model = convgen.compile(nn.Sequential(nn.Conv2d(1, 4, 3)).to_graph((1, 1, 8, 8)))
+        >>> print(model.show_code("0").splitlines()[0])
+        /* layer "0" (conv)
+        """
         if self.source is None:
             raise ConvgenError("this model was loaded from a library; its source is not kept")
         if layer is None:

@@ -86,6 +86,7 @@ class Tensor:
         return self._arithmetic("mul", -1.0)
 
     def flatten(self, start_dim: int = 1) -> "Tensor":
+        """torch's flatten from start_dim to the last axis (a view)."""
         return self.tracer.emit(None, "flatten", ops.FlattenAttrs(start_dim), [self], default_name="flatten")
 
     def reshape(self, *shape) -> "Tensor":
@@ -98,6 +99,7 @@ class Tensor:
     view = reshape
 
     def permute(self, *dims) -> "Tensor":
+        """torch's permute: the axes in the order `dims` (as varargs or one tuple), as a copy."""
         return self.tracer.emit(None, "transpose", ops.TransposeAttrs(_sizes(dims)), [self],
                                 default_name="transpose")
 
@@ -115,6 +117,11 @@ class Tensor:
 
 
 class Tracer:
+    """Records a trace: the graph inputs, the nodes layers emit and the constants they read, with unique
+    names.  nn.Input makes one; every Tensor knows its tracer, and tracer.graph(outputs) (what
+    nn.graph calls) freezes the record into a Graph.  Layers and ops go through emit(), which infers
+    the output types at once, so a ShapeError names the layer that causes it."""
+
     def __init__(self) -> None:
         self.inputs: list[tuple[str, TensorType]] = []
         self.nodes: list[Node] = []

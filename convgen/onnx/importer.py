@@ -24,6 +24,21 @@ def from_onnx(model, input_shapes: Mapping[str, Sequence[int]] | None = None) ->
 
     Initializers become compile-time constants; graph inputs that are not initializers stay run-time
     inputs (weights included, as in ONNX's node tests).  `input_shapes` fixes symbolic dimensions.
+    Opsets 7 to 12 are raised to 13.  Raises UnsupportedError listing every op type convgen does not
+    import (with its nodes), ModelFormatError / ConvgenError / ShapeError for a malformed model,
+    naming the node or tensor.  Needs the onnx package (pip install "convgen[onnx]").
+
+    >>> from onnx import TensorProto, helper
+    >>> pool = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2])
+    >>> onnx_graph = helper.make_graph(
+    ...     [pool], "pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+    ...     [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    >>> g = convgen.from_onnx(helper.make_model(onnx_graph), input_shapes={"x": (2, 3, 8, 8)})
+    >>> g.output_types[0].shape
+    (2, 3, 4, 4)
+    >>> convgen.compile(g)(np.ones((2, 3, 8, 8), np.float32)).shape
+    (2, 3, 4, 4)
+    >>> g = convgen.from_onnx("model.onnx")                 # doctest: +SKIP
     """
     proto = at_supported_opset(load_model(model))
     graph = proto.graph

@@ -55,6 +55,7 @@ class GlobalLpPoolAttrs:
 
 
 def check_norm(layer: str, p: float) -> None:
+    """Check an Lp pool's norm p: a number > 0 (inf allowed), else a ShapeError naming `layer`."""
     if isinstance(p, bool) or not isinstance(p, (int, float)):
         raise ShapeError(f"{layer}: the norm p must be a number, got {p!r}")
     if not p > 0:
