@@ -48,13 +48,20 @@ def _vector_width_for(channels: int, target: Target) -> int:
     return width
 
 
-def accumulator_budget(target: Target) -> int:
+def accumulator_budget(target: Target, path: str = "direct") -> int:
     """Vector registers for accumulators.
 
     Half the register file: the rest holds weights and broadcast inputs.  Measured on a
     32-register AVX-512 host (3x3 64x56x56 conv, 1 thread): 28 accumulators made gcc spill
     (45 % of peak), 22 gave 82 %, 16 gave 80 % and the best 7x7/stride-2 and dilated layers.
+    The pixels path on a 16-register host (AVX2) takes 12: besides them its tile holds only its input
+    vectors and one broadcast weight.  Measured on a Zen 3, 1 thread, C / LLVM us, 8 -> 12:
+    1x1 256->64 56x56 3014 / 2080 -> 1724 / 1665, conv1d 64x16000 k3 12136 / 7304 -> 9501 / 6572.
+    The direct path there stays at 8: 12 (6-pixel rows) measured slower on both backends
+    (3x3 64x56x56 3327 / 2942 -> 4704 / 3304, 7x7 stride 2 LLVM 3046 -> 3621).
     """
+    if path == "pixels" and target.vector_registers <= 16:
+        return 12
     return target.vector_registers // 2
 
 
@@ -89,7 +96,7 @@ def pixels_schedule(ocg: int, out_width: int, target: Target, threads: int, inne
     """Up to 2 vectors of pixels x as many output channels as the accumulator budget leaves."""
     width = target.max_vector_width
     vectors = max(1, min(2, out_width // width))
-    channels = max(1, min(ocg, accumulator_budget(target) // vectors))
+    channels = max(1, min(ocg, accumulator_budget(target, "pixels") // vectors))
     return ConvSchedule("pixels", width, channels, vectors, threads, inner)
 
 

@@ -5,6 +5,7 @@ pixels), partial channel blocks, groups, bias, fused activation, runtime weights
 torch in float64.  Also the channel-block loop order of the direct path."""
 from __future__ import annotations
 
+import dataclasses
 import numpy as np
 import pytest
 import torch
@@ -55,6 +56,18 @@ def test_pixels_path_matches_torch(backend, x_shape, out_channels, kwargs, bias)
     expected = getattr(TF, f"conv{ndim}d")(t64(x), t64(state["weight"]), t64(state["bias"]) if bias else None,
                                            **{k: v for k, v in kwargs.items() if k != "kernel_size"})
     assert_close(model(x), expected.numpy())
+
+
+@pytest.mark.parametrize("registers", [16, 32, host().vector_registers])
+def test_pixels_tile_leaves_registers_for_inputs_and_a_weight(registers):
+    """The pixels tile's accumulators (MR channels x NV vectors) plus its NV input vectors and one
+    broadcast weight fit the register file, whatever the budget the schedule gives the path."""
+    target = dataclasses.replace(host(), vector_registers=registers)
+    budget = schedule.accumulator_budget(target, "pixels")
+    for ocg in (4, 11, 64, 256):
+        sched = schedule.pixels_schedule(ocg, 64 * target.max_vector_width, target, 1, True)
+        assert sched.oc_vectors * sched.row_tile <= budget, sched
+        assert sched.oc_vectors * sched.row_tile + sched.row_tile + 1 <= registers, sched
 
 
 def test_pixels_tail_has_every_kind_of_tile(backend):

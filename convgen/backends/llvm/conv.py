@@ -37,7 +37,9 @@ def _direct_tile(e: Emitter, k: Kernel, rows: int) -> ir.Function:
 
 
 def _accumulate_tile(e: Emitter, p: dict, rows: int, xt: Ptr, wt: Ptr) -> list[list]:
-    """The reduction over input channels and the kernel window; weights stream in packed order."""
+    """The reduction over input channels and the kernel window; weights stream in packed order.
+    The C template's register hints (IN_REGISTER, UNSHARED_LOADS) have no counterpart here: LLVM
+    keeps each loaded weight in a register and schedules the shared broadcasts itself."""
     vw, ocv = p["VW"], p["OCV"]
     acc = [[e.var(e.zeros(vw), f"acc{r}_{j}") for j in range(ocv)] for r in range(rows)]
     with e.loop(p["CG"], name="c") as c, e.loop(p["KD"], name="kd") as kd, e.loop(p["KH"], name="kh") as kh:
