@@ -13,6 +13,13 @@ cffi releases the GIL for the duration of the call.  Each Python thread gets its
 workspace (per-thread, allocated on its first call), so one CompiledModel may be called
 from many threads at once with no lock.
 
+A call whose arrays need nothing done (fixed batch; ndarrays of exactly float32, the
+signature's shapes, C-contiguous and aligned; out= writeable too) takes a fast path that
+checks just that, and reuses the cffi buffers of the thread's previous call when it passes the
+very same array objects: a small layer's call costs about a third of the general path's.  So
+the arrays of each thread's last call stay referenced (and cannot be resized in place) until
+its next call or until the model is collected.
+
 A model compiled with batch=None takes any batch N >= 1 at call time: every input's
 first axis is N (the same N for all inputs), every output's first axis is N, and the
 workspace grows to N x the per-sample arena.  N = 0 is a ValueError.
@@ -43,6 +50,7 @@ from .target import host
 from .tune import tune_graph
 
 _ffi_lock = threading.Lock()
+_FLOAT32 = np.dtype(np.float32)
 
 
 def _resolve_threads(threads: int | None) -> int:
@@ -368,6 +376,31 @@ class CompiledModel:
                                  f"shape {shape}, got {o.dtype} {o.shape}")
         return outs
 
+    def _exact_buffers(self, args: tuple, outs: tuple) -> tuple | None:
+        """The cffi buffers of a call whose arrays need nothing done (see the module docstring), or None:
+        then the general path converts or raises.  Every check of the general path holds here too."""
+        if len(args) != len(self.input_shapes) or len(outs) != len(self.output_shapes):
+            return None
+        for a, shape in zip(args, self.input_shapes):
+            if type(a) is not np.ndarray or a.dtype is not _FLOAT32 or a.shape != shape:
+                return None
+            flags = a.flags
+            if not (flags.c_contiguous and flags.aligned):
+                return None
+        for o, shape, dtype in zip(outs, self.output_shapes, self._output_dtypes):
+            if type(o) is not np.ndarray or o.dtype is not dtype or o.shape != shape or not o.flags.carray:
+                return None
+        arrays = args + outs
+        ids = tuple(map(id, arrays))
+        last = getattr(self._local, "buffers", None)
+        if last is not None and last[0] == ids:  # the very arrays of this thread's last call (held there: ids unique)
+            return last[2]
+        from_buffer = self._ffi.from_buffer
+        buffers = tuple([from_buffer("float[]", a) for a in args] +
+                        [from_buffer(c_type, o) for c_type, o in zip(self._output_ctypes, outs)])
+        self._local.buffers = (ids, arrays, buffers)
+        return buffers
+
     def __call__(self, *args, out=None, **named):
         """Run the model: one array per graph input, by position or by name; returns one array, or a
         tuple for several outputs, in graph order.
@@ -391,19 +424,32 @@ class CompiledModel:
         ...
         ValueError: input 'input': expected shape (1, 1, 8, 8), got (1, 1, 9, 9)
         """
-        arrays = self._bind(args, named)
-        batch = self._batch_of(arrays)
-        outs = (self._check_out(out, batch) if out is not None
-                else [np.empty(self._shape_at(s, batch), d) for s, d in zip(self.output_shapes, self._output_dtypes)])
-        from_buffer = self._ffi.from_buffer
-        status = self._run(self._weights, batch, *[from_buffer("float[]", a) for a in arrays],
-                           *[from_buffer(c_type, o) for c_type, o in zip(self._output_ctypes, outs)],
-                           self._workspace(batch))
+        fast = self._fast_buffers(args, out) if self.batch is not None and not named else None
+        if fast is not None:   # arrays that need nothing done
+            batch, (buffers, outs) = self.batch, fast
+        else:
+            arrays = self._bind(args, named)
+            batch = self._batch_of(arrays)
+            outs = (self._check_out(out, batch) if out is not None
+                    else [np.empty(self._shape_at(s, batch), d) for s, d in zip(self.output_shapes, self._output_dtypes)])
+            from_buffer = self._ffi.from_buffer
+            buffers = [from_buffer("float[]", a) for a in arrays] + [
+                from_buffer(c_type, o) for c_type, o in zip(self._output_ctypes, outs)]
+        status = self._run(self._weights, batch, *buffers, self._workspace(batch))
         if status != 0:
             raise _STATUS_ERRORS.get(status, ConvgenError)(f"{self.prefix}: {_STATUS_TEXT.get(status, status)}")
         if out is not None:
             return out
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _fast_buffers(self, args: tuple, out) -> tuple | None:
+        """(cffi buffers, outputs) of a fixed-batch call whose arrays need nothing done, or None."""
+        if out is None:  # outputs allocated here are exact
+            outs = tuple([np.empty(s, d) for s, d in zip(self.output_shapes, self._output_dtypes)])
+        else:
+            outs = (out,) if type(out) is np.ndarray else out if type(out) is tuple else ()
+        buffers = self._exact_buffers(args, outs)
+        return None if buffers is None else (buffers, outs)
 
     def _bind(self, args: Sequence, named: dict) -> list[np.ndarray]:
         if args and named:

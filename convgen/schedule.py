@@ -130,6 +130,16 @@ def separable_pool(indices: bool, vertical_taps: int, span: int) -> bool:
     return not indices and vertical_taps > 1 and span <= MAX_POOL_SPAN
 
 
+# The separable pool's column buffer holds a block of output rows: at most this many floats (8 KB of L1).
+POOL_BLOCK_FLOATS = 2048
+
+
+def pool_rows(span: int, out_height: int) -> int:
+    """Output rows per column buffer of the separable pool: enough that the horizontal pass reads columns
+    stored a row or more earlier (store forwarding fails on overlapping vectors), within the block."""
+    return max(1, min(out_height, POOL_BLOCK_FLOATS // span))
+
+
 def dense_schedule(out_features: int, flops: int, target: Target, threads: int) -> DenseSchedule:
     width = _vector_width_for(out_features, target)
     oc_vectors = min(4, math.ceil(out_features / width))

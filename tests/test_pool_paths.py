@@ -29,6 +29,10 @@ POOLS = [
      lambda t: TF.avg_pool2d(t, 3, 2, 1, True, False), (1, 2, 10, 13)),
     (nn.AvgPool2d(2, divisor_override=3), lambda t: TF.avg_pool2d(t, 2, divisor_override=3), (1, 2, 6, 7)),
     (nn.AvgPool3d(3, 2, 1), lambda t: TF.avg_pool3d(t, 3, 2, 1), (1, 2, 5, 6, 7)),
+    (nn.MaxPool3d(3, 2, 1, dilation=2), lambda t: TF.max_pool3d(t, 3, 2, 1, 2), (1, 2, 6, 7, 9)),
+    # rows wider than a column block's share: blocks of 2 rows, the last block short
+    (nn.AvgPool2d(3, 1, 1, count_include_pad=False), lambda t: TF.avg_pool2d(t, 3, 1, 1, False, False), (1, 2, 7, 700)),
+    (nn.MaxPool2d(3, 2, 1, ceil_mode=True), lambda t: TF.max_pool2d(t, 3, 2, 1, 1, True), (1, 2, 9, 801)),
 ]
 
 
@@ -60,3 +64,13 @@ def test_separable_max_pool_propagates_nan_and_inf(backend, ndim):
 def test_pools_without_vertical_taps_or_with_indices_take_the_per_pixel_path(backend, layer, shape):
     model = convgen.compile(nn.Sequential(layer).to_graph(shape), backend=backend)
     assert not _pool_kernel(model).params["SEPARABLE"]
+
+
+def test_separable_pool_row_blocks_cover_every_row(backend):
+    """Column blocks of several rows, the last one short (OH = 7 rows in blocks of 2)."""
+    shape = (1, 3, 7, 700)
+    x = np.random.default_rng(7).standard_normal(shape).astype(np.float32)
+    model = convgen.compile(nn.Sequential(nn.MaxPool2d((3, 2), 1, (1, 0))).to_graph(shape), backend=backend)
+    params = _pool_kernel(model).params
+    assert params["SEPARABLE"] and 1 < params["ROWS"] < params["OH"] and params["OH"] % params["ROWS"]
+    assert_close(model(x), TF.max_pool2d(t64(x), (3, 2), 1, (1, 0)).numpy())

@@ -85,6 +85,35 @@ def test_out_writes_into_preallocated_array(small, rng):
             model(x, out=bad)
 
 
+def test_repeated_calls_with_the_same_arrays_see_every_change(small, rng):
+    """The fast path reuses the last call's buffers for the very same arrays: new contents are read,
+    and arrays changed in place (shape, dtype, strides, writeable) are checked again."""
+    graph, model = small
+    x = rng.standard_normal(SHAPE).astype(np.float32)
+    out = np.empty(model.output_shapes[0], np.float32)
+    for _ in range(2):
+        x[...] = rng.standard_normal(SHAPE)
+        assert model(x, out=out) is out
+        assert_close(out, reference(graph, x))
+        assert_close(model(x), reference(graph, x))        # fresh outputs: never the cached ones
+    other = rng.standard_normal(SHAPE).astype(np.float32)  # another array of the same shape
+    assert_close(model(other, out=out), reference(graph, other))
+    model(x, out=out)
+    x.shape = (SHAPE[0], -1)
+    with pytest.raises(ValueError, match="expected shape"):
+        model(x, out=out)
+    x.shape = SHAPE
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="out="):
+        model(x, out=out)
+    out.flags.writeable = True
+    as_ints = x.view(np.int32)                               # same memory, another dtype: converted
+    assert_close(model(as_ints, out=out), reference(graph, as_ints.astype(np.float32)))
+    strided = np.empty(SHAPE[:-1] + (2 * SHAPE[-1],), np.float32)[..., ::2]
+    strided[...] = x
+    assert_close(model(strided, out=out), reference(graph, x))
+
+
 def test_save_load_round_trip_with_header(small, tmp_path, rng):
     graph, model = small
     directory = model.save(tmp_path / "saved")

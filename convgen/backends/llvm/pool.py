@@ -23,17 +23,35 @@ def _wins(e: Emitter, v: ir.Value, best: ir.Value) -> ir.Value:
     return e.b.or_(e.fcmp(">", v, best), e.is_nan(v))
 
 
-def _avg_divisor(e: Emitter, p: dict, d0: Index, h0: Index, ow: Index) -> ir.Value:
-    """The window clipped to the padded input (then to the input, unless padding counts)."""
-    if p["DIVISOR"]:
-        return e.f32(float(p["DIVISOR"]))
-    w0 = ow * p["SW"] - p["PW"]
-    ends = [e.imin(start + p[f"K{a}"], p[f"I{a}"] + p[f"P{a}E"]) for start, a in ((d0, "D"), (h0, "H"), (w0, "W"))]
-    starts: list[IntLike] = [d0, h0, w0]
+def _avg_row_count(e: Emitter, p: dict, d0: Index, h0: Index) -> ir.Value | None:
+    """The clipped depth x height of the row at (d0, h0), as a float (see templates/pool.c.j2); None when
+    the divisor needs none."""
+    if p["DIVISOR"] or p["KIND"] != "avg":
+        return None
+    ends = [e.imin(start + p[f"K{a}"], p[f"I{a}"] + p[f"P{a}E"]) for start, a in ((d0, "D"), (h0, "H"))]
+    starts: list[IntLike] = [d0, h0]
     if not p["COUNT_INCLUDE_PAD"]:
         starts = [e.imax(s, 0) for s in starts]
-        ends = [e.imin(end, p[f"I{a}"]) for end, a in zip(ends, "DHW")]
-    return e.to_float((ends[0] - starts[0]) * (ends[1] - starts[1]) * (ends[2] - starts[2]))
+        ends = [e.imin(end, p[f"I{a}"]) for end, a in zip(ends, "DH")]
+    return e.to_float((ends[0] - starts[0]) * (ends[1] - starts[1]))
+
+
+def _avg_width(e: Emitter, p: dict, ow: Index) -> ir.Value:
+    """The window's width at output column `ow` clipped to the padded input (then to the input, unless
+    padding counts), as a float."""
+    w0 = ow * p["SW"] - p["PW"]
+    we, ws = e.imin(w0 + p["KW"], p["IW"] + p["PWE"]), w0
+    if not p["COUNT_INCLUDE_PAD"]:
+        ws, we = e.imax(ws, 0), e.imin(we, p["IW"])
+    return e.to_float(we - ws)
+
+
+def _avg_divisor(e: Emitter, p: dict, row_count: ir.Value | None, ow: Index, widths: Ptr | None = None) -> ir.Value:
+    """The row's count times the width (read from `widths` on the separable path: computed once there, as
+    int64 vector multiplies and conversions to float do not vectorize on AVX2)."""
+    if p["DIVISOR"]:
+        return e.f32(float(p["DIVISOR"]))
+    return e.b.fmul(row_count, widths[ow] if widths is not None else _avg_width(e, p, ow))
 
 
 def _indices(e: Emitter, p: dict, plane: Index, best: Index) -> IntLike:
@@ -55,6 +73,7 @@ def _pool_row(e: Emitter, p: dict, index: list[Index], cap: dict[str, Capture]) 
     xwin = cap["xs"] + ((plane * p["XD"] + od * p["SD"]) * p["XH"] + oh * p["SH"]) * p["XW"]
     if indices:  # torch's starting index: the window's first tap past the left padding
         ds, hs = _first_tap(e, d0, p["DD"]), _first_tap(e, h0, p["DH"])
+    row_count = _avg_row_count(e, p, d0, h0)
     with e.loop(p["OW"], name="ow", masked_tail=True) as ow:
         xo = xwin + ow * p["SW"]
         acc = e.var(e.f32(float("-inf") if is_max else 0.0), "best" if is_max else "sum")
@@ -78,7 +97,7 @@ def _pool_row(e: Emitter, p: dict, index: list[Index], cap: dict[str, Capture]) 
             if indices:
                 irow[ow] = e.int_value(_indices(e, p, plane, Index(e, best_index.get())))
         else:
-            yrow[ow] = e.b.fdiv(acc.get(), _avg_divisor(e, p, d0, h0, ow))
+            yrow[ow] = e.b.fdiv(acc.get(), _avg_divisor(e, p, row_count, ow))
 
 
 def _reduce(e: Emitter, p: dict, acc: ir.Value, v: ir.Value) -> ir.Value:
@@ -88,46 +107,77 @@ def _reduce(e: Emitter, p: dict, acc: ir.Value, v: ir.Value) -> ir.Value:
     return e.b.fadd(acc, v)
 
 
-def _separable_row(e: Emitter, p: dict, index: list[Index], cap: dict[str, Capture]) -> None:
-    """The (kd, kh) taps over input rows reduce into a column buffer over the row's span (contiguous,
-    vectorized; padding rows skipped, padding columns keep the fill: no padded copy), then the kw
-    taps of each output pixel reduce from the buffer."""
-    plane, od, oh = index
-    yrow = cap["y"] + ((plane * p["OD"] + od) * p["OH"] + oh) * p["OW"]
-    d0, h0 = od * p["SD"] - p["PD"], oh * p["SH"] - p["PH"]
-    col = Ptr(e, e.alloca(ir.ArrayType(F32, p["SPAN"]), name="col"))
-    with e.loop(p["SPAN"], name="i") as i:
-        col[i] = e.f32(float("-inf") if p["KIND"] == "max" else 0.0)
-    with e.nest([p["KD"], p["KH"]], ["kd", "kh"]) as (kd, kh):
-        d, hh = d0 + kd * p["DD"], h0 + kh * p["DH"]
-        inside = e.all_of([e.icmp(">=", d, 0), e.icmp("<", d, p["ID"]), e.icmp(">=", hh, 0), e.icmp("<", hh, p["IH"])])
-        with e.if_then(inside):  # else a padding row
-            xk = cap["x"] + ((plane * p["ID"] + d) * p["IH"] + hh) * p["IW"]
-            with e.loop(p["COL_HI"], start=p["COL_LO"], name="i") as i:
-                col[i] = _reduce(e, p, col[i], xk[i - p["PW"]])
-    with e.loop(p["OW"], name="ow") as ow:
-        acc = e.var(col[ow * p["SW"]], "acc")
-        with e.loop(p["KW"], start=1, name="kw") as kw:
-            acc.set(_reduce(e, p, acc.get(), col[ow * p["SW"] + kw * p["DW"]]))
-        if p["KIND"] == "max":
-            yrow[ow] = acc.get()
-        else:
-            yrow[ow] = e.b.fdiv(acc.get(), _avg_divisor(e, p, d0, h0, ow))
+def _separable_rows(e: Emitter, p: dict, index: list[Index], cap: dict[str, Capture]) -> None:
+    """Per block of output rows, the (kd, kh) taps over input rows reduce, in one pass, into a column
+    buffer over each row's span (contiguous, vectorized; a padding row reads the fill row, padding
+    columns keep the fill: no padded copy), then the kw taps of each output pixel reduce from the
+    buffer.  A block, not one row: see templates/pool.c.j2 (store forwarding)."""
+    plane, od, block = index
+    first = block * p["ROWS"]
+    count = e.imin(p["OH"] - first, p["ROWS"])
+    d0 = od * p["SD"] - p["PD"]
+    col = Ptr(e, e.alloca(ir.ArrayType(F32, p["ROWS"] * p["SPAN"]), name="col"))
+    fill = e.f32(float("-inf") if p["KIND"] == "max" else 0.0)
+    with e.loop(count, name="r") as r:
+        h0 = (first + r) * p["SH"] - p["PH"]
+        rows = []  # the taps' input rows, indexed by the span's column minus PW
+        for kd in range(p["KD"]):
+            for kh in range(p["KH"]):
+                d, hh = d0 + kd * p["DD"], h0 + kh * p["DH"]
+                inside = e.all_of([e.icmp(">=", d, 0), e.icmp("<", d, p["ID"]), e.icmp(">=", hh, 0),
+                                   e.icmp("<", hh, p["IH"])])
+                xk = cap["x"] + ((plane * p["ID"] + d) * p["IH"] + hh) * p["IW"]
+                rows.append(Ptr(e, e.b.select(inside, xk.value, (cap["fill"] + p["PW"]).value)))
+        c = col + r * p["SPAN"]
+        with e.loop(p["COL_LO"], name="i") as i:
+            c[i] = fill
+        with e.loop(p["SPAN"], start=p["COL_HI"], name="i") as i:
+            c[i] = fill
+        with e.loop(p["COL_HI"], start=p["COL_LO"], name="i") as i:
+            acc = rows[0][i - p["PW"]]
+            for row in rows[1:]:
+                acc = _reduce(e, p, acc, row[i - p["PW"]])
+            c[i] = acc
+    with e.loop(count, name="r") as r:
+        oh = first + r
+        h0 = oh * p["SH"] - p["PH"]
+        c = col + r * p["SPAN"]
+        yrow = cap["y"] + ((plane * p["OD"] + od) * p["OH"] + oh) * p["OW"]
+        row_count = _avg_row_count(e, p, d0, h0)
+        with e.loop(p["OW"], name="ow") as ow:
+            acc = e.var(c[ow * p["SW"]], "acc")
+            with e.loop(p["KW"], start=1, name="kw") as kw:
+                acc.set(_reduce(e, p, acc.get(), c[ow * p["SW"] + kw * p["DW"]]))
+            if p["KIND"] == "max":
+                yrow[ow] = acc.get()
+            else:
+                yrow[ow] = e.b.fdiv(acc.get(), _avg_divisor(e, p, row_count, ow, cap.get("widths")))
 
 
 def pool(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
     p = k.params
-    if p["SEPARABLE"]:  # reads the input itself
-        captures: dict[str, Capture] = {"x": args["x"], "y": args["y"]}
+    if p["SEPARABLE"]:  # reads the input itself; padding rows read a row of the fill, shared by the threads
+        fill = Ptr(e, e.alloca(ir.ArrayType(F32, p["SPAN"]), name="fill_row"))
+        with e.loop(p["SPAN"], name="i") as i:
+            fill[i] = e.f32(float("-inf") if p["KIND"] == "max" else 0.0)
+        captures: dict[str, Capture] = {"x": args["x"], "y": args["y"], "fill": fill}
+        if p["KIND"] == "avg" and not p["DIVISOR"]:  # each output column's clipped width, shared by the threads
+            widths = Ptr(e, e.alloca(ir.ArrayType(F32, p["OW"]), name="widths"))
+            with e.loop(p["OW"], name="ow") as ow:
+                widths[ow] = _avg_width(e, p, ow)
+            captures["widths"] = widths
     else:
         captures = {"xs": pad_input(e, p, args["x"], scratch, float("-inf") if p["KIND"] == "max" else 0.0),
                     "y": args["y"]}
     if p["INDICES"]:
         captures["indices"] = args["indices"]
-    row = _separable_row if p["SEPARABLE"] else _pool_row
-    # threads over (n, c) planes and output rows
-    parallel_for(e, p["THREADS"], [p["N"] * p["C"], p["OD"], p["OH"]], ["plane", "od", "oh"], captures,
-                 lambda e, index, cap: row(e, p, index, cap), "rows")
+    # threads over (n, c) planes and output rows (blocks of rows when separable)
+    if p["SEPARABLE"]:
+        parallel_for(e, p["THREADS"], [p["N"] * p["C"], p["OD"], -(-p["OH"] // p["ROWS"])], ["plane", "od", "block"],
+                     captures, lambda e, index, cap: _separable_rows(e, p, index, cap), "rows")
+    else:
+        parallel_for(e, p["THREADS"], [p["N"] * p["C"], p["OD"], p["OH"]], ["plane", "od", "oh"], captures,
+                     lambda e, index, cap: _pool_row(e, p, index, cap), "rows")
 
 
 def global_pool(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
