@@ -22,6 +22,7 @@ works for the same architecture.  A DAG without a Module class:
 from __future__ import annotations
 
 import math
+import operator
 from collections import OrderedDict
 from typing import Callable, Iterator, Mapping, Sequence
 
@@ -43,9 +44,34 @@ def manual_seed(seed: int) -> None:
     _rng = np.random.default_rng(seed)
 
 
-def _uniform(shape: Sequence[int], fan_in: int) -> np.ndarray:
+# The most elements one parameter array may have (4 GiB of float32): a constructor given an absurd size
+# (Linear(2**31, 1), BatchNorm2d(10**12)) must fail clearly rather than allocate until the OS kills it.
+MAX_PARAMETER_ELEMENTS = 1 << 30
+
+
+def _int(value) -> int:
+    """A count or size argument as int(): TypeError or ValueError for what is none (inf too, which int()
+    turns into OverflowError)."""
+    try:
+        return int(value)
+    except OverflowError:
+        raise ValueError(f"expected an integer, got {value!r}") from None
+
+
+def _parameter_shape(owner: str, shape: Sequence[int]) -> tuple[int, ...]:
+    """`shape` as ints (TypeError for floats, as numpy), ShapeError past MAX_PARAMETER_ELEMENTS (negative
+    sizes: numpy's ValueError later)."""
+    shape = tuple(operator.index(d) for d in shape)
+    count = math.prod(shape)
+    if count > MAX_PARAMETER_ELEMENTS:
+        raise ShapeError(f"{owner}: a parameter of shape {shape} would have {count:,} elements; "
+                         f"the limit is {MAX_PARAMETER_ELEMENTS:,} (4 GiB of float32)")
+    return shape
+
+
+def _uniform(owner: str, shape: Sequence[int], fan_in: int) -> np.ndarray:
     bound = 1.0 / math.sqrt(max(fan_in, 1))  # torch's default (kaiming_uniform with a=sqrt(5))
-    return _rng.uniform(-bound, bound, size=tuple(shape)).astype(np.float32)
+    return _rng.uniform(-bound, bound, size=_parameter_shape(owner, shape)).astype(np.float32)
 
 
 # -- tracing entry points -------------------------------------------------------
@@ -312,7 +338,7 @@ class _ConvNd(Module):
                  dilation=1, groups: int = 1, bias: bool = True) -> None:
         super().__init__()
         label = type(self).__name__
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.in_channels, self.out_channels, self.groups = _int(in_channels), _int(out_channels), _int(groups)
         self.kernel_size = shapes.as_tuple(kernel_size, self.ndim, "kernel_size", label)
         self.stride = shapes.as_tuple(stride, self.ndim, "stride", label)
         self.dilation = shapes.as_tuple(dilation, self.ndim, "dilation", label)
@@ -321,9 +347,9 @@ class _ConvNd(Module):
             raise ShapeError(f"{label}: channels must be >= 1, got in={in_channels}, out={out_channels}")
         shapes.check_groups(label, self.in_channels, self.out_channels, self.groups)
         fan_in = self.in_channels // self.groups * math.prod(self.kernel_size)
-        self.register_parameter("weight", _uniform(
+        self.register_parameter("weight", _uniform(type(self).__name__,
             (self.out_channels, self.in_channels // self.groups) + self.kernel_size, fan_in))
-        self.register_parameter("bias", _uniform((self.out_channels,), fan_in) if bias else None)
+        self.register_parameter("bias", _uniform(type(self).__name__, (self.out_channels,), fan_in) if bias else None)
 
     def forward(self, x: Tensor) -> Tensor:
         name = self.layer_name(x.tracer)
@@ -376,7 +402,7 @@ class _ConvTransposeNd(Module):
             raise UnsupportedError(f"{label}: only padding_mode='zeros' is supported, got {padding_mode!r}")
         if isinstance(padding, str):
             raise ShapeError(f"{label}: padding must be an int or a tuple, got {padding!r}")
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.in_channels, self.out_channels, self.groups = _int(in_channels), _int(out_channels), _int(groups)
         self.kernel_size = shapes.as_tuple(kernel_size, self.ndim, "kernel_size", label)
         self.stride = shapes.as_tuple(stride, self.ndim, "stride", label)
         self.dilation = shapes.as_tuple(dilation, self.ndim, "dilation", label)
@@ -387,9 +413,9 @@ class _ConvTransposeNd(Module):
         shapes.check_groups(label, self.in_channels, self.out_channels, self.groups)
         shapes.check_output_padding(label, self.output_padding, self.stride, self.dilation)
         fan_in = self.out_channels // self.groups * math.prod(self.kernel_size)  # torch: weight.size(1) * kernel
-        self.register_parameter("weight", _uniform(
+        self.register_parameter("weight", _uniform(type(self).__name__,
             (self.in_channels, self.out_channels // self.groups) + self.kernel_size, fan_in))
-        self.register_parameter("bias", _uniform((self.out_channels,), fan_in) if bias else None)
+        self.register_parameter("bias", _uniform(type(self).__name__, (self.out_channels,), fan_in) if bias else None)
 
     def __call__(self, x: Tensor, output_size: Sequence[int] | None = None):
         if not isinstance(x, Tensor):
@@ -440,7 +466,7 @@ class _LocallyConnectedNd(Module):
                  padding=0, bias: bool = True) -> None:
         super().__init__()
         label = type(self).__name__
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.in_channels, self.out_channels = _int(in_channels), _int(out_channels)
         self.kernel_size = shapes.as_tuple(kernel_size, self.ndim, "kernel_size", label)
         self.stride = shapes.as_tuple(stride, self.ndim, "stride", label)
         self.input_size = shapes.as_tuple(input_size, self.ndim, "input_size", label)
@@ -449,9 +475,9 @@ class _LocallyConnectedNd(Module):
         out_spatial = shapes.window_output_shape(label, self.input_size, self.kernel_size, self.stride,
                                                  self.pads, ones)
         fan_in = self.in_channels * math.prod(self.kernel_size)
-        self.register_parameter("weight", _uniform(
+        self.register_parameter("weight", _uniform(type(self).__name__,
             out_spatial + (self.out_channels, self.in_channels) + self.kernel_size, fan_in))
-        self.register_parameter("bias", _uniform((self.out_channels,) + out_spatial, fan_in) if bias else None)
+        self.register_parameter("bias", _uniform(type(self).__name__, (self.out_channels,) + out_spatial, fan_in) if bias else None)
 
     def forward(self, x: Tensor) -> Tensor:
         name = self.layer_name(x.tracer)
@@ -927,7 +953,8 @@ class _BatchNorm(Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True) -> None:
         super().__init__()
-        self.num_features, self.eps = int(num_features), float(eps)
+        self.num_features, self.eps = _int(num_features), float(eps)
+        _parameter_shape(type(self).__name__, (self.num_features,))
         self.register_parameter("weight", np.ones(num_features, np.float32))
         self.register_parameter("bias", np.zeros(num_features, np.float32))
         self.register_parameter("running_mean", np.zeros(num_features, np.float32))
@@ -965,9 +992,9 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
-        self.in_features, self.out_features = int(in_features), int(out_features)
-        self.register_parameter("weight", _uniform((out_features, in_features), in_features))
-        self.register_parameter("bias", _uniform((out_features,), in_features) if bias else None)
+        self.in_features, self.out_features = _int(in_features), _int(out_features)
+        self.register_parameter("weight", _uniform(type(self).__name__, (out_features, in_features), in_features))
+        self.register_parameter("bias", _uniform(type(self).__name__, (out_features,), in_features) if bias else None)
 
     def forward(self, x: Tensor) -> Tensor:
         return _emit(self, x, "linear", ops.LinearAttrs(), ("weight", "bias"))
@@ -1033,7 +1060,7 @@ class LocalResponseNorm(Module):
 
     def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> None:
         super().__init__()
-        self.size, self.alpha, self.beta, self.k = int(size), float(alpha), float(beta), float(k)
+        self.size, self.alpha, self.beta, self.k = _int(size), float(alpha), float(beta), float(k)
 
     def forward(self, x: Tensor) -> Tensor:
         return _emit(self, x, "lrn", ops.LRNAttrs(self.size, self.alpha, self.beta, self.k, before=self.size // 2))
@@ -1047,8 +1074,8 @@ class PReLU(Module):
 
     def __init__(self, num_parameters: int = 1, init: float = 0.25) -> None:
         super().__init__()
-        self.num_parameters = int(num_parameters)
-        self.register_parameter("weight", np.full(self.num_parameters, init, np.float32))
+        self.num_parameters = _int(num_parameters)
+        self.register_parameter("weight", np.full(_parameter_shape("PReLU", (self.num_parameters,)), init, np.float32))
 
     def forward(self, x: Tensor) -> Tensor:
         return prelu(x, self.param("weight"), name=self.layer_name(x.tracer))
@@ -1059,7 +1086,7 @@ class ChannelShuffle(Module):
 
     def __init__(self, groups: int) -> None:
         super().__init__()
-        self.groups = int(groups)
+        self.groups = _int(groups)
 
     def forward(self, x: Tensor) -> Tensor:
         return channel_shuffle(x, self.groups, name=self.layer_name(x.tracer))

@@ -197,3 +197,12 @@ def test_load_refuses_libraries_that_are_not_models(tmp_path):
     for directory, message in (("truncated", "not a loadable"), ("foreign", "foreign_signature")):
         with pytest.raises(convgen.ConvgenError, match=message):
             convgen.load(tmp_path / directory)
+
+
+@pytest.mark.parametrize("make", [lambda: nn.Linear(2 ** 31, 1), lambda: nn.Conv2d(2 ** 31, 1, 1),
+                                  lambda: nn.Conv3d(1, 10 ** 12, 1), lambda: nn.BatchNorm2d(2 ** 31),
+                                  lambda: nn.PReLU(10 ** 12), lambda: nn.ConvTranspose2d(2 ** 31, 1, 1)])
+def test_absurd_parameter_sizes_fail_before_allocating(make):
+    """Found by the hostile-arguments test: BatchNorm2d(2**31) allocated 32 GB and the OS killed the worker."""
+    with pytest.raises(convgen.ShapeError, match="the limit is"):
+        make()
