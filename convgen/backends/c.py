@@ -22,11 +22,7 @@ from ..lower import LoweredModel
 from ..target import host
 
 DEFAULT_CFLAGS = "-O3 -march=native"
-# -fno-trapping-math: convgen never reads FP exception flags, and without it gcc may not if-convert the
-# selects of the inline activations (tanh, sigmoid: a division) into blends on targets without
-# masked vectors: on an AVX2 Zen 3 LeNet-5's tanh epilogues stayed scalar (88 -> 37 us per call).
-# NaN and inf semantics are unchanged (no -ffinite-math-only).
-REQUIRED_FLAGS = ("-std=gnu11", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno", "-fno-trapping-math")
+REQUIRED_FLAGS = ("-std=gnu11", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno")
 # CONVGEN_SANITIZE=1: kernels built with AddressSanitizer and UBSan, stopping at the first report.
 # Loading such a library needs the ASan runtime first in the process (LD_PRELOAD=$(cc
 # -print-file-name=libasan.so)); tests/sanitize_suite.py runs that way.
