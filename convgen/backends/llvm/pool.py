@@ -144,7 +144,7 @@ def _separable_rows(e: Emitter, p: dict, index: list[Index], cap: dict[str, Capt
         c = col + r * p["SPAN"]
         yrow = cap["y"] + ((plane * p["OD"] + od) * p["OH"] + oh) * p["OW"]
         row_count = _avg_row_count(e, p, d0, h0)
-        with e.loop(p["OW"], name="ow") as ow:
+        with e.loop(p["OW"], name="ow", masked_tail=True) as ow:
             acc = e.var(c[ow * p["SW"]], "acc")
             with e.loop(p["KW"], start=1, name="kw") as kw:
                 acc.set(_reduce(e, p, acc.get(), c[ow * p["SW"] + kw * p["DW"]]))
