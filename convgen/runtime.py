@@ -376,24 +376,35 @@ class CompiledModel:
                                  f"shape {shape}, got {o.dtype} {o.shape}")
         return outs
 
-    def _exact_buffers(self, args: tuple, outs: tuple) -> tuple | None:
-        """The cffi buffers of a call whose arrays need nothing done (see the module docstring), or None:
-        then the general path converts or raises.  Every check of the general path holds here too."""
-        if len(args) != len(self.input_shapes) or len(outs) != len(self.output_shapes):
-            return None
+    def _exact_inputs(self, args: tuple) -> bool:
+        """Whether the positional inputs need nothing done (see the module docstring): exactly float32
+        ndarrays of the signature's shapes, C-contiguous and aligned.  Every check of the general path
+        holds then too."""
+        if len(args) != len(self.input_shapes):
+            return False
         for a, shape in zip(args, self.input_shapes):
             if type(a) is not np.ndarray or a.dtype is not _FLOAT32 or a.shape != shape:
-                return None
+                return False
             flags = a.flags
             if not (flags.c_contiguous and flags.aligned):
-                return None
-        for o, shape, dtype in zip(outs, self.output_shapes, self._output_dtypes):
-            if type(o) is not np.ndarray or o.dtype is not dtype or o.shape != shape or not o.flags.carray:
-                return None
+                return False
+        return True
+
+    def _exact_outputs(self, outs: tuple) -> bool:
+        """Whether out= arrays are exactly what the kernels write: the dtype and shape, writeable, aligned,
+        C-contiguous."""
+        if len(outs) != len(self.output_shapes):
+            return False
+        return all(type(o) is np.ndarray and o.dtype is dtype and o.shape == shape and o.flags.carray
+                   for o, shape, dtype in zip(outs, self.output_shapes, self._output_dtypes))
+
+    def _exact_buffers(self, args: tuple, outs: tuple) -> tuple:
+        """The cffi buffers of checked exact arrays, reusing this thread's last ones for the very same
+        array objects (held there, so their ids are unique)."""
         arrays = args + outs
         ids = tuple(map(id, arrays))
         last = getattr(self._local, "buffers", None)
-        if last is not None and last[0] == ids:  # the very arrays of this thread's last call (held there: ids unique)
+        if last is not None and last[0] == ids:
             return last[2]
         from_buffer = self._ffi.from_buffer
         buffers = tuple([from_buffer("float[]", a) for a in args] +
@@ -443,13 +454,17 @@ class CompiledModel:
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def _fast_buffers(self, args: tuple, out) -> tuple | None:
-        """(cffi buffers, outputs) of a fixed-batch call whose arrays need nothing done, or None."""
+        """(cffi buffers, outputs) of a fixed-batch call whose arrays need nothing done, or None.  The
+        inputs are checked first, so a call that takes the general path allocates its outputs once."""
+        if not self._exact_inputs(args):
+            return None
         if out is None:  # outputs allocated here are exact
             outs = tuple([np.empty(s, d) for s, d in zip(self.output_shapes, self._output_dtypes)])
         else:
             outs = (out,) if type(out) is np.ndarray else out if type(out) is tuple else ()
-        buffers = self._exact_buffers(args, outs)
-        return None if buffers is None else (buffers, outs)
+            if not self._exact_outputs(outs):
+                return None
+        return self._exact_buffers(args, outs), outs
 
     def _bind(self, args: Sequence, named: dict) -> list[np.ndarray]:
         if args and named:
