@@ -37,7 +37,11 @@ import networks  # noqa: E402  (benchmarks/networks.py)
 
 SEED = 0
 MIN_LOOP_SECONDS = 0.02   # each timed loop runs enough calls to last at least this long
-SETTLE_SECONDS = 0.01     # pause before each timed loop, after another framework's loop
+# pause before each timed loop, after another framework's loop; longer when pools have threads: onnxruntime's pool
+# threads spin for more than 10 ms after a multi-threaded run (with 10 ms, a 2-thread convolution timed
+# right after onnxruntime's loop ran at half speed: 3x3 64x56 3530 vs 1820 us with 100 ms)
+SETTLE_SECONDS = 0.01
+SETTLE_SECONDS_THREADED = 0.1
 TOLERANCE = 1e-3          # max |y - reference| / max |reference| above which a result is flagged
 
 
@@ -415,6 +419,7 @@ def bench_layer(layer: Layer, workers: dict[str, Worker], repeat: int) -> tuple[
     """Time one layer on every framework, their loops interleaved; return (reports, outputs).
     A worker that dies is replaced (in `workers`) and its framework gets the error for this layer."""
     reports, outputs = {}, {}
+    settle = SETTLE_SECONDS if all(w.threads == 1 for w in workers.values()) else SETTLE_SECONDS_THREADED
     live = []
     for framework, w in workers.items():
         reports[framework] = attempt(workers, framework, "setup", layer=layer.name)
@@ -425,7 +430,7 @@ def bench_layer(layer: Layer, workers: dict[str, Worker], repeat: int) -> tuple[
         for framework in live[r % len(live):] + live[:r % len(live)]:   # rotate who goes first
             if "error" in reports[framework]:   # died in an earlier loop
                 continue
-            time.sleep(SETTLE_SECONDS)   # let the previous framework's spinning pool threads go to sleep
+            time.sleep(settle)   # let the previous framework's spinning pool threads go to sleep
             answer = attempt(workers, framework, "loop")
             if "error" in answer:
                 reports[framework] = answer
