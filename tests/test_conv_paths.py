@@ -2,7 +2,8 @@
 taken by 1-D convolutions with stride 1 and by 1x1 stride-1 convolutions (planes flattened into one
 row): full tiles, chunks of tiles, every kind of tail tile (whole vectors, halved vectors, single
 pixels), partial channel blocks, groups, bias, fused activation, runtime weights, threads; against
-torch in float64.  Also the channel-block loop order of the direct path."""
+torch in float64.  Also the channel-block loop order of the direct path, and the rowwise path
+(few output channels per group: depthwise) with full and partial row blocks."""
 from __future__ import annotations
 
 import dataclasses
@@ -112,4 +113,30 @@ def test_direct_path_either_block_order(backend, weight_bytes, monkeypatch):
     assert kernel.template == "conv_direct" and kernel.params["BLOCKS_INNER"] == (weight_bytes > 0)
     state = module.state_dict()
     expected = TF.conv2d(t64(x), t64(state["weight"]), t64(state["bias"]), padding=1, stride=(1, 2))
+    assert_close(model(x), expected.numpy())
+
+
+ROWWISE_CASES = [
+    # (x shape, out channels, kwargs): few output channels per group take the rowwise path, whose
+    # row blocks are all full (a constant trip count) or end with a partial one (rows over 256 pixels)
+    ((1, 6, 9, 13), 6, dict(kernel_size=3, padding=1, groups=6)),                        # depthwise, full blocks
+    ((2, 4, 5, 7, 9), 4, dict(kernel_size=3, padding=(1, 0, 2), groups=4)),              # depthwise 3-D
+    ((1, 3, 2 * 256 + 37), 3, dict(kernel_size=5, padding=2, groups=3)),                 # 3 blocks, the last partial
+    ((1, 2, 3, 600), 2, dict(kernel_size=(1, 3), stride=(1, 2), dilation=(1, 3), padding=(0, 4))),  # 300 wide
+    ((1, 5, 7, 11), 3, dict(kernel_size=3, stride=2, padding=2)),                        # 3 channels, CG 5
+]
+
+
+@pytest.mark.parametrize("x_shape, out_channels, kwargs", ROWWISE_CASES, ids=[str(c[0]) for c in ROWWISE_CASES])
+def test_rowwise_path_matches_torch(backend, x_shape, out_channels, kwargs):
+    ndim = len(x_shape) - 2
+    rng = np.random.default_rng(sum(x_shape) + out_channels)
+    module = getattr(nn, f"Conv{ndim}d")(x_shape[1], out_channels, **kwargs)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    model = _compile_conv(module, x, backend)
+    kernel = _kernel(model)
+    assert kernel.template == "conv_rowwise", kernel.template
+    state = module.state_dict()
+    expected = getattr(TF, f"conv{ndim}d")(t64(x), t64(state["weight"]), t64(state["bias"]),
+                                           **{k: v for k, v in kwargs.items() if k != "kernel_size"})
     assert_close(model(x), expected.numpy())
