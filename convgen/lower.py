@@ -246,7 +246,11 @@ def lower_conv(node: Node, ctx: LowerContext) -> KernelSpec:
         else:
             scratch = align(scratch) + g * blocks * tile * p["CG"] * p["KD"] * p["KH"] * p["KW"] * 4
     else:
-        p.update(OWB=sched.row_tile)
+        # one input plane per group (depthwise): each thread pads the plane it works on into its own
+        # buffer instead of a padded copy of the whole input
+        p.update(OWB=sched.row_tile, PLANE_PAD=p["PAD_COPY"] and p["CG"] == 1)
+        if p["PLANE_PAD"]:
+            scratch = sched.threads * p["XD"] * p["XH"] * p["XW"] * 4
     return KernelSpec("conv_" + sched.path, p, [("x", node.inputs[0]), ("w", w_value),
                                                 ("b", node.inputs[2] if len(node.inputs) == 3 else None)],
                       [("y", node.output)], scratch, packed)

@@ -8,8 +8,8 @@ from llvmlite import ir
 from ...lower import Kernel
 from . import activation
 from .emitter import F32, I64, PTR, VOID, Emitter, Index, IntLike, Ptr, vector
-from .parallel import Capture, parallel_for
-from .window import pad_input
+from .parallel import Capture, parallel_for, thread_number
+from .window import pad_input, pad_plane
 
 
 def _tile_function(e: Emitter, name: str) -> tuple[ir.Function, Emitter]:
@@ -144,35 +144,58 @@ def conv_direct(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> No
     parallel_for(e, p["THREADS"], [extents[i] for i in names], names, captures, reordered, "rows")
 
 
+def _rowwise_row(e: Emitter, p: dict, cap: dict[str, Capture], xg: Ptr, n: Index, oc: Index, od: Index,
+                 oh: Index) -> None:
+    """One output row (n, oc, od, oh); `xg`: the (padded) input planes of its group."""
+    yrow = cap["y"] + (((n * p["OC"] + oc) * p["OD"] + od) * p["OH"] + oh) * p["OW"]
+    # blocks of OWB output pixels accumulate in a row buffer the optimizer keeps in vectors
+    acc = Ptr(e, e.alloca(ir.ArrayType(F32, p["OWB"]), name="acc"))
+    with e.loop(p["OW"], step=p["OWB"], name="ow0") as ow0:
+        count = e.imin(p["OW"] - ow0, p["OWB"])
+        bias = cap["b"][oc] if p["HAS_BIAS"] else e.f32(0.0)
+        with e.loop(p["OWB"], name="i") as i:
+            acc[i] = bias
+        with e.nest([p["CG"], p["KD"], p["KH"], p["KW"]], ["c", "kd", "kh", "kw"]) as (c, kd, kh, kw):
+            wv = cap["w"][(((oc * p["CG"] + c) * p["KD"] + kd) * p["KH"] + kh) * p["KW"] + kw]
+            xk = xg + ((c * p["XD"] + od * p["SD"] + kd * p["DD"]) * p["XH"] + oh * p["SH"] + kh * p["DH"]) * p["XW"] \
+                + ow0 * p["SW"] + kw * p["DW"]
+            with e.loop(count, name="i") as i:
+                acc[i] = e.muladd(wv, xk[i * p["SW"]], acc[i])
+        with e.loop(count, name="i") as i:
+            yrow[ow0 + i] = activation.apply(e, p["activation"], acc[i])
+
+
 def conv_rowwise(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
     p = k.params
+    plane = p["XD"] * p["XH"] * p["XW"]
+    captures: dict[str, Capture] = {"w": args["w"], "y": args["y"]}
+    if p["HAS_BIAS"]:
+        captures["b"] = args["b"]
+    if p["PLANE_PAD"]:
+        assert p["CG"] == 1, "one input plane per group"
+
+        def group(e: Emitter, index: list[Index], cap: dict[str, Capture]) -> None:
+            # a thread pads its group's input plane into its own buffer, where the group's rows find it in cache
+            n, g = index
+            xplane = cap["scratch"] + thread_number(e, p["THREADS"]) * plane
+            pad_plane(e, p, xplane, cap["x"] + (n * p["C"] + g) * (p["ID"] * p["IH"] * p["IW"]), 0.0)
+            with e.loop(p["OCG"], name="t") as t, e.nest([p["OD"], p["OH"]], ["od", "oh"]) as (od, oh):
+                _rowwise_row(e, p, cap, xplane, n, g * p["OCG"] + t, od, oh)
+
+        # threads over batch and groups
+        parallel_for(e, p["THREADS"], [p["N"], p["G"]], ["n", "g"],
+                     {**captures, "x": args["x"], "scratch": scratch}, group, "planes")
+        return
     xs = pad_input(e, p, args["x"], scratch, 0.0)
 
     def row(e: Emitter, index: list[Index], cap: dict[str, Capture]) -> None:
         n, oc, od, oh = index
         g = oc // p["OCG"]
-        yrow = cap["y"] + (((n * p["OC"] + oc) * p["OD"] + od) * p["OH"] + oh) * p["OW"]
-        # blocks of OWB output pixels accumulate in a row buffer the optimizer keeps in vectors
-        acc = Ptr(e, e.alloca(ir.ArrayType(F32, p["OWB"]), name="acc"))
-        with e.loop(p["OW"], step=p["OWB"], name="ow0") as ow0:
-            count = e.imin(p["OW"] - ow0, p["OWB"])
-            bias = cap["b"][oc] if p["HAS_BIAS"] else e.f32(0.0)
-            with e.loop(p["OWB"], name="i") as i:
-                acc[i] = bias
-            with e.nest([p["CG"], p["KD"], p["KH"], p["KW"]], ["c", "kd", "kh", "kw"]) as (c, kd, kh, kw):
-                wv = cap["w"][(((oc * p["CG"] + c) * p["KD"] + kd) * p["KH"] + kh) * p["KW"] + kw]
-                xk = cap["xs"] + ((((n * p["C"] + g * p["CG"] + c) * p["XD"] + od * p["SD"] + kd * p["DD"]) * p["XH"]
-                                   + oh * p["SH"] + kh * p["DH"]) * p["XW"]) + ow0 * p["SW"] + kw * p["DW"]
-                with e.loop(count, name="i") as i:
-                    acc[i] = e.muladd(wv, xk[i * p["SW"]], acc[i])
-            with e.loop(count, name="i") as i:
-                yrow[ow0 + i] = activation.apply(e, p["activation"], acc[i])
+        _rowwise_row(e, p, cap, cap["xs"] + (n * p["C"] + g * p["CG"]) * plane, n, oc, od, oh)
 
-    captures: dict[str, Capture] = {"xs": xs, "w": args["w"], "y": args["y"]}
-    if p["HAS_BIAS"]:
-        captures["b"] = args["b"]
     # threads over batch, output channels and output rows
-    parallel_for(e, p["THREADS"], [p["N"], p["OC"], p["OD"], p["OH"]], ["n", "oc", "od", "oh"], captures, row, "rows")
+    parallel_for(e, p["THREADS"], [p["N"], p["OC"], p["OD"], p["OH"]], ["n", "oc", "od", "oh"],
+                 {**captures, "xs": xs}, row, "rows")
 
 
 def locally_connected(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:

@@ -43,6 +43,13 @@ def parallel_for(e: Emitter, threads: int, extents: Sequence[Union[int, Index]],
     e.b.call(gomp, [outlined, data, ir.Constant(I32, threads), ir.Constant(I32, 0)])
 
 
+def thread_number(e: Emitter, threads: int) -> Index:
+    """omp_get_thread_num() inside a parallel_for body (0 with one thread: no team, no libgomp)."""
+    if threads <= 1:
+        return Index(e, ir.Constant(I64, 0))
+    return Index(e, e.b.sext(e.b.call(_declare(e.module, "omp_get_thread_num", I32, []), []), I64))
+
+
 def uses_openmp(module: ir.Module) -> bool:
     return "GOMP_parallel" in module.globals
 
