@@ -140,3 +140,17 @@ def test_rowwise_path_matches_torch(backend, x_shape, out_channels, kwargs):
     expected = getattr(TF, f"conv{ndim}d")(t64(x), t64(state["weight"]), t64(state["bias"]),
                                            **{k: v for k, v in kwargs.items() if k != "kernel_size"})
     assert_close(model(x), expected.numpy())
+
+
+def test_depthwise_planes_on_two_threads(backend):
+    """Each thread pads the planes it works on into its own buffer: a shared one would mix planes."""
+    rng = np.random.default_rng(7)
+    module = nn.Conv2d(32, 64, 3, padding=2, dilation=2, groups=32)   # 2 output channels per plane
+    x = rng.standard_normal((2, 32, 19, 23)).astype(np.float32)
+    model = _compile_conv(module, x, backend, threads=2)
+    kernel = _kernel(model)
+    assert kernel.template == "conv_rowwise" and kernel.params["PLANE_PAD"] and kernel.params["THREADS"] == 2
+    state = module.state_dict()
+    expected = TF.conv2d(t64(x), t64(state["weight"]), t64(state["bias"]), padding=2, dilation=2, groups=32)
+    for _ in range(3):
+        assert_close(model(x), expected.numpy())
