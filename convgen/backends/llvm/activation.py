@@ -104,19 +104,27 @@ def _emit_exp(e: Emitter, x: ir.Value) -> ir.Value:
     return b.fmul(p, b.bitcast(bits, F32))
 
 
+# convgen_tanhf's rational approximation (Eigen's): odd numerator, even denominator, in x^2
+TANH_CLAMP = 7.90531110763549805
+TANH_NUMERATOR = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
+                  1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03)
+TANH_DENOMINATOR = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
+
+
 def _emit_tanh(e: Emitter, x: ir.Value) -> ir.Value:
-    """convgen_tanhf: odd Taylor series below 1/4, else 1 - 2/(e^2|x| + 1), saturating past 10."""
+    """convgen_tanhf: p(x)/q(x) on [-7.905, 7.905], x itself below 4e-4, +-1 past 9.1."""
     b, f = e.b, e.f32
-    x2 = b.fmul(x, x)
-    small = f(_ratio(-1382, 155925))
-    for c in (_ratio(62, 2835), -_ratio(17, 315), _ratio(2, 15), -_ratio(1, 3)):
-        small = e.muladd(small, x2, f(c))
-    small = e.muladd(b.fmul(x, x2), small, x)
+    c = b.select(e.fcmp("<", x, f(-TANH_CLAMP)), f(-TANH_CLAMP),
+                 b.select(e.fcmp(">", x, f(TANH_CLAMP)), f(TANH_CLAMP), x))
+    x2 = b.fmul(c, c)
+    p, q = f(TANH_NUMERATOR[0]), f(TANH_DENOMINATOR[0])
+    for a in TANH_NUMERATOR[1:]:
+        p = e.muladd(p, x2, f(a))
+    for a in TANH_DENOMINATOR[1:]:
+        q = e.muladd(q, x2, f(a))
     magnitude = e.intrinsic("llvm.fabs", [x])
-    a = b.select(e.fcmp("<", magnitude, f(10.0)), magnitude, f(10.0))
-    exp = b.call(_prelude(e, "convgen_expf", _emit_exp), [b.fmul(f(2.0), a)])
-    large = e.intrinsic("llvm.copysign", [b.fsub(f(1.0), b.fdiv(f(2.0), b.fadd(exp, f(1.0)))), x])
-    return b.select(e.fcmp("<", magnitude, f(0.25)), small, b.select(e.is_nan(x), x, large))
+    t = b.select(e.fcmp("<", magnitude, f(0.0004)), x, b.fdiv(b.fmul(c, p), q))
+    return b.select(e.fcmp(">", magnitude, f(9.1)), e.intrinsic("llvm.copysign", [f(1.0), x]), t)
 
 
 def _emit_sigmoid(e: Emitter, x: ir.Value) -> ir.Value:
