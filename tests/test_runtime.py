@@ -1,11 +1,13 @@
 """Calling compiled models: argument checks, out=, save/load, threads, compiler errors, the cache."""
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +116,21 @@ def test_repeated_calls_with_the_same_arrays_see_every_change(small, rng):
     assert_close(model(strided, out=out), reference(graph, x))
 
 
+def test_a_model_is_freed_with_its_last_reference(small):
+    """No reference cycle through the fast path's closure: the library is released without a gc pass."""
+    graph, _ = small
+    model = convgen.compile(graph)
+    x = np.zeros(SHAPE, np.float32)
+    model(x, out=model(x))
+    alive = weakref.ref(model)
+    gc.disable()
+    try:
+        del model
+        assert alive() is None
+    finally:
+        gc.enable()
+
+
 def test_save_load_round_trip_with_header(small, tmp_path, rng):
     graph, model = small
     directory = model.save(tmp_path / "saved")
@@ -177,8 +194,10 @@ def test_many_python_threads_share_one_model(backend, rng, threads):
     failures = []
 
     def worker(i: int) -> None:
-        for _ in range(20):
-            if not np.allclose(model(inputs[i]), expected[i], rtol=1e-4, atol=1e-5):
+        out = np.empty(model.output_shapes[0], np.float32)   # each thread's cached buffers: its own arrays
+        for k in range(20):
+            y = model(inputs[i], out=out) if k % 2 else model(inputs[i])
+            if not np.allclose(y, expected[i], rtol=1e-4, atol=1e-5):
                 failures.append(i)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
