@@ -61,6 +61,17 @@ def _writable(root: Path) -> OSError | None:
     return None
 
 
+TEMPLATE_BYTECODE = "jinja-bytecode"
+
+
+def template_bytecode_dir() -> Path | None:
+    """Where Jinja keeps the compiled templates (Python code objects, keyed by each template's source and
+    written atomically): <default root>/jinja-bytecode, so a process compiling its first model does not
+    spend ~0.4 s turning the templates into Python again; None when that is not writable."""
+    directory = default_root() / TEMPLATE_BYTECODE
+    return directory if _writable(directory) is None else None
+
+
 def _temporary_root() -> Path:
     global _fallback
     with _fallback_lock:
@@ -175,7 +186,7 @@ def _entries(root: Path) -> list[Path]:
     if not root.is_dir():
         return []
     patterns = ("lib*-*.so", "lib*-*.so" + CHECKSUM_SUFFIX, ".lib*-*.lock", "lib*-*.so.*.tmp",
-                "lib*-*.so.sha256.*.tmp", ".build-*", ".probe-*")
+                "lib*-*.so.sha256.*.tmp", ".build-*", ".probe-*", TEMPLATE_BYTECODE)
     found = {p for pattern in patterns for p in root.glob(pattern)}
     return sorted(found)
 

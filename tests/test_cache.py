@@ -3,6 +3,8 @@ directories fail clearly or fall back, and info/clear see only convgen's files."
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -128,3 +130,18 @@ def test_cli_cache_info_and_clear(tmp_path, capsys):
     assert cli.main(["cache", "clear", "--dir", str(tmp_path)]) == 0
     assert "removed 3 file(s)" in capsys.readouterr().out      # library, checksum, lock
     assert not list(tmp_path.iterdir())
+
+
+def test_compiled_templates_are_kept_for_the_next_process(tmp_path):
+    """A fresh process loads the templates' Jinja bytecode from <default cache>/jinja-bytecode instead of
+    compiling them again, and `cache clear` removes it with the libraries."""
+    script = "from convgen.backends import c; [c.environment().get_template(n) for n in ('model.c.j2', 'conv.c.j2')]"
+    env = {**os.environ, "CONVGEN_CACHE_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True)
+    stored = sorted((tmp_path / cache.TEMPLATE_BYTECODE).glob("__jinja2_*.cache"))
+    assert len(stored) >= 2
+    stamps = [p.stat().st_mtime_ns for p in stored]
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True)
+    assert [p.stat().st_mtime_ns for p in stored] == stamps   # loaded: Jinja writes only what it compiled
+    assert cache.clear(tmp_path) >= 1
+    assert not (tmp_path / cache.TEMPLATE_BYTECODE).exists()

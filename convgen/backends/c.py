@@ -71,9 +71,11 @@ def _raise(message: str):
 
 @functools.lru_cache(maxsize=None)
 def environment() -> jinja2.Environment:
+    bytecode = cache.template_bytecode_dir()
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir())),
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                             keep_trailing_newline=True, autoescape=False)
+                             keep_trailing_newline=True, autoescape=False,
+                             bytecode_cache=jinja2.FileSystemBytecodeCache(str(bytecode)) if bytecode else None)
     env.filters.update(c_comment=_c_comment, c_float=_c_float, c_string=_c_string, product=math.prod)
     env.globals["raise"] = _raise
     return env
