@@ -281,7 +281,8 @@ def lower_pool(node: Node, ctx: LowerContext) -> KernelSpec:
              INDICES=a.return_indices, INDEX_LAYOUT=a.index_layout, THREADS=schedule.threads_for(flops, ctx.threads),
              SPAN=span, SEPARABLE=schedule.separable_pool(a.return_indices, p["KD"] * p["KH"], span),
              COL_LO=min(p["PW"], span), COL_HI=max(min(p["PW"], span), min(span, p["PW"] + p["IW"])),
-             ROWS=schedule.pool_rows(span, p["OH"]))
+             ROWS=schedule.pool_rows(span, p["OH"]),
+             VW=ctx.target.max_vector_width)  # the LLVM mirror splits its row loops at whole vectors (gcc does it itself)
     outputs = [("y", node.outputs[0])] + ([("indices", node.outputs[1])] if a.return_indices else [])
     scratch = 0 if p["SEPARABLE"] else _pad_scratch_bytes(p)  # the separable path reads the input itself
     return KernelSpec("pool", p, [("x", node.inputs[0])], outputs, scratch)

@@ -74,7 +74,8 @@ def _pool_row(e: Emitter, p: dict, index: list[Index], cap: dict[str, Capture]) 
     if indices:  # torch's starting index: the window's first tap past the left padding
         ds, hs = _first_tap(e, d0, p["DD"]), _first_tap(e, h0, p["DH"])
     row_count = _avg_row_count(e, p, d0, h0)
-    with e.loop(p["OW"], name="ow", masked_tail=True) as ow:
+
+    def pixel(ow: Index) -> None:
         xo = xwin + ow * p["SW"]
         acc = e.var(e.f32(float("-inf") if is_max else 0.0), "best" if is_max else "sum")
         if indices:
@@ -98,6 +99,8 @@ def _pool_row(e: Emitter, p: dict, index: list[Index], cap: dict[str, Capture]) 
                 irow[ow] = e.int_value(_indices(e, p, plane, Index(e, best_index.get())))
         else:
             yrow[ow] = e.b.fdiv(acc.get(), _avg_divisor(e, p, row_count, ow))
+
+    e.vector_row(p["OW"], p["VW"], pixel, name="ow")
 
 
 def _reduce(e: Emitter, p: dict, acc: ir.Value, v: ir.Value) -> ir.Value:
@@ -133,18 +136,22 @@ def _separable_rows(e: Emitter, p: dict, index: list[Index], cap: dict[str, Capt
             c[i] = fill
         with e.loop(p["SPAN"], start=p["COL_HI"], name="i") as i:
             c[i] = fill
-        with e.loop(p["COL_HI"], start=p["COL_LO"], name="i") as i:
+
+        def column(i: Index) -> None:
             acc = rows[0][i - p["PW"]]
             for row in rows[1:]:
                 acc = _reduce(e, p, acc, row[i - p["PW"]])
             c[i] = acc
+
+        e.vector_row(p["COL_HI"], p["VW"], column, start=p["COL_LO"], name="i")
     with e.loop(count, name="r") as r:
         oh = first + r
         h0 = oh * p["SH"] - p["PH"]
         c = col + r * p["SPAN"]
         yrow = cap["y"] + ((plane * p["OD"] + od) * p["OH"] + oh) * p["OW"]
         row_count = _avg_row_count(e, p, d0, h0)
-        with e.loop(p["OW"], name="ow", masked_tail=True) as ow:
+
+        def pixel(ow: Index) -> None:
             acc = e.var(c[ow * p["SW"]], "acc")
             with e.loop(p["KW"], start=1, name="kw") as kw:
                 acc.set(_reduce(e, p, acc.get(), c[ow * p["SW"] + kw * p["DW"]]))
@@ -152,6 +159,8 @@ def _separable_rows(e: Emitter, p: dict, index: list[Index], cap: dict[str, Capt
                 yrow[ow] = acc.get()
             else:
                 yrow[ow] = e.b.fdiv(acc.get(), _avg_divisor(e, p, row_count, ow, cap.get("widths")))
+
+        e.vector_row(p["OW"], p["VW"], pixel, name="ow")
 
 
 def pool(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
