@@ -173,8 +173,12 @@ def _padded_extents(p: dict) -> dict:
     return dict(PAD_COPY=True, XD=extent["D"], XH=extent["H"], XW=extent["W"])
 
 
+def _padded_plane_bytes(p: dict) -> int:
+    return p["XD"] * p["XH"] * p["XW"] * 4
+
+
 def _pad_scratch_bytes(p: dict) -> int:
-    return p["N"] * p["C"] * p["XD"] * p["XH"] * p["XW"] * 4 if p["PAD_COPY"] else 0
+    return p["N"] * p["C"] * _padded_plane_bytes(p) if p["PAD_COPY"] else 0
 
 
 def pack_conv_weights(w: np.ndarray, groups: int, blocks: int, oc_vectors: int, width: int) -> np.ndarray:
@@ -250,7 +254,7 @@ def lower_conv(node: Node, ctx: LowerContext) -> KernelSpec:
         # buffer instead of a padded copy of the whole input
         p.update(OWB=sched.row_tile, PLANE_PAD=p["PAD_COPY"] and p["CG"] == 1)
         if p["PLANE_PAD"]:
-            scratch = sched.threads * p["XD"] * p["XH"] * p["XW"] * 4
+            scratch = sched.threads * _padded_plane_bytes(p)
     return KernelSpec("conv_" + sched.path, p, [("x", node.inputs[0]), ("w", w_value),
                                                 ("b", node.inputs[2] if len(node.inputs) == 3 else None)],
                       [("y", node.output)], scratch, packed)
