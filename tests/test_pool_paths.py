@@ -59,6 +59,23 @@ def test_separable_max_pool_propagates_nan_and_inf(backend, ndim):
     np.testing.assert_array_equal(model(x), expected)  # NaNs compare equal here
 
 
+@pytest.mark.parametrize("layer, torch_fn, shape", [
+    (nn.MaxPool1d(3, 2, 1), lambda t: TF.max_pool1d(t, 3, 2, 1), (1, 2, 31)),
+    (nn.MaxPool1d(2, 1), lambda t: TF.max_pool1d(t, 2, 1), (2, 3, 40)),
+    (nn.MaxPool2d((1, 3), 1, (0, 1)), lambda t: TF.max_pool2d(t, (1, 3), 1, (0, 1)), (1, 2, 4, 33)),
+])
+def test_per_pixel_max_pool_propagates_nan_and_inf(backend, layer, torch_fn, shape):
+    """The NaN flag of the per-pixel path: a NaN wins at every tap of a window, first, middle or last."""
+    x = np.random.default_rng(len(shape)).standard_normal(shape).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[[0, 5, 6, 19, 40, flat.size - 1]] = [np.nan, np.nan, np.inf, -np.inf, np.nan, np.nan]
+    model = convgen.compile(nn.Sequential(layer).to_graph(shape), backend=backend)
+    assert not _pool_kernel(model).params["SEPARABLE"]
+    expected = torch_fn(torch.from_numpy(x)).numpy()
+    assert np.isnan(expected).any()
+    np.testing.assert_array_equal(model(x), expected)  # NaNs compare equal here
+
+
 @pytest.mark.parametrize("layer, shape", [(nn.MaxPool1d(3, 2, 1), (1, 2, 30)),
                                           (nn.MaxPool2d(3, 2, 1, return_indices=True), (1, 2, 9, 9))])
 def test_pools_without_vertical_taps_or_with_indices_take_the_per_pixel_path(backend, layer, shape):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from llvmlite import ir
 
 from ...lower import Kernel
-from .emitter import F32, I32, Emitter, Index, IntLike, Ptr
+from .emitter import F32, I1, I32, Emitter, Index, IntLike, Ptr
 from .parallel import Capture, parallel_for
 from .window import pad_input
 
@@ -19,8 +19,25 @@ def _first_tap(e: Emitter, start: IntLike, dilation: int) -> Index:
 
 
 def _wins(e: Emitter, v: ir.Value, best: ir.Value) -> ir.Value:
-    """A later tap wins only if greater, or NaN: `v > best || v != v`."""
+    """A later tap wins only if greater, or NaN: `v > best || v != v` (where an index follows the winner)."""
     return e.b.or_(e.fcmp(">", v, best), e.is_nan(v))
+
+
+class _Max:
+    """Torch's max (NaN wins) as templates/pool.c.j2's max_step and max_result: a later tap joins by a plain
+    greater-than select (x86's max) and raises a NaN flag; the result is NaN if the flag is up.  A NaN
+    first tap needs no flag: nothing compares greater than it."""
+
+    def __init__(self, e: Emitter, first: ir.Value) -> None:
+        self.e, self.best, self.nan = e, e.var(first, "best"), e.var(ir.Constant(I1, 0), "nan")
+
+    def step(self, v: ir.Value) -> None:
+        e, best = self.e, self.best.get()
+        self.best.set(e.b.select(e.fcmp(">", v, best), v, best))
+        self.nan.set(e.b.or_(self.nan.get(), e.is_nan(v)))
+
+    def result(self) -> ir.Value:
+        return self.e.b.select(self.nan.get(), self.e.f32(float("nan")), self.best.get())
 
 
 def _avg_row_count(e: Emitter, p: dict, d0: Index, h0: Index) -> ir.Value | None:
@@ -78,13 +95,16 @@ def _pool_row(e: Emitter, p: dict, index: list[Index], cap: dict[str, Capture]) 
     def pixel(ow: Index) -> None:
         xo = xwin + ow * p["SW"]
         acc = e.var(e.f32(float("-inf") if is_max else 0.0), "best" if is_max else "sum")
+        window_max = _Max(e, e.f32(float("-inf"))) if is_max and not indices else None
         if indices:
             ws = _first_tap(e, ow * p["SW"] - p["PW"], p["DW"])
             best_index = e.var(e.int_value((ds * p["IH"] + hs) * p["IW"] + ws), "best_index")
         # the window's taps: compile-time trip counts, unrolled by the optimizer
         with e.nest([p["KD"], p["KH"], p["KW"]], ["kd", "kh", "kw"]) as (kd, kh, kw):
             v = xo[(kd * (p["DD"] * p["XH"]) + kh * p["DH"]) * p["XW"] + kw * p["DW"]]
-            if is_max:
+            if window_max:
+                window_max.step(v)
+            elif is_max:
                 wins = _wins(e, v, acc.get())
                 acc.set(e.b.select(wins, v, acc.get()))
                 if indices:
@@ -93,7 +113,9 @@ def _pool_row(e: Emitter, p: dict, index: list[Index], cap: dict[str, Capture]) 
                     best_index.set(e.b.select(wins, e.int_value(at), best_index.get()))
             else:
                 acc.set(e.b.fadd(acc.get(), v))
-        if is_max:
+        if window_max:
+            yrow[ow] = window_max.result()
+        elif is_max:
             yrow[ow] = acc.get()
             if indices:
                 irow[ow] = e.int_value(_indices(e, p, plane, Index(e, best_index.get())))
@@ -103,11 +125,17 @@ def _pool_row(e: Emitter, p: dict, index: list[Index], cap: dict[str, Capture]) 
     e.vector_row(p["OW"], p["VW"], pixel, name="ow")
 
 
-def _reduce(e: Emitter, p: dict, acc: ir.Value, v: ir.Value) -> ir.Value:
-    """A later tap joins the running value: max (greater or NaN wins) or sum."""
+def _reduce_taps(e: Emitter, p: dict, taps: list[ir.Value]) -> ir.Value:
+    """The max (NaN wins) or the sum of a column's vertical taps."""
     if p["KIND"] == "max":
-        return e.b.select(_wins(e, v, acc), v, acc)
-    return e.b.fadd(acc, v)
+        window_max = _Max(e, taps[0])
+        for v in taps[1:]:
+            window_max.step(v)
+        return window_max.result()
+    total = taps[0]
+    for v in taps[1:]:
+        total = e.b.fadd(total, v)
+    return total
 
 
 def _separable_rows(e: Emitter, p: dict, index: list[Index], cap: dict[str, Capture]) -> None:
@@ -138,10 +166,7 @@ def _separable_rows(e: Emitter, p: dict, index: list[Index], cap: dict[str, Capt
             c[i] = fill
 
         def column(i: Index) -> None:
-            acc = rows[0][i - p["PW"]]
-            for row in rows[1:]:
-                acc = _reduce(e, p, acc, row[i - p["PW"]])
-            c[i] = acc
+            c[i] = _reduce_taps(e, p, [row[i - p["PW"]] for row in rows])
 
         e.vector_row(p["COL_HI"], p["VW"], column, start=p["COL_LO"], name="i")
     with e.loop(count, name="r") as r:
@@ -152,13 +177,16 @@ def _separable_rows(e: Emitter, p: dict, index: list[Index], cap: dict[str, Capt
         row_count = _avg_row_count(e, p, d0, h0)
 
         def pixel(ow: Index) -> None:
+            if p["KIND"] == "max":
+                window_max = _Max(e, c[ow * p["SW"]])
+                with e.loop(p["KW"], start=1, name="kw") as kw:
+                    window_max.step(c[ow * p["SW"] + kw * p["DW"]])
+                yrow[ow] = window_max.result()
+                return
             acc = e.var(c[ow * p["SW"]], "acc")
             with e.loop(p["KW"], start=1, name="kw") as kw:
-                acc.set(_reduce(e, p, acc.get(), c[ow * p["SW"] + kw * p["DW"]]))
-            if p["KIND"] == "max":
-                yrow[ow] = acc.get()
-            else:
-                yrow[ow] = e.b.fdiv(acc.get(), _avg_divisor(e, p, row_count, ow, cap.get("widths")))
+                acc.set(e.b.fadd(acc.get(), c[ow * p["SW"] + kw * p["DW"]]))
+            yrow[ow] = e.b.fdiv(acc.get(), _avg_divisor(e, p, row_count, ow, cap.get("widths")))
 
         e.vector_row(p["OW"], p["VW"], pixel, name="ow")
 
@@ -195,11 +223,10 @@ def global_pool(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> No
     with e.loop(p["N"] * p["C"], name="plane") as plane:
         xp = x + plane * p["SIZE"]
         if p["KIND"] == "max":
-            best = e.var(e.f32(float("-inf")), "best")
+            window_max = _Max(e, e.f32(float("-inf")))
             with e.loop(p["SIZE"], name="i") as i:
-                v = xp[i]
-                best.set(e.b.select(_wins(e, v, best.get()), v, best.get()))
-            y[plane] = best.get()
+                window_max.step(xp[i])
+            y[plane] = window_max.result()
         else:  # LANES partial sums in a vector, then the lanes in order, then the rest
             lanes, whole = p["LANES"], p["SIZE"] // p["LANES"] * p["LANES"]
             part = e.var(e.zeros(lanes), "part")
