@@ -238,7 +238,10 @@ def lower_conv(node: Node, ctx: LowerContext) -> KernelSpec:
         p.update(OCB=blocks, BLOCKS_INNER=sched.blocks_inner, PACK_AT_RUNTIME=not ctx.is_constant(w_value),
                  WPACK_OFFSET=align(scratch) // 4)
         if sched.path == "direct":
-            p.update(VW=sched.vector_width, OCV=sched.oc_vectors, RW=sched.row_tile)
+            out_floats = p["OC"] * p["OD"] * p["OH"] * p["OW"]
+            p.update(VW=sched.vector_width, OCV=sched.oc_vectors, RW=sched.row_tile,
+                     ACTIVATION_AFTER=schedule.activation_after_layer(out_floats, p["OW"], ctx.target.max_vector_width,
+                                                                      sched.threads))
         else:
             full = p["OW"] // (sched.row_tile * sched.vector_width)
             per_chunk = schedule.tiles_per_chunk(full, sched.row_tile * sched.vector_width)

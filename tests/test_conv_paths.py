@@ -116,6 +116,26 @@ def test_direct_path_either_block_order(backend, weight_bytes, monkeypatch):
     assert_close(model(x), expected.numpy())
 
 
+@pytest.mark.parametrize("width, threads, after", [(13, 1, True), (2 * host().max_vector_width, 1, False),
+                                                   (13, 2, False)])
+@pytest.mark.parametrize("activation, torch_activation", [(nn.Tanh(), torch.tanh), (nn.ReLU(), torch.relu),
+                                                          (nn.Sigmoid(), torch.sigmoid)])
+def test_direct_path_activation_over_rows_or_the_whole_output(backend, width, threads, after, activation,
+                                                               torch_activation):
+    """The fused activation over each finished row, or over the whole output in one pass (a small output on
+    one thread whose rows end short of a vector): the same values."""
+    rng = np.random.default_rng(width + threads)
+    x = rng.standard_normal((2, 64, 7, width + 2)).astype(np.float32)
+    module = nn.Sequential(nn.Conv2d(64, 16, 3), activation)
+    model = _compile_conv(module, x, backend, threads=threads)
+    kernel = _kernel(model)
+    assert kernel.template == "conv_direct" and kernel.params["THREADS"] == threads
+    assert kernel.params["ACTIVATION_AFTER"] == after and kernel.params["activation"] is not None
+    state = module[0].state_dict()
+    expected = torch_activation(TF.conv2d(t64(x), t64(state["weight"]), t64(state["bias"])))
+    assert_close(model(x), expected.numpy())
+
+
 ROWWISE_CASES = [
     # (x shape, out channels, kwargs): few output channels per group take the rowwise path, whose
     # row blocks are all full (a constant trip count) or end with a partial one (rows over 256 pixels)

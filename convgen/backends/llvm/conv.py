@@ -125,7 +125,7 @@ def conv_direct(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> No
             ow = full * p["RW"]
             e.b.call(tiles[tail], [(xrow + ow * p["SW"]).value, wt.value, bt.value, (yrow + ow).value,
                                    e.int_value(oc_valid)])
-        if p["activation"] is not None:  # over the finished row of each channel: contiguous, vectorized
+        if p["activation"] is not None and not p["ACTIVATION_AFTER"]:  # over each channel's finished row
             with e.loop(oc_valid, name="t") as t:
                 yp = yrow + t * (p["OD"] * p["OH"] * p["OW"])
                 with e.loop(p["OW"], name="i") as i:
@@ -142,6 +142,10 @@ def conv_direct(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> No
         named = dict(zip(names, index))
         row(e, [named[i] for i in ("n", "g", "ob", "od", "oh")], cap)
     parallel_for(e, p["THREADS"], [extents[i] for i in names], names, captures, reordered, "rows")
+    if p["activation"] is not None and p["ACTIVATION_AFTER"]:  # over the whole output, in one pass
+        y = args["y"]
+        with e.loop(p["N"] * p["OC"] * p["OD"] * p["OH"] * p["OW"], name="i") as i:
+            y[i] = activation.apply(e, p["activation"], y[i])
 
 
 def _rowwise_row(e: Emitter, p: dict, cap: dict[str, Capture], xg: Ptr, n: Index, oc: Index, od: Index,
