@@ -216,7 +216,7 @@ def conv_geometry(node: Node, ctx: LowerContext) -> tuple[dict, schedule.ConvSch
     sched = schedule.conv_schedule(oc // g, p["OW"], ops.get("conv").flops(a, [x, w_type], node.types),
                                    ctx.target, ctx.threads, stride_w=p["SW"],
                                    one_row=pointwise or p["OD"] * p["OH"] == 1,
-                                   weight_bytes=w_type.nbytes)
+                                   weight_bytes=w_type.nbytes, kernel_w=p["KW"])
     return p, sched
 
 

@@ -82,8 +82,28 @@ def row_block(out_width: int) -> int:
     return min(out_width, 256)
 
 
+# Independent accumulator chains that keep every FMA unit busy: 2 units x 4 cycles of latency (Zen 3 and 4,
+# Intel since Skylake).  A tile with fewer accumulators waits on its chains: it costs as much as one with 8.
+FMA_CHAINS = 8
+
+
+def _row_tile(out_width: int, oc_vectors: int, max_rows: int, wide_rows: int) -> int:
+    """Pixels per register tile along a row: balanced tiles of max_rows (or up to wide_rows, where that
+    leaves a smaller remainder), whichever takes the fewest FMA issue slots per row, a tile with fewer than
+    FMA_CHAINS accumulators counting FMA_CHAINS; ties go to the narrower tile.  14-pixel rows take 5 + 5 + 4
+    rather than 4 + 4 + 4 + 2 (Zen 3, 1 thread, C / LLVM us: 3x3 256x14x14 3273 / 3552 -> 3091 / 3100,
+    3x3 stride 2 128x28x28 -> 256: 1620 / 1790 -> 1522 / 1556)."""
+    def slots(rows: int) -> int:
+        tile = math.ceil(out_width / math.ceil(out_width / rows))  # balanced: the remainder tile is small
+        full, tail = divmod(out_width, tile)
+        return full * max(tile * oc_vectors, FMA_CHAINS) + (max(tail * oc_vectors, FMA_CHAINS) if tail else 0)
+    best = min(range(max_rows, max(max_rows, wide_rows) + 1), key=slots)
+    return math.ceil(out_width / math.ceil(out_width / best))
+
+
 def conv_schedule(out_channels_per_group: int, out_width: int, flops: int, target: Target, threads: int, *,
-                  stride_w: int = 1, one_row: bool = False, weight_bytes: int = 0) -> ConvSchedule:
+                  stride_w: int = 1, one_row: bool = False, weight_bytes: int = 0,
+                  kernel_w: int = 1) -> ConvSchedule:
     """The cost model: rowwise below 4 output channels per group; pixels when the output is one long row
     of consecutive pixels (1-D, or a 1x1 stride-1 plane flattened: vector loads of input, contiguous
     stores, no lane scatter; measured 1.1-1.4x faster there, slower on 2-D 3x3 rows); else direct."""
@@ -98,9 +118,12 @@ def conv_schedule(out_channels_per_group: int, out_width: int, flops: int, targe
     # short rows leave accumulators idle: spend them on more channel vectors (1-pixel rows: LeNet's C5
     # 1.9 -> 1.4 us with 8 independent FMA chains instead of 2)
     oc_vectors = max(oc_vectors, min(math.ceil(ocg / width), accumulator_budget(target) // out_width))
-    max_rows = max(1, accumulator_budget(target) // oc_vectors)
-    tiles = math.ceil(out_width / max_rows)
-    row_tile = math.ceil(out_width / tiles)  # balance the tiles so the remainder tile is small
+    budget = accumulator_budget(target)
+    max_rows = max(1, budget // oc_vectors)
+    # a quarter more accumulators where that shortens the remainder tile; not under kernels wider than 3,
+    # whose overlapping broadcasts LLVM keeps live across the columns (LeNet-5 C3, 5x5, 2 x 5 tile: 10 -> 17 us)
+    wide_rows = max(1, (budget + budget // 4) // oc_vectors) if kernel_w <= 3 else max_rows
+    row_tile = _row_tile(out_width, oc_vectors, max_rows, wide_rows)
     return ConvSchedule("direct", width, oc_vectors, row_tile, threads_for(flops, threads), inner)
 
 

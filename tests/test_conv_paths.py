@@ -15,7 +15,7 @@ import torch.nn.functional as TF
 import convgen
 import convgen.functional as F
 from convgen import nn, schedule
-from convgen.target import host
+from convgen.target import Target, host
 
 from conftest import assert_close, t64
 
@@ -134,6 +134,33 @@ def test_direct_path_activation_over_rows_or_the_whole_output(backend, width, th
     state = module[0].state_dict()
     expected = torch_activation(TF.conv2d(t64(x), t64(state["weight"]), t64(state["bias"])))
     assert_close(model(x), expected.numpy())
+
+
+AVX2 = Target("avx2", vector_bytes=32, vector_registers=16, features=("avx2", "fma"), cores=1)
+
+
+@pytest.mark.parametrize("ocg, out_width, kernel_w, row_tile", [
+    (256, 14, 3, 5),   # 5 + 5 + 4 pixels x 2 vectors, not 4 + 4 + 4 + 2 (a tile of 4 accumulators)
+    (64, 56, 3, 4),    # fourteen tiles of 4: a wider tile would leave a remainder of 1
+    (64, 224, 3, 4),   # a tie (45 tiles of 5 cost as many issue slots as 56 of 4): the narrower
+    (512, 7, 3, 4),    # 4 + 3 either way
+    (16, 10, 5, 4),    # a 5x5 kernel keeps the budget (LLVM spills the overlapping broadcasts)
+])
+def test_direct_row_tile_shortens_the_remainder_tile(ocg, out_width, kernel_w, row_tile):
+    sched = schedule.conv_schedule(ocg, out_width, 10**9, AVX2, 1, kernel_w=kernel_w)
+    assert (sched.path, sched.oc_vectors, sched.row_tile) == ("direct", 2, row_tile)
+
+
+def test_direct_path_wide_row_tile_matches_torch(backend):
+    """The wider tile (5 pixels x 2 vectors on AVX2) and its remainder tile, against torch."""
+    x = np.random.default_rng(14).standard_normal((1, 20, 14, 14)).astype(np.float32)
+    module = nn.Conv2d(20, 17, 3, padding=1)
+    model = _compile_conv(module, x, backend)
+    params = _kernel(model).params
+    expected_tile = schedule.conv_schedule(17, 14, 10**9, host(), 1, kernel_w=3).row_tile
+    assert params["RW"] == expected_tile and (host().vector_registers > 16 or params["RW"] == 5)
+    state = module.state_dict()
+    assert_close(model(x), TF.conv2d(t64(x), t64(state["weight"]), t64(state["bias"]), padding=1).numpy())
 
 
 ROWWISE_CASES = [
