@@ -60,9 +60,10 @@ def data_layout() -> str:
     return str(target_machine().target_data)
 
 
-# LLVM's O3 pipeline (with the vectorizers and unrolling on).  O2 compiles in about half the time (LeNet-5
-# cold 1.4-1.5 -> 0.8-0.9 s) and runs most kernels as fast, but not all: it leaves a dilated 3x3
-# convolution's kernel-row loop rolled (256x28x28 d2, Zen 3: 12.8 -> 19.7 ms)
+# LLVM's O3 pipeline (with the vectorizers and unrolling on).  O2 compiled in about half the time (LeNet-5
+# cold 1.4-1.5 -> 0.8-0.9 s, when the kernels were still inlined) and runs most kernels as fast, but not all:
+# it leaves a dilated 3x3 convolution's kernel-row loop rolled (256x28x28 d2, Zen 3: 12.8 -> 19.7 ms); with
+# that loop marked for full unrolling, O2 took as long as O3.
 SPEED_LEVEL = 3
 
 
