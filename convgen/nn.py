@@ -347,9 +347,9 @@ class _ConvNd(Module):
             raise ShapeError(f"{label}: channels must be >= 1, got in={in_channels}, out={out_channels}")
         shapes.check_groups(label, self.in_channels, self.out_channels, self.groups)
         fan_in = self.in_channels // self.groups * math.prod(self.kernel_size)
-        self.register_parameter("weight", _uniform(type(self).__name__,
+        self.register_parameter("weight", _uniform(label,
             (self.out_channels, self.in_channels // self.groups) + self.kernel_size, fan_in))
-        self.register_parameter("bias", _uniform(type(self).__name__, (self.out_channels,), fan_in) if bias else None)
+        self.register_parameter("bias", _uniform(label, (self.out_channels,), fan_in) if bias else None)
 
     def forward(self, x: Tensor) -> Tensor:
         name = self.layer_name(x.tracer)
@@ -413,9 +413,9 @@ class _ConvTransposeNd(Module):
         shapes.check_groups(label, self.in_channels, self.out_channels, self.groups)
         shapes.check_output_padding(label, self.output_padding, self.stride, self.dilation)
         fan_in = self.out_channels // self.groups * math.prod(self.kernel_size)  # torch: weight.size(1) * kernel
-        self.register_parameter("weight", _uniform(type(self).__name__,
+        self.register_parameter("weight", _uniform(label,
             (self.in_channels, self.out_channels // self.groups) + self.kernel_size, fan_in))
-        self.register_parameter("bias", _uniform(type(self).__name__, (self.out_channels,), fan_in) if bias else None)
+        self.register_parameter("bias", _uniform(label, (self.out_channels,), fan_in) if bias else None)
 
     def __call__(self, x: Tensor, output_size: Sequence[int] | None = None):
         if not isinstance(x, Tensor):
@@ -475,9 +475,9 @@ class _LocallyConnectedNd(Module):
         out_spatial = shapes.window_output_shape(label, self.input_size, self.kernel_size, self.stride,
                                                  self.pads, ones)
         fan_in = self.in_channels * math.prod(self.kernel_size)
-        self.register_parameter("weight", _uniform(type(self).__name__,
+        self.register_parameter("weight", _uniform(label,
             out_spatial + (self.out_channels, self.in_channels) + self.kernel_size, fan_in))
-        self.register_parameter("bias", _uniform(type(self).__name__, (self.out_channels,) + out_spatial, fan_in) if bias else None)
+        self.register_parameter("bias", _uniform(label, (self.out_channels,) + out_spatial, fan_in) if bias else None)
 
     def forward(self, x: Tensor) -> Tensor:
         name = self.layer_name(x.tracer)
@@ -1075,7 +1075,7 @@ class PReLU(Module):
     def __init__(self, num_parameters: int = 1, init: float = 0.25) -> None:
         super().__init__()
         self.num_parameters = _int(num_parameters)
-        self.register_parameter("weight", np.full(_parameter_shape("PReLU", (self.num_parameters,)), init, np.float32))
+        self.register_parameter("weight", np.full(_parameter_shape(type(self).__name__, (self.num_parameters,)), init, np.float32))
 
     def forward(self, x: Tensor) -> Tensor:
         return prelu(x, self.param("weight"), name=self.layer_name(x.tracer))

@@ -94,8 +94,8 @@ def _pool_row(e: Emitter, p: dict, index: list[Index], cap: dict[str, Capture]) 
 
     def pixel(ow: Index) -> None:
         xo = xwin + ow * p["SW"]
-        acc = e.var(e.f32(float("-inf") if is_max else 0.0), "best" if is_max else "sum")
         window_max = _Max(e, e.f32(float("-inf"))) if is_max and not indices else None
+        acc = None if window_max else e.var(e.f32(float("-inf") if is_max else 0.0), "best" if is_max else "sum")
         if indices:
             ws = _first_tap(e, ow * p["SW"] - p["PW"], p["DW"])
             best_index = e.var(e.int_value((ds * p["IH"] + hs) * p["IW"] + ws), "best_index")
