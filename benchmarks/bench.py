@@ -233,8 +233,40 @@ def convgen_runner(layer: Layer, data: dict, threads: int, report: dict, backend
     start = time.perf_counter()
     model = convgen.compile(graph, backend=backend, threads=threads, tune=tune)
     report["compile_warm_s"] = time.perf_counter() - start
+    report["algorithm"] = algorithms(model)
     x, out = data["x"], np.empty(model.output_shapes[0], np.float32)
     return (lambda: model(x, out=out)), (lambda: out)
+
+
+# What each kernel's template says of the algorithm it runs (a template not named here is shown by its name).
+ALGORITHMS = {"conv_direct": "direct", "conv_pixels": "pixels", "conv_rowwise": "rowwise", "conv_gemm": "1x1-GEMM"}
+
+
+def algorithm(kernel) -> str:
+    """e.g. "direct 1x7px 4x16ch" (rows x pixels of the tile, channel vectors x lanes), "winograd F(4,3)"."""
+    p, name = kernel.params, kernel.template
+    label = ALGORITHMS.get(name, name.removeprefix("conv_"))
+    if "winograd" in name:   # the output tile's size, under whichever name its template gives it
+        m = next((p[key] for key in ("WINOGRAD_M", "M", "MT", "TILE_M") if key in p), "m")
+        return f"winograd F({m},3)"
+    if name == "conv_direct":
+        return f"{label} {p.get('RH', 1)}x{p['RW']}px {p['OCV']}x{p['VW']}ch"
+    if name == "conv_pixels":
+        return f"{label} {p['MR']}ch {p['NV']}x{p['VW']}px"
+    return label
+
+
+def algorithms(model) -> str:
+    """The algorithm of every convolution kernel of a compiled model (its lowered kernels): one layer's,
+    or for a network how many layers ran each ('direct x12, pixels x5')."""
+    kernels = [k for k in model._lowered.kernels if k.op in ("conv", "conv_transpose")]
+    if len(kernels) <= 1:
+        return algorithm(kernels[0]) if kernels else "-"
+    counts: dict[str, int] = {}
+    for k in kernels:
+        label = algorithm(k).split(" ")[0]
+        counts[label] = counts.get(label, 0) + 1
+    return ", ".join(f"{label} x{count}" for label, count in counts.items())
 
 
 def torch_runner(layer: Layer, data: dict, threads: int, report: dict):
@@ -568,7 +600,7 @@ def derive(layer: Layer, row: dict, peak: float) -> None:
 
 
 TABLE_HEADER = (f"{'layer':<28s} {'framework':<12s} {'time us':>10s} {'noise':>6s} {'GFLOP/s':>8s} {'%peak':>6s} "
-                f"{'GB/s':>6s} {'max err':>9s} {'vs best':>8s} {'compile cold/warm':>18s}")
+                f"{'GB/s':>6s} {'max err':>9s} {'vs best':>8s} {'compile cold/warm':>18s}  algorithm")
 
 
 def format_report(framework: str, r: dict) -> str:
@@ -581,7 +613,7 @@ def format_report(framework: str, r: dict) -> str:
     compile_ = (f"{r['compile_cold_s'] * 1e3:7.0f} / {r['compile_warm_s'] * 1e3:4.1f} ms"
                 if "compile_cold_s" in r else "")
     return (f"{framework:<12s} {r['time_s'] * 1e6:10.1f} {r['noise_pct']:5.0f}% {r['gflops']:8.1f} "
-            f"{r['pct_peak']:5.1f}% {gbps} {err:>8s}{flag} {ratio} {compile_:>18s}").rstrip()
+            f"{r['pct_peak']:5.1f}% {gbps} {err:>8s}{flag} {ratio} {compile_:>18s}  {r.get('algorithm', '')}").rstrip()
 
 
 def print_table(threads: int, layers: list[Layer], results: dict, frameworks: list[str], peak: dict) -> None:
@@ -603,7 +635,8 @@ LEGEND = """\
   convgen writes into a preallocated out=, onnxruntime into a bound preallocated output (io_binding);
   torch allocates its output on every call (F.conv*d has no out=).
   max err: max |y - ref| / max |ref| against torch's output ('!': above 1e-3).
-  vs best: convgen time / the fastest peer's (< 1: convgen faster).  GB/s (input + output bytes): pools, depthwise."""
+  vs best: convgen time / the fastest peer's (< 1: convgen faster).  GB/s (input + output bytes): pools, depthwise.
+  algorithm: convgen's kernel (direct RHxRWpx OCVxVWch: register tile rows x pixels x channel vectors x lanes)."""
 
 
 def print_summary(layers: list[Layer], results: dict, frameworks: list[str]) -> None:
@@ -675,8 +708,11 @@ def host_info() -> dict:
     cc = subprocess.run([os.environ.get("CC", "cc"), "--version"], capture_output=True, text=True).stdout
     model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                  platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
+    from convgen.target import host
+    target = host()
     return {"cpu": model, "cpus": os.cpu_count(), "cc": cc.splitlines()[0] if cc else "?",
-            "python": platform.python_version(), "numpy": np.__version__}
+            "isa": target.isa, "fma_units": target.fma_units, "l1d_kib": target.l1d_bytes // 1024,
+            "l2_kib": target.l2_bytes // 1024, "python": platform.python_version(), "numpy": np.__version__}
 
 
 def parse_args() -> argparse.Namespace:
@@ -727,9 +763,15 @@ def main() -> None:
     layers = [l for name, l in ENTRIES.items() if name in names]
     load = check_load()
     per_core, by_width = peak_per_core()
-    print(f"FP32 FMA peak, 1 thread: {per_core:.0f} GFLOP/s ("
-          + ", ".join(f"{8 * w}-bit vectors {g:.0f}" for w, g in by_width.items()) + ")")
-    everything = {"host": {**host_info(), "load_average_at_start": load}, "tuned": args.tune,
+    info = host_info()
+    print(f"CPU: {info['cpu']}; ISA: {info['isa']}; L1d {info['l1d_kib']} KiB, L2 {info['l2_kib']} KiB per core")
+    widest = max(by_width)
+    print(f"FP32 FMA peak, 1 thread, measured by an FMA-throughput probe (generated kernel, {PEAK_CHAINS} chains): "
+          f"{per_core:.0f} GFLOP/s ("
+          + ", ".join(f"{8 * w}-bit vectors {g:.0f}" for w, g in by_width.items())
+          + f"); the widest unit's {by_width[widest]:.0f} = {widest // 4} lanes x {info['fma_units']} FMA units x 2"
+          f" x {by_width[widest] / (widest // 4 * info['fma_units'] * 2):.2f} GHz")
+    everything = {"host": {**info, "load_average_at_start": load}, "tuned": args.tune,
                   "peak_gflops_per_core": per_core, "peak_by_vector_bits": {8 * w: g for w, g in by_width.items()},
                   "versions": {}, "tolerance": TOLERANCE,
                   "layers": [{**entry_facts(l), "spec": describe(l), "flops": flops(l), "bytes": traffic_bytes(l)}

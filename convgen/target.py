@@ -1,4 +1,4 @@
-"""What the host CPU offers the schedule: SIMD width, register count, core count."""
+"""What the host CPU offers the schedule: SIMD width, register count, FMA units, cache sizes, core count."""
 from __future__ import annotations
 
 import functools
@@ -14,11 +14,29 @@ class Target:
     vector_registers: int  # architectural SIMD registers
     features: tuple[str, ...]
     cores: int
+    # Vector FMA pipes and their latency in cycles: 2 x 4 on every x86 core since Skylake (Intel's
+    # AVX-512 Xeons: two 512-bit pipes) and Zen; the CPU does not report them, so they are defaults.
+    fma_units: int = 2
+    fma_latency: int = 4
+    l1d_bytes: int = 32 * 1024    # per core (sysfs, where it tells)
+    l2_bytes: int = 1024 * 1024   # per core
 
     @property
     def max_vector_width(self) -> int:
         """float32 lanes in the widest register."""
         return self.vector_bytes // 4
+
+    @property
+    def fma_chains(self) -> int:
+        """Independent accumulator chains that keep every FMA pipe busy: units x latency."""
+        return self.fma_units * self.fma_latency
+
+    @property
+    def isa(self) -> str:
+        """e.g. 'AVX-512 (32 x 512-bit registers)'."""
+        kind = ("AVX-512" if "avx512f" in self.features else "AVX2+FMA" if "avx2" in self.features
+                else "NEON" if "asimd" in self.features else "SSE")
+        return f"{kind} ({self.vector_registers} x {8 * self.vector_bytes}-bit registers)"
 
 
 def _cpu_flags() -> tuple[str, tuple[str, ...]]:
@@ -38,14 +56,40 @@ def _cpu_flags() -> tuple[str, tuple[str, ...]]:
     return model, flags
 
 
+def _cache_sizes() -> dict[str, int]:
+    """{"l1d_bytes": ..., "l2_bytes": ...} of cpu0 from sysfs; empty where it does not tell."""
+    found = {}
+    root = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        entries = os.listdir(root)
+    except OSError:
+        return found
+    for entry in entries:
+        try:
+            def read(name: str) -> str:
+                with open(os.path.join(root, entry, name)) as f:
+                    return f.read().strip()
+            level, kind, size = read("level"), read("type"), read("size")
+        except OSError:
+            continue
+        units = {"K": 1024, "M": 1024 * 1024}
+        nbytes = int(size[:-1]) * units[size[-1]] if size[-1:] in units else int(size) if size.isdigit() else 0
+        if level == "1" and kind == "Data" and nbytes:
+            found["l1d_bytes"] = nbytes
+        elif level == "2" and kind in ("Unified", "Data") and nbytes:
+            found["l2_bytes"] = nbytes
+    return found
+
+
 @functools.lru_cache(maxsize=None)
 def host() -> Target:
     model, flags = _cpu_flags()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    caches = _cache_sizes()
     if "avx512f" in flags:
-        return Target(model, 64, 32, flags, cores)
+        return Target(model, 64, 32, flags, cores, **caches)
     if "avx2" in flags and "fma" in flags:
-        return Target(model, 32, 16, flags, cores)
+        return Target(model, 32, 16, flags, cores, **caches)
     if platform.machine() in ("aarch64", "arm64"):
-        return Target(model, 16, 32, flags, cores)
-    return Target(model, 16, 16, flags, cores)
+        return Target(model, 16, 32, flags, cores, **caches)
+    return Target(model, 16, 16, flags, cores, **caches)
