@@ -137,7 +137,7 @@ def _build_options(parser: argparse.ArgumentParser, tune: bool = False, threads:
     parser.add_argument("--backend", choices=["c", "llvm"], default="c",
                         help="code generator: C templates + the system C compiler, or llvmlite (default: c)")
     parser.add_argument("--threads", type=int, default=threads, metavar="N",
-                        help=f"threads per call (default: {threads or 'all cores'})")
+                        help=f"threads per call (default: {threads or 'OMP_NUM_THREADS, else the cores this process may use'})")
     if tune:
         parser.add_argument("--tune", action="store_true",
                             help="measure candidate schedules per layer and keep the fastest (slower compile)")

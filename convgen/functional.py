@@ -23,8 +23,9 @@ Beyond torch: `padding` also takes per-side (begin, end) pairs, and "same" works
 at any stride (ONNX SAME_UPPER: the odd pad at the end).  Arguments that are not
 arrays of real numbers raise TypeError; a wrong rank, or shapes no layer could
 have, raise ShapeError / ValueError naming the op, the axis and the numbers.
-The keyword-only `backend` ("c" or "llvm") and `threads` (None: all cores)
-choose how the kernel is built.  The examples below assume `np` and `F`.
+The keyword-only `backend` ("c" or "llvm") and `threads` (None: OMP_NUM_THREADS
+when set, else the cores this process may run on; see convgen.threads) choose how
+the kernel is built.  The examples below assume `np` and `F`.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from . import ops, shapes
 from .ir import Graph, Node, TensorType
 from .ops.lp_pool import check_norm
 from .runtime import CompiledModel, compile as compile_graph
+from .threads import resolve_threads
 
 _kernels: dict[tuple, CompiledModel] = {}
 _kernels_lock = threading.Lock()
@@ -51,6 +53,7 @@ def _array(value, what: str) -> np.ndarray:
 
 def _kernel(op: str, attrs: Any, arrays: list[np.ndarray], names: list[str], backend: str,
             threads: int | None) -> CompiledModel:
+    threads = resolve_threads(threads)   # the resolved count: OMP_NUM_THREADS may change between calls
     key = (op, attrs, tuple(a.shape for a in arrays), backend, threads)
     with _kernels_lock:
         model = _kernels.get(key)

@@ -48,18 +48,11 @@ from .batch import check_batch_axis, rebatch
 from .errors import ConvgenError
 from .ir import Graph
 from .target import host
+from .threads import resolve_threads
 from .tune import tune_graph
 
 _ffi_lock = threading.Lock()
 _FLOAT32 = np.dtype(np.float32)
-
-
-def _resolve_threads(threads: int | None) -> int:
-    if threads is None:
-        return host().cores
-    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
-    return threads
 
 
 def compile(graph: Graph, backend: str = "c", threads: int | None = None,  # noqa: A001 (public API name)
@@ -75,6 +68,9 @@ def compile(graph: Graph, backend: str = "c", threads: int | None = None,  # noq
     tune=True measures candidate schedules of every convolution on this machine (a progress bar on a
     terminal) and builds with the fastest; winners are cached per layer signature and CPU on disk
     (<cache>/tuning.json), so later compiles of the same layers cost nothing extra.
+
+    threads: the kernels' OpenMP team size, fixed at compile time; None takes OMP_NUM_THREADS when it
+    is set, else the cores this process may run on (affinity, cgroup CPU quota): convgen.threads.
 
     Raises TypeError for anything but a Graph, ValueError for an unknown backend or a bad `threads`,
     CompileError when the C compiler or LLVM fails (ToolchainError when neither is usable), and
@@ -95,7 +91,7 @@ def compile(graph: Graph, backend: str = "c", threads: int | None = None,  # noq
         raise TypeError(f"convgen.compile takes a convgen.Graph, got {type(graph).__name__}; "
                         "build one with module.to_graph(shape) or convgen.from_onnx(path)")
     build = backends.get(backend)
-    resolved_threads = _resolve_threads(threads)
+    resolved_threads = resolve_threads(threads)
     if batch is None:
         check_batch_axis(graph)
         graph = rebatch(graph, 1)

@@ -6,6 +6,8 @@ import os
 import platform
 from dataclasses import dataclass
 
+from .threads import available_cores
+
 
 @dataclass(frozen=True)
 class Target:
@@ -84,7 +86,7 @@ def _cache_sizes() -> dict[str, int]:
 @functools.lru_cache(maxsize=None)
 def host() -> Target:
     model, flags = _cpu_flags()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = available_cores()
     caches = _cache_sizes()
     if "avx512f" in flags:
         return Target(model, 64, 32, flags, cores, **caches)

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import convgen.functional as F
 from convgen import ops, schedule, shapes
 from convgen.target import host
+from convgen.threads import resolve_threads
 
 from conftest import assert_close, capped_settings as _settings, t64, torch_pad
 
@@ -30,7 +31,8 @@ def compiled_model(op: str, arrays, backend: str, threads=None, where=lambda att
     """The CompiledModel convgen.functional built for `op` on `backend` for arguments shaped like `arrays`."""
     arg_shapes = tuple(np.shape(a) for a in arrays)
     matches = [m for (key_op, attrs, key_shapes, key_backend, key_threads), m in F._kernels.items()
-               if key_op == op and key_shapes == arg_shapes and key_backend == backend and key_threads == threads
+               if key_op == op and key_shapes == arg_shapes and key_backend == backend
+               and key_threads == resolve_threads(threads)
                and where(attrs)]
     assert len(matches) == 1, f"{len(matches)} compiled {op} kernels for argument shapes {arg_shapes}"
     return matches[0]

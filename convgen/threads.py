@@ -1,0 +1,112 @@
+"""How many threads a model gets: the one place `threads=None` is resolved.
+
+An explicit `threads=` wins.  Otherwise OMP_NUM_THREADS, when set, as OpenMP parses it (the first
+value of a comma-separated list, surrounding blanks allowed, a positive int), read at every
+compile and every `convgen.functional` call, so setting it between calls takes effect.  Otherwise
+the cores this process may run on: its CPU affinity, capped by the cgroup CPU quota (v2 cpu.max,
+v1 cpu.cfs_quota_us / cpu.cfs_period_us) rounded up, at least 1.
+
+An invalid OMP_NUM_THREADS (empty, 0, negative, not a number) is ignored with a RuntimeWarning, as
+torch and libgomp do, and the cores are used.  A value above the cores is taken as it is
+(oversubscription is the user's call, as with any OpenMP program).
+"""
+from __future__ import annotations
+
+import functools
+import math
+import os
+import re
+import warnings
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_CGROUP = Path("/proc/self/cgroup")
+
+_OMP_VALUE = re.compile(r"\s*\+?(\d+)\s*(?:,.*)?", re.DOTALL)
+
+
+def resolve_threads(threads: int | None) -> int:
+    """`threads` if given (a positive int, else ValueError), else OMP_NUM_THREADS, else available_cores()."""
+    if threads is not None:
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+        return threads
+    requested = omp_num_threads(os.environ.get("OMP_NUM_THREADS"))
+    return requested if requested is not None else _cores()
+
+
+@functools.lru_cache(maxsize=64)   # one parse (and one warning) per distinct value
+def omp_num_threads(value: str | None) -> int | None:
+    """The thread count an OMP_NUM_THREADS value asks for, or None (unset, or invalid: warned)."""
+    if value is None:
+        return None
+    match = _OMP_VALUE.fullmatch(value)
+    if match is None or int(match.group(1)) < 1:
+        warnings.warn(f"convgen: ignoring invalid OMP_NUM_THREADS={value!r} (expected a positive int); "
+                      f"using the {_cores()} core(s) this process may run on", RuntimeWarning, stacklevel=3)
+        return None
+    return int(match.group(1))
+
+
+def available_cores(cgroup_root: str | os.PathLike = CGROUP_ROOT,
+                    proc_cgroup: str | os.PathLike = PROC_CGROUP) -> int:
+    """CPUs in this process's affinity mask, capped by its cgroup CPU quota rounded up; at least 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = cgroup_cpu_quota(cgroup_root, proc_cgroup)
+    if quota is not None:
+        cores = min(cores, math.ceil(quota))
+    return max(1, cores)
+
+
+# The cores are read once per process (as OpenMP and torch do) and again in a forked child, whose
+# affinity a pool may have set; OMP_NUM_THREADS is read at every call (it is cheap).
+_cores = functools.lru_cache(maxsize=1)(available_cores)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_cores.cache_clear)
+
+
+def cgroup_cpu_quota(cgroup_root: str | os.PathLike = CGROUP_ROOT,
+                     proc_cgroup: str | os.PathLike = PROC_CGROUP) -> float | None:
+    """The CPUs (quota / period) the tightest CPU quota on this process's cgroup path allows, or None
+    (no quota, or no cgroup file system).  Quotas nest: every ancestor's counts, so the path is
+    walked up to the mount's root (inside a container that root is the container's own cgroup)."""
+    root = Path(cgroup_root)
+    try:
+        lines = Path(proc_cgroup).read_text().splitlines()
+    except OSError:
+        lines = []
+    limits = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2) if line.count(":") >= 2 else ("", "", "")
+        if controllers == "":          # cgroup v2: 0::/path, cpu.max in the unified tree
+            limits += [_v2_limit(d) for d in _ancestors(root, path)]
+        elif "cpu" in controllers.split(","):   # cgroup v1: the cpu controller's own hierarchy
+            for mount in (root / controllers, root / "cpu", root / "cpu,cpuacct"):
+                limits += [_v1_limit(d) for d in _ancestors(mount, path)]
+    found = [limit for limit in limits if limit is not None]
+    return min(found) if found else None
+
+
+def _ancestors(mount: Path, path: str) -> list[Path]:
+    """mount/path, its parents, and mount itself (the cgroup path may be the host's, not the namespace's)."""
+    parts = [p for p in path.strip().split("/") if p and p != ".."]
+    return [mount.joinpath(*parts[:n]) for n in range(len(parts), -1, -1)]
+
+
+def _v2_limit(directory: Path) -> float | None:
+    """cpu.max is "<quota> <period>" in microseconds, or "max <period>" for no limit."""
+    try:
+        quota, period = (directory / "cpu.max").read_text().split()[:2]
+        return int(quota) / int(period) if quota != "max" and int(period) > 0 and int(quota) > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def _v1_limit(directory: Path) -> float | None:
+    """cpu.cfs_quota_us is -1 for no limit."""
+    try:
+        quota = int((directory / "cpu.cfs_quota_us").read_text())
+        period = int((directory / "cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
