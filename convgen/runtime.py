@@ -274,6 +274,8 @@ class CompiledModel:
         self.output_shapes = tuple(tuple(o["shape"]) for o in self.signature["outputs"])
         self._output_dtypes = tuple(np.dtype(o["dtype"]) for o in self.signature["outputs"])
         self._output_ctypes = tuple("int64_t[]" if d == np.int64 else "float[]" for d in self._output_dtypes)
+        # every input's and output's C type, looked up once (from_buffer parses a type name each call)
+        self._array_ctypes = tuple(self._ffi.typeof(t) for t in ("float[]",) * len(self.input_shapes) + self._output_ctypes)
         self.workspace_bytes = int(self.signature["workspace_bytes"])  # per call; per sample if batch is None
         self.weights_bytes = int(self.signature["weights_bytes"])
         self._weights = self._find_weights()
@@ -408,15 +410,19 @@ class CompiledModel:
 
     def _exact_buffers(self, args: tuple, outs: tuple) -> tuple:
         """The cffi buffers of checked exact arrays, reusing this thread's last ones for the very same
-        array objects (held there, so their ids are unique)."""
+        array objects (held there, so their ids are unique), each on its own: fresh outputs for the
+        same inputs wrap only the outputs."""
         arrays = args + outs
         ids = tuple(map(id, arrays))
         last = getattr(self._local, "buffers", None)
         if last is not None and last[0] == ids:
             return last[2]
-        from_buffer = self._ffi.from_buffer
-        buffers = tuple([from_buffer("float[]", a) for a in args] +
-                        [from_buffer(c_type, o) for c_type, o in zip(self._output_ctypes, outs)])
+        from_buffer, ctypes = self._ffi.from_buffer, self._array_ctypes
+        if last is None:
+            buffers = tuple(map(from_buffer, ctypes, arrays))
+        else:
+            buffers = tuple([old if i == old_id else from_buffer(c_type, a)
+                             for i, old_id, old, c_type, a in zip(ids, last[0], last[2], ctypes, arrays)])
         self._local.buffers = (ids, arrays, buffers)
         return buffers
 
@@ -474,7 +480,11 @@ class CompiledModel:
         run, weights, batch, local, ffi = self._run, self._weights, self.batch, self._local, self._ffi
         workspace_bytes, exact_workspace = self.workspace_bytes, self._exact_workspace
         in_shape, out_shape, out_dtype = self.input_shapes[0], self.output_shapes[0], self._output_dtypes[0]
-        out_ctype, from_buffer, ndarray, f32 = self._output_ctypes[0], self._ffi.from_buffer, np.ndarray, _FLOAT32
+        from_buffer, ndarray, f32, empty = self._ffi.from_buffer, np.ndarray, _FLOAT32, np.empty
+        # C types looked up once (from_buffer("float[]", a) parses the name every call); no workspace
+        # call when the model needs none.
+        in_ctype, out_ctype = ffi.typeof("float[]"), ffi.typeof(self._output_ctypes[0])
+        no_workspace = ffi.NULL if workspace_bytes == 0 or exact_workspace else None
         prefix = self.prefix   # not self: the model holds this closure, and no cycle keeps it alive
 
         def call(x, out):
@@ -484,18 +494,21 @@ class CompiledModel:
             if not (flags.c_contiguous and flags.aligned):
                 return None
             if out is None:
-                y = np.empty(out_shape, out_dtype)
+                y = empty(out_shape, out_dtype)
             elif type(out) is ndarray and out.dtype is out_dtype and out.shape == out_shape and out.flags.carray:
                 y = out
             else:
                 return None
-            last = getattr(local, "single", None)   # this thread's last arrays (held: ids stay unique)
-            if last is not None and last[0] is x and last[1] is y:
-                x_buffer, y_buffer = last[2], last[3]
-            else:
-                x_buffer, y_buffer = from_buffer("float[]", x), from_buffer(out_ctype, y)
-                local.single = (x, y, x_buffer, y_buffer)
-            status = run(weights, batch, x_buffer, y_buffer, _thread_workspace(ffi, local, workspace_bytes, exact_workspace))
+            # The buffers of this thread's last arrays, reused for the very same objects (held, so
+            # their ids stay unique): a fresh output with the same input wraps only the output.
+            last = getattr(local, "single", None)
+            if last is None or last[0] is not x or last[1] is not y:
+                x_buffer = last[2] if last is not None and last[0] is x else from_buffer(in_ctype, x)
+                y_buffer = last[3] if last is not None and last[1] is y else from_buffer(out_ctype, y)
+                last = local.single = (x, y, x_buffer, y_buffer)
+            workspace = no_workspace if no_workspace is not None else _thread_workspace(
+                ffi, local, workspace_bytes, exact_workspace)
+            status = run(weights, batch, last[2], last[3], workspace)
             if status != 0:
                 _raise_status(prefix, status)
             return y
