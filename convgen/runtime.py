@@ -233,6 +233,14 @@ class SharedLibrary:
     def write(self, destination: Path) -> None:
         shutil.copyfile(self.path, destination)
 
+    def close(self, ffi: cffi.FFI) -> None:
+        """dlclose the library.  cffi's library object and its FFI refer to each other, so left to
+        themselves they wait for a cyclic gc pass, and the .so stayed mapped that long (5 of 20 freed
+        models' libraries still mapped in a compile loop).  Called when the model is collected."""
+        if self._lib is not None:
+            lib, self._lib = self._lib, None
+            ffi.dlclose(lib)
+
 
 class CompiledModel:
     """A compiled graph: call it with arrays, get arrays back (what convgen.compile and convgen.load return).
@@ -287,6 +295,11 @@ class CompiledModel:
         # AddressSanitizer sees a write past its end (our slack of 64 bytes would hide it).
         self._exact_workspace = sanitizing()
         self._single = self._single_array_call()
+        # Unmap the library when the model goes (nothing else holds its functions), but not at exit,
+        # when other threads may still be running.
+        close = getattr(self._library, "close", None)
+        if close is not None:
+            weakref.finalize(self, close, self._ffi).atexit = False
 
     # -- pickling ---------------------------------------------------------------------
     def __reduce__(self):

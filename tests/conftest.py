@@ -5,7 +5,10 @@ fixture so each new backend runs the whole suite.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,3 +105,13 @@ def one_layer_graph(op: str, attrs, arrays, constant):
             values.append(tracer.input(array.shape, f"x{i}"))
             runtime.append(array)
     return nn.graph(tracer.emit(op, op, attrs, values), name=op), runtime
+
+
+def load_program(relative_path: str, module_name: str):
+    """A program of the repository outside the package (e.g. benchmarks/bench.py), imported for its functions."""
+    path = Path(__file__).resolve().parent.parent / relative_path
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, module)
+    spec.loader.exec_module(module)
+    return module

@@ -1,25 +1,18 @@
 """What the schedule knows of the CPU (convgen/target.py), and the benchmark's per-layer algorithm labels."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import convgen
 from convgen import nn
 from convgen.target import Target, _cache_sizes, host
+
+from conftest import load_program
 
 AVX2 = Target("avx2", vector_bytes=32, vector_registers=16, features=("avx2", "fma"), cores=1)
 AVX512 = Target("avx512", vector_bytes=64, vector_registers=32, features=("avx2", "avx512f", "fma"), cores=1)
 
 
 def _bench():
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
-    spec = importlib.util.spec_from_file_location("bench_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
+    return load_program("benchmarks/bench.py", "bench_under_test")
 
 
 def test_isa_names_the_register_file():
