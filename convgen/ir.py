@@ -13,9 +13,10 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from . import dtypes
 from .errors import ConvgenError, DTypeError, ShapeError
 
-DTYPES = ("float32", "int64")
+DTYPES = dtypes.NAMES
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class TensorType:
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
         if self.dtype not in DTYPES:
-            raise ConvgenError(f"unsupported dtype {self.dtype!r}; convgen computes in {DTYPES}")
+            raise ConvgenError(f"unsupported dtype {self.dtype!r}; convgen's element types are {DTYPES}")
 
     @property
     def size(self) -> int:
@@ -38,7 +39,7 @@ class TensorType:
 
     @property
     def nbytes(self) -> int:
-        return self.size * np.dtype(self.dtype).itemsize
+        return self.size * dtypes.get(self.dtype).itemsize
 
     def __str__(self) -> str:
         return f"{self.dtype}{list(self.shape)}"

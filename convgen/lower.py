@@ -533,7 +533,7 @@ def _resolve_aliases(graph: Graph, specs: dict[str, KernelSpec | None]) -> dict[
 
 def _place(graph: Graph, order: list[Node], specs: dict[str, KernelSpec], root) -> Placement:
     """Graph inputs and outputs are the caller's pointers; intermediates and scratch share the arena."""
-    buffers = {name: Buffer("input", i) for i, (name, _) in enumerate(graph.inputs)}
+    buffers = {name: Buffer("input", i, t.dtype) for i, (name, t) in enumerate(graph.inputs)}
     produced = {v for n in order for v in n.outputs}
     copies = []
     for j, value in enumerate(graph.outputs):
@@ -701,3 +701,6 @@ def lower_global_lp_pool(node: Node, ctx: LowerContext) -> KernelSpec:
     return KernelSpec("global_lp_pool", dict(N=x.shape[0], C=x.shape[1], SIZE=math.prod(x.shape[2:]),
                                              P=float(node.attrs.p), MAX_ABS=math.isinf(node.attrs.p)),
                       [("x", node.inputs[0])], [("y", node.output)])
+
+
+from . import lower_cast  # noqa: E402,F401  (registers the conversions' lowerings)

@@ -1,7 +1,9 @@
 """Compile graphs and run the libraries from Python through cffi.
 
-Calls are zero-copy for aligned C-contiguous float32 arrays of the right shape.
-The conversion rule for everything else:
+Calls are zero-copy for aligned C-contiguous arrays of the declared element type and shape
+(float32, unless the graph declares an input of another type: convgen/dtypes.py; such an input
+takes exactly its type, any other dtype is a TypeError naming it).
+The conversion rule for everything else (float32 inputs):
   - other real dtypes (float64, float16, big-endian, signed and unsigned ints) are cast to
     float32 (as numpy's astype: large integers round, out-of-range values become inf);
   - non-contiguous, Fortran-order, negatively strided or misaligned arrays are copied;
@@ -42,9 +44,10 @@ from typing import Protocol, Sequence
 import cffi
 import numpy as np
 
-from . import backends, lower, passes, progress
+from . import backends, dtypes, lower, passes, progress
 from .backends.c import environment, sanitizing, weights_checksum
 from .batch import check_batch_axis, rebatch
+from .dtypes import raw
 from .errors import ConvgenError
 from .ir import Graph
 from .target import host
@@ -280,10 +283,12 @@ class CompiledModel:
         self.input_shapes = tuple(tuple(i["shape"]) for i in self.signature["inputs"])
         self.output_names = tuple(o["name"] for o in self.signature["outputs"])
         self.output_shapes = tuple(tuple(o["shape"]) for o in self.signature["outputs"])
-        self._output_dtypes = tuple(np.dtype(o["dtype"]) for o in self.signature["outputs"])
-        self._output_ctypes = tuple("int64_t[]" if d == np.int64 else "float[]" for d in self._output_dtypes)
+        self._input_dtypes = tuple(dtypes.numpy_dtype(i.get("dtype", "float32")) for i in self.signature["inputs"])
+        self._input_ctypes = tuple(dtypes.get(i.get("dtype", "float32")).c_type + "[]" for i in self.signature["inputs"])
+        self._output_dtypes = tuple(dtypes.numpy_dtype(o["dtype"]) for o in self.signature["outputs"])
+        self._output_ctypes = tuple(dtypes.get(o["dtype"]).c_type + "[]" for o in self.signature["outputs"])
         # every input's and output's C type, looked up once (from_buffer parses a type name each call)
-        self._array_ctypes = tuple(self._ffi.typeof(t) for t in ("float[]",) * len(self.input_shapes) + self._output_ctypes)
+        self._array_ctypes = tuple(self._ffi.typeof(t) for t in self._input_ctypes + self._output_ctypes)
         self.workspace_bytes = int(self.signature["workspace_bytes"])  # per call; per sample if batch is None
         self.weights_bytes = int(self.signature["weights_bytes"])
         self._weights = self._find_weights()
@@ -353,13 +358,17 @@ class CompiledModel:
         return shape if self.batch is not None else (batch, *shape[1:])
 
     def _as_input(self, index: int, value) -> np.ndarray:
-        name, shape = self.input_names[index], self.input_shapes[index]
+        name, shape, dtype = self.input_names[index], self.input_shapes[index], self._input_dtypes[index]
         if type(value) is not np.ndarray:
             try:
                 value = np.asarray(value)
             except ValueError as e:  # ragged nested lists
                 raise ValueError(f"input {name!r}: not an array of shape {shape}: {e}") from None
-        if value.dtype != np.float32:
+        if dtype != _FLOAT32:
+            if value.dtype != dtype:   # an input of another element type is taken as it is, never converted
+                raise TypeError(f"input {name!r}: expected a {dtype} array (the model declares it {dtype}), "
+                                f"got dtype {value.dtype}")
+        elif value.dtype != np.float32:
             if value.dtype.kind not in "fiu":
                 raise TypeError(f"input {name!r}: expected a float32 array (real numbers are converted), "
                                 f"got dtype {value.dtype}")
@@ -405,8 +414,8 @@ class CompiledModel:
         holds then too."""
         if len(args) != len(self.input_shapes):
             return False
-        for a, shape in zip(args, self.input_shapes):
-            if type(a) is not np.ndarray or a.dtype is not _FLOAT32 or a.shape != shape:
+        for a, shape, dtype in zip(args, self.input_shapes, self._input_dtypes):
+            if type(a) is not np.ndarray or a.dtype is not dtype or a.shape != shape:
                 return False
             flags = a.flags
             if not (flags.c_contiguous and flags.aligned):
@@ -432,9 +441,9 @@ class CompiledModel:
             return last[2]
         from_buffer, ctypes = self._ffi.from_buffer, self._array_ctypes
         if last is None:
-            buffers = tuple(map(from_buffer, ctypes, arrays))
+            buffers = tuple([from_buffer(c_type, raw(a)) for c_type, a in zip(ctypes, arrays)])
         else:
-            buffers = tuple([old if i == old_id else from_buffer(c_type, a)
+            buffers = tuple([old if i == old_id else from_buffer(c_type, raw(a))
                              for i, old_id, old, c_type, a in zip(ids, last[0], last[2], ctypes, arrays)])
         self._local.buffers = (ids, arrays, buffers)
         return buffers
@@ -475,8 +484,8 @@ class CompiledModel:
             outs = (self._check_out(out, batch) if out is not None
                     else [np.empty(self._shape_at(s, batch), d) for s, d in zip(self.output_shapes, self._output_dtypes)])
             from_buffer = self._ffi.from_buffer
-            buffers = [from_buffer("float[]", a) for a in arrays] + [
-                from_buffer(c_type, o) for c_type, o in zip(self._output_ctypes, outs)]
+            buffers = [from_buffer(c_type, raw(a)) for c_type, a in zip(self._input_ctypes, arrays)] + [
+                from_buffer(c_type, raw(o)) for c_type, o in zip(self._output_ctypes, outs)]
         status = self._run(self._weights, batch, *buffers, self._workspace(batch))
         if status != 0:
             _raise_status(self.prefix, status)
@@ -493,10 +502,10 @@ class CompiledModel:
         run, weights, batch, local, ffi = self._run, self._weights, self.batch, self._local, self._ffi
         workspace_bytes, exact_workspace = self.workspace_bytes, self._exact_workspace
         in_shape, out_shape, out_dtype = self.input_shapes[0], self.output_shapes[0], self._output_dtypes[0]
-        from_buffer, ndarray, f32, empty = self._ffi.from_buffer, np.ndarray, _FLOAT32, np.empty
+        from_buffer, ndarray, f32, empty = self._ffi.from_buffer, np.ndarray, self._input_dtypes[0], np.empty
         # C types looked up once (from_buffer("float[]", a) parses the name every call); no workspace
         # call when the model needs none.
-        in_ctype, out_ctype = ffi.typeof("float[]"), ffi.typeof(self._output_ctypes[0])
+        in_ctype, out_ctype = ffi.typeof(self._input_ctypes[0]), ffi.typeof(self._output_ctypes[0])
         no_workspace = ffi.NULL if workspace_bytes == 0 or exact_workspace else None
         prefix = self.prefix   # not self: the model holds this closure, and no cycle keeps it alive
 
@@ -516,8 +525,8 @@ class CompiledModel:
             # their ids stay unique): a fresh output with the same input wraps only the output.
             last = getattr(local, "single", None)
             if last is None or last[0] is not x or last[1] is not y:
-                x_buffer = last[2] if last is not None and last[0] is x else from_buffer(in_ctype, x)
-                y_buffer = last[3] if last is not None and last[1] is y else from_buffer(out_ctype, y)
+                x_buffer = last[2] if last is not None and last[0] is x else from_buffer(in_ctype, raw(x))
+                y_buffer = last[3] if last is not None and last[1] is y else from_buffer(out_ctype, raw(y))
                 last = local.single = (x, y, x_buffer, y_buffer)
             workspace = no_workspace if no_workspace is not None else _thread_workspace(
                 ffi, local, workspace_bytes, exact_workspace)

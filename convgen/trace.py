@@ -148,11 +148,11 @@ class Tracer:
             if name not in self._names:
                 return name
 
-    def input(self, shape: Sequence[int], name: str) -> Tensor:
+    def input(self, shape: Sequence[int], name: str, dtype: str = "float32") -> Tensor:
         if not shape or any(int(d) < 1 for d in shape):
             raise ShapeError(f"input {name!r}: every dimension must be >= 1, got {tuple(shape)}")
         name = self.unique(name)
-        t = TensorType(tuple(shape))
+        t = TensorType(tuple(shape), dtype)
         self.inputs.append((name, t))
         return Tensor(self, name, t)
 

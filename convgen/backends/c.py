@@ -16,7 +16,7 @@ import jinja2
 import numpy as np
 
 from .. import __version__
-from .. import cache
+from .. import cache, dtypes
 from ..errors import CompileError, UnsupportedError
 from ..lower import LoweredModel
 from ..target import host
@@ -76,7 +76,8 @@ def environment() -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True, autoescape=False,
                              bytecode_cache=jinja2.FileSystemBytecodeCache(str(bytecode)) if bytecode else None)
-    env.filters.update(c_comment=_c_comment, c_float=_c_float, c_string=_c_string, product=math.prod)
+    env.filters.update(c_comment=_c_comment, c_float=_c_float, c_string=_c_string, product=math.prod,
+                       c_type=lambda name: dtypes.get(name).c_type, itemsize=lambda name: dtypes.get(name).itemsize)
     env.globals["raise"] = _raise
     return env
 

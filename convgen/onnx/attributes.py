@@ -5,7 +5,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConvgenError, UnsupportedError
+from .. import dtypes
+from ..errors import ConvgenError, DTypeError, UnsupportedError
 from .loader import onnx_module
 
 
@@ -20,7 +21,7 @@ def to_array(tensor, where: str) -> np.ndarray:
     except Exception as error:
         raise ConvgenError(f"{where}: tensor {tensor.name!r} cannot be read "
                            f"(dims {list(tensor.dims)}: {type(error).__name__}: {error})") from None
-    if array.dtype == object or array.dtype.kind not in "fiub":
+    if array.dtype == object or (array.dtype.kind not in "fiub" and array.dtype.name != "bfloat16"):
         raise UnsupportedError(f"{where}: tensor {tensor.name!r} has element type {array.dtype}; "
                                "convgen reads numbers only")
     return array
@@ -58,6 +59,15 @@ def numpy_dtype(onnx_type: int, where: str) -> np.dtype:
         dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(onnx_type))
     except Exception:
         raise UnsupportedError(f"{where}: element type {onnx_type} has no numpy equivalent") from None
-    if dtype.kind not in "fiub":
+    if dtype.kind not in "fiub" and dtype.name != "bfloat16":
         raise UnsupportedError(f"{where}: element type {dtype} is not a number type")
     return dtype
+
+
+def element_type(onnx_type: int, where: str) -> str:
+    """convgen's name for an ONNX element type a run-time value may have (convgen/dtypes.py)."""
+    name = dtypes.name_of(numpy_dtype(onnx_type, where))
+    if name is None:
+        raise DTypeError(f"{where} has element type {numpy_dtype(onnx_type, where)}; convgen's run-time values are "
+                         f"{list(dtypes.NAMES)}")
+    return name

@@ -10,10 +10,18 @@ from typing import Any, Union
 
 import numpy as np
 
+from .. import dtypes
 from ..errors import ConvgenError, UnsupportedError
+from ..ops.cast import CastAttrs
 from ..trace import Tensor, Tracer, identifier
 
 Value = Union[Tensor, np.ndarray]
+
+# Op types that read integer values of up to 16 bits exactly when they compute in float32 (the value
+# is only moved, compared or clipped); other ops refuse integer inputs rather than round or not wrap.
+INTEGER_EXACT = {"MaxPool", "GlobalMaxPool", "Relu", "Clip", "Concat", "Transpose", "Reshape", "Flatten",
+                 "Squeeze", "Unsqueeze", "Identity", "Pad", "Max", "Min", "Resize", "Upsample", "DepthToSpace",
+                 "SpaceToDepth", "Split", "Slice", "Gather", "Expand", "Tile", "Where"}
 
 
 def c_name(name) -> str:
@@ -59,6 +67,8 @@ class NodeView:
     attrs: dict[str, Any]
     input_names: list[str]
     output_names: list[str]
+    computed_from: str | None = None
+    """The element type of the inputs cast to float32 for the op (its float outputs are cast back)."""
 
     @property
     def label(self) -> str:
@@ -76,11 +86,27 @@ class NodeView:
         """Input i for tracer.emit: a run-time Tensor, or the name of a float graph constant."""
         value = self.input(i)
         if isinstance(value, Tensor):
-            return value
-        if value.dtype.kind != "f":
+            return self.as_float32(value, i)
+        if value.dtype.kind != "f" and value.dtype.name != "bfloat16":
             raise UnsupportedError(f"{self.label}: input {i} ({self.input_names[i]!r}) has element type "
                                    f"{value.dtype}; convgen computes in float32")
-        return self.ctx.constant(self.input_names[i], value)
+        return self.ctx.constant(self.input_names[i], value.astype(np.float32))
+
+    def as_float32(self, value: Tensor, i: int) -> Tensor:
+        """A run-time input as the float32 the layers compute in: other types are cast, where that is exact
+        enough (16-bit and 64-bit floats always, and small integers where INTEGER_EXACT says)."""
+        dtype = value.type.dtype
+        if dtype == "float32":
+            return value
+        if dtypes.get(dtype).kind in ("int", "uint") and (dtypes.get(dtype).itemsize > 2
+                                                           or self.op_type not in INTEGER_EXACT):
+            raise UnsupportedError(f"{self.label}: input {i} ({self.input_names[i]!r}) has element type {dtype}; "
+                                   f"convgen computes {self.op_type} in float32, which holds integers exactly only "
+                                   "for 8- and 16-bit values in data movement, max and clipping ops")
+        if self.computed_from not in (None, dtype):
+            raise UnsupportedError(f"{self.label}: inputs of element types {self.computed_from} and {dtype}")
+        self.computed_from = dtype
+        return self.ctx.tracer.emit(self.name + f"_in{i}_float32", "cast", CastAttrs("float32"), [value], kind="Cast")
 
     def const(self, i: int, what: str) -> np.ndarray:
         """Input i, which convgen needs at import time (shapes, axes, pads, clip bounds...)."""

@@ -106,14 +106,6 @@ def _concat(node: NodeView) -> list:
     return [node.emit("concat", ops.ConcatAttrs(int(node.attr("axis"))), operands)]
 
 
-@converter("Cast")
-def _cast(node: NodeView) -> list:
-    from .attributes import numpy_dtype
-    if numpy_dtype(node.attr("to"), node.label) != np.float32:
-        raise node.unsupported("a cast of a run-time value to a type other than float32")
-    return [data(node)]
-
-
 # -- values known at import ---------------------------------------------------------------------
 
 @converter("Constant")

@@ -30,7 +30,7 @@ def data(node: NodeView, i: int = 0) -> Tensor:
     if not isinstance(value, Tensor):
         raise node.unsupported(f"input {i} ({node.input_names[i]!r}) is a constant and the op cannot be "
                                "evaluated at import time; convgen expects it computed at run time")
-    return value
+    return node.as_float32(value, i)
 
 
-from . import convert_pointwise, convert_tensors, convert_windows  # noqa: E402,F401  (registration)
+from . import convert_pointwise, convert_tensors, convert_types, convert_windows  # noqa: E402,F401  (registration)

@@ -13,7 +13,6 @@ import numpy as np
 
 from .. import shapes
 from ..errors import ConvgenError, ModelFormatError, ShapeError
-from .attributes import numpy_dtype
 from .context import NodeView, registrar
 
 Arrays = Sequence[np.ndarray | None]
@@ -140,11 +139,6 @@ def _constant_of_shape(node: NodeView, arrays: Arrays) -> list[np.ndarray]:
     value = node.attr("value")
     fill = np.zeros(1, np.float32) if value is None else np.asarray(value).reshape(-1)
     return [np.full(shape, fill[0], dtype=fill.dtype)]
-
-
-@folder("Cast")
-def _cast(node: NodeView, arrays: Arrays) -> list[np.ndarray]:
-    return [arrays[0].astype(numpy_dtype(node.attr("to"), node.label))]
 
 
 @folder("Range")

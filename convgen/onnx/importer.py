@@ -5,10 +5,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ConvgenError, DTypeError, ModelFormatError, ShapeError, UnsupportedError
+from .. import ops
+from ..errors import ConvgenError, ModelFormatError, ShapeError, UnsupportedError
 from ..ir import Graph
 from ..trace import Tensor
-from .attributes import node_attributes, numpy_dtype, to_array
+from .attributes import element_type, node_attributes, to_array
 from .context import Context, NodeView, c_name
 from .converters import CONVERTERS
 from .folding import FOLDERS
@@ -101,13 +102,12 @@ def _read_inputs(ctx: Context, graph, overrides: dict) -> None:
         if value_info.name in ctx.values:
             continue  # an initializer listed as an input (IR < 4): a constant with a default
         where = f"graph input {value_info.name!r}"
-        dtype = numpy_dtype(value_info.type.tensor_type.elem_type, where)
-        if dtype != np.float32:
-            raise DTypeError(f"{where} has element type {dtype}; convgen's run-time inputs are float32")
+        dtype = element_type(value_info.type.tensor_type.elem_type, where)
         shape = _input_shape(value_info, overrides.get(value_info.name))
         if not shape:
             raise ShapeError(f"{where} is a scalar; convgen's run-time inputs have rank >= 1")
-        ctx.values[value_info.name] = ctx.tracer.input(shape, c_name(value_info.name))
+        ctx.values[value_info.name] = ctx.tracer.input(shape, c_name(value_info.name), dtype)
+
 
 
 def _view(ctx: Context, node) -> NodeView:
@@ -137,9 +137,18 @@ def _convert_node(ctx: Context, node, view: NodeView) -> None:
                                f"here {[v for v in node.input if isinstance(ctx.values.get(v), Tensor)]} "
                                "are computed at run time")
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    if view.computed_from is not None:  # computed in float32 from another type: the type ONNX gives it
+        outputs = [_cast_back(view, v, j) for j, v in enumerate(outputs)]
     for name, value in zip(node.output, outputs):
         if name and value is not None:
             ctx.values[name] = value if isinstance(value, Tensor) else np.asarray(value)
+
+
+def _cast_back(view: NodeView, value, j: int):
+    if not isinstance(value, Tensor) or value.type.dtype != "float32":
+        return value
+    return view.ctx.tracer.emit(f"{view.name}_out{j}_{view.computed_from}", "cast", ops.CastAttrs(view.computed_from),
+                                [value], kind="Cast")
 
 
 def _guarded(view: NodeView, fn, *args):
@@ -152,6 +161,17 @@ def _guarded(view: NodeView, fn, *args):
         raise ConvgenError(f"{view.label}: malformed node ({type(error).__name__}: {error})") from error
 
 
+def _declared(ctx: Context, value_info, value: Tensor) -> Tensor:
+    """A graph output in the element type the model declares for it (none declared: as computed)."""
+    declared = value_info.type.tensor_type.elem_type if value_info.type.HasField("tensor_type") else 0
+    if not declared:
+        return value
+    dtype = element_type(declared, f"graph output {value_info.name!r}")
+    if dtype == value.type.dtype:
+        return value
+    return ctx.tracer.emit(c_name(f"{value_info.name}_as_{dtype}"), "cast", ops.CastAttrs(dtype), [value], kind="Cast")
+
+
 def _finish(ctx: Context, graph) -> Graph:
     tracer = ctx.tracer
     outputs = []
@@ -160,7 +180,7 @@ def _finish(ctx: Context, graph) -> Graph:
             raise ConvgenError(f"graph output {value_info.name!r} is not computed by any node")
         value = ctx.values[value_info.name]
         if isinstance(value, Tensor):
-            outputs.append(value.value)
+            outputs.append(_declared(ctx, value_info, value).value)
             continue
         if value.dtype != np.float32 or value.ndim == 0:
             kind = "scalar" if value.ndim == 0 else "tensor"

@@ -13,9 +13,12 @@ from llvmlite import ir
 
 I1 = ir.IntType(1)
 I8 = ir.IntType(8)
+I16 = ir.IntType(16)
 I32 = ir.IntType(32)
 I64 = ir.IntType(64)
 F32 = ir.FloatType()
+F64 = ir.DoubleType()
+HALF = ir.HalfType()
 PTR = ir.PointerType()
 VOID = ir.VoidType()
 
@@ -69,7 +72,10 @@ class Ptr:
 
     @property
     def align(self) -> int:
-        return 8 if self.etype == I64 else 4
+        """The element's natural alignment (its size)."""
+        if isinstance(self.etype, ir.IntType):
+            return self.etype.width // 8
+        return 8 if self.etype == F64 else 2 if self.etype == HALF else 4
 
     def __add__(self, offset: IntLike) -> "Ptr":
         if isinstance(offset, int) and offset == 0:

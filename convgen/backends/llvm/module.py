@@ -14,8 +14,9 @@ from llvmlite import ir
 from ... import __version__
 from ...lower import Buffer, Kernel, LoweredModel
 from ..c import signature
-from . import conv, conv_transpose, dense, elementwise, lp_pool, pad, pool, strided
-from .emitter import F32, I8, I32, I64, PTR, Emitter, Index, Ptr, Var
+from . import conv, conv_transpose, convert, dense, elementwise, lp_pool, pad, pool, strided
+from .convert import element_type
+from .emitter import I8, I32, I64, PTR, Emitter, Index, Ptr, Var
 
 Family = Callable[[Emitter, Kernel, dict[str, Ptr], Ptr], None]
 FAMILIES: dict[str, Family] = {
@@ -26,6 +27,7 @@ FAMILIES: dict[str, Family] = {
     "activation": elementwise.activation, "batch_norm": elementwise.batch_norm, "lrn": elementwise.lrn,
     "strided": strided.strided, "pad": pad.pad,
     "linear": dense.linear, "softmax": dense.softmax, "concat": dense.concat,
+    "cast": convert.cast, "quantize": convert.quantize, "dequantize": convert.dequantize,
 }
 
 
@@ -70,7 +72,7 @@ def _kernel_function(module: ir.Module, k: Kernel, fma: bool, dynamic_batch: boo
     e = Emitter(fn, fma)
     if dynamic_batch:
         k = dataclasses.replace(k, params={**k.params, "N": Index(e, fn.args[-1])})
-    args = {a.name: Ptr(e, arg, I64 if a.buffer.dtype == "int64" else F32) for a, arg in zip(k.args, fn.args)}
+    args = {a.name: Ptr(e, arg, element_type(a.buffer.dtype)) for a, arg in zip(k.args, fn.args)}
     FAMILIES[k.template](e, k, args, Ptr(e, fn.args[-2]))
     e.ret()
     return fn
