@@ -47,7 +47,7 @@ import numpy as np
 from . import backends, dtypes, lower, passes, progress
 from .backends.c import environment, sanitizing, weights_checksum
 from .batch import check_batch_axis, rebatch
-from .dtypes import raw
+from .dtypes import raw as raw_buffer
 from .errors import ConvgenError
 from .ir import Graph
 from .target import host
@@ -441,9 +441,9 @@ class CompiledModel:
             return last[2]
         from_buffer, ctypes = self._ffi.from_buffer, self._array_ctypes
         if last is None:
-            buffers = tuple([from_buffer(c_type, raw(a)) for c_type, a in zip(ctypes, arrays)])
+            buffers = tuple([from_buffer(c_type, raw_buffer(a)) for c_type, a in zip(ctypes, arrays)])
         else:
-            buffers = tuple([old if i == old_id else from_buffer(c_type, raw(a))
+            buffers = tuple([old if i == old_id else from_buffer(c_type, raw_buffer(a))
                              for i, old_id, old, c_type, a in zip(ids, last[0], last[2], ctypes, arrays)])
         self._local.buffers = (ids, arrays, buffers)
         return buffers
@@ -484,8 +484,8 @@ class CompiledModel:
             outs = (self._check_out(out, batch) if out is not None
                     else [np.empty(self._shape_at(s, batch), d) for s, d in zip(self.output_shapes, self._output_dtypes)])
             from_buffer = self._ffi.from_buffer
-            buffers = [from_buffer(c_type, raw(a)) for c_type, a in zip(self._input_ctypes, arrays)] + [
-                from_buffer(c_type, raw(o)) for c_type, o in zip(self._output_ctypes, outs)]
+            buffers = [from_buffer(c_type, raw_buffer(a)) for c_type, a in zip(self._input_ctypes, arrays)] + [
+                from_buffer(c_type, raw_buffer(o)) for c_type, o in zip(self._output_ctypes, outs)]
         status = self._run(self._weights, batch, *buffers, self._workspace(batch))
         if status != 0:
             _raise_status(self.prefix, status)
@@ -525,8 +525,8 @@ class CompiledModel:
             # their ids stay unique): a fresh output with the same input wraps only the output.
             last = getattr(local, "single", None)
             if last is None or last[0] is not x or last[1] is not y:
-                x_buffer = last[2] if last is not None and last[0] is x else from_buffer(in_ctype, raw(x))
-                y_buffer = last[3] if last is not None and last[1] is y else from_buffer(out_ctype, raw(y))
+                x_buffer = last[2] if last is not None and last[0] is x else from_buffer(in_ctype, raw_buffer(x))
+                y_buffer = last[3] if last is not None and last[1] is y else from_buffer(out_ctype, raw_buffer(y))
                 last = local.single = (x, y, x_buffer, y_buffer)
             workspace = no_workspace if no_workspace is not None else _thread_workspace(
                 ffi, local, workspace_bytes, exact_workspace)
