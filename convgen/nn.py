@@ -1105,3 +1105,17 @@ class Dropout(Identity):
 
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__()
+
+
+# Layer families in modules of their own, reached as nn.<name> (they import this module, so they
+# load on first use rather than from here).
+_FAMILIES = {"convgen.nn_activations"}
+
+
+def __getattr__(name: str):
+    import importlib
+    for family in sorted(_FAMILIES):
+        module = importlib.import_module(family)
+        if name in module.__all__:
+            return getattr(module, name)
+    raise AttributeError(f"module 'convgen.nn' has no attribute {name!r}")

@@ -70,6 +70,17 @@ class Tensor:
     def __rtruediv__(self, other) -> "Tensor":
         return self._arithmetic("div", other, reflected=True)
 
+    def __pow__(self, other) -> "Tensor":
+        if isinstance(other, (int, float)):  # one number: the pow activation
+            return self._unary("pow", float(other))
+        return self._arithmetic("pow", other)
+
+    def __abs__(self) -> "Tensor":
+        return self._unary("abs")
+
+    def _unary(self, kind: str, *params: float) -> "Tensor":
+        return self.tracer.emit(None, "activation", ops.Activation(kind, params), [self], default_name=kind)
+
     def __matmul__(self, other) -> "Tensor":
         return self._product(other)
 

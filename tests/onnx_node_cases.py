@@ -30,6 +30,10 @@ CASE_MODULES = {
     "Pad": "pad", "Constant": "constant", "Shape": "shape", "Gather": "gather", "Unsqueeze": "unsqueeze",
     "Squeeze": "squeeze", "ConstantOfShape": "constantofshape", "Cast": "cast", "Slice": "slice",
     "Range": "rangeop",
+    "HardSwish": "hardswish", "Gelu": "gelu", "Mish": "mish", "Elu": "elu", "Selu": "selu", "Celu": "celu",
+    "Softplus": "softplus", "Softsign": "softsign", "Exp": "exp", "Log": "log", "Sqrt": "sqrt", "Pow": "pow",
+    "Abs": "abs", "Neg": "neg", "Reciprocal": "reciprocal", "Erf": "erf", "Min": "min", "Max": "max",
+    "Mean": "mean",
 }
 
 

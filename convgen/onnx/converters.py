@@ -1,6 +1,7 @@
 """ONNX op type -> converter: one plain dict, filled by @converter, read by the importer.
 
-The converters live by family in convert_windows.py, convert_pointwise.py and convert_tensors.py.
+The converters live by family in convert_windows.py, convert_pointwise.py, convert_activations.py
+and convert_tensors.py.
 
 A converter takes a NodeView and returns one value per ONNX output (a run-time Tensor from
 node.emit, or a numpy array known at import); None for an output nobody may read.  Ops whose
@@ -33,4 +34,4 @@ def data(node: NodeView, i: int = 0) -> Tensor:
     return node.as_float32(value, i)
 
 
-from . import convert_pointwise, convert_tensors, convert_types, convert_windows  # noqa: E402,F401  (registration)
+from . import convert_activations, convert_pointwise, convert_tensors, convert_types, convert_windows  # noqa: E402,F401,E501

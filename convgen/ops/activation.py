@@ -7,15 +7,29 @@
     hard_sigmoid(alpha, beta)           ONNX HardSigmoid: clip(alpha*x + beta, 0, 1) (ONNX defaults 0.2, 0.5;
                                         torch Hardsigmoid is alpha 1/6, beta 0.5)
     hard_swish                          ONNX HardSwish, torch Hardswish: x * hard_sigmoid(x; 1/6, 0.5)
+    silu                                torch SiLU: x * sigmoid(x) (ONNX: Sigmoid -> Mul, fused by a pass)
+    gelu, gelu_tanh                     torch GELU(approximate='none' | 'tanh'), ONNX Gelu
+    mish                                x * tanh(softplus(x))
+    elu(alpha), celu(alpha)             x > 0 ? x : alpha * (exp(x) - 1); CELU: exp(x / alpha)
+    selu(alpha, gamma)                  gamma * elu(x; alpha) (torch's constants are ONNX's defaults)
+    softplus(beta, threshold)           beta * x > threshold ? x : log(1 + exp(beta * x)) / beta
+    softsign                            x / (1 + |x|)
+    exp, log, sqrt, abs, neg, reciprocal, erf
+    pow(exponent)                       x ** exponent, a constant
+
+Every kind's numpy reference is below (the tests' float64 oracle); the C expression is in
+templates/activation.c.j2 and the LLVM rule in backends/llvm/activation.py, with the same
+vectorizable approximations of exp, log, tanh and erf.
 
 An Activation is also an attribute of conv, linear, batch_norm and add, where
-the fusion pass folds a following activation layer into the producer.  The C
-expression for each kind lives in templates/activation.c.j2.
+the fusion pass folds a following activation layer into the producer.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
+
+import math
 
 import numpy as np
 
@@ -41,6 +55,24 @@ def _hard_sigmoid(x, alpha, beta):
     return np.where(t < 0, 0, np.where(t > 1, 1, t))
 
 
+def _softplus(x, beta, threshold):
+    t = x * beta
+    return np.where(t > threshold, x, (np.maximum(t, 0) + np.log1p(np.exp(-np.abs(t)))) / beta)
+
+
+def _elu(x, alpha):
+    return np.where(x > 0, x, alpha * np.expm1(x))
+
+
+def _pow(x, exponent):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.power(x, exponent)
+
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+SELU_ALPHA, SELU_GAMMA = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
 KINDS: dict[str, ActivationKind] = {
     "relu": ActivationKind((), lambda x: np.where(x < 0, 0, x), 1),
     "clip": ActivationKind(("min", "max"), lambda x, lo, hi: np.where(x < lo, lo, np.where(x > hi, hi, x)), 2),
@@ -49,6 +81,24 @@ KINDS: dict[str, ActivationKind] = {
     "tanh": ActivationKind((), np.tanh, 4),
     "hard_sigmoid": ActivationKind(("alpha", "beta"), _hard_sigmoid, 4),
     "hard_swish": ActivationKind((), lambda x: x * _hard_sigmoid(x, 1.0 / 6.0, 0.5), 5),
+    "silu": ActivationKind((), lambda x: x * _sigmoid(x), 5),
+    "gelu": ActivationKind((), lambda x: 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0))), 8),
+    "gelu_tanh": ActivationKind(
+        (), lambda x: 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3))), 9),
+    "mish": ActivationKind((), lambda x: x * np.tanh(_softplus(x, 1.0, math.inf)), 8),
+    "elu": ActivationKind(("alpha",), _elu, 5),
+    "selu": ActivationKind(("alpha", "gamma"), lambda x, a, g: g * _elu(x, a), 6),
+    "celu": ActivationKind(("alpha",), lambda x, a: np.where(x > 0, x, a * np.expm1(x / a)), 6),
+    "softplus": ActivationKind(("beta", "threshold"), _softplus, 6),
+    "softsign": ActivationKind((), lambda x: x / (1.0 + np.abs(x)), 3),
+    "exp": ActivationKind((), np.exp, 4),
+    "log": ActivationKind((), lambda x: np.log(x), 4),
+    "sqrt": ActivationKind((), lambda x: np.sqrt(x), 1),
+    "abs": ActivationKind((), np.abs, 1),
+    "neg": ActivationKind((), np.negative, 1),
+    "reciprocal": ActivationKind((), lambda x: 1.0 / x, 1),
+    "erf": ActivationKind((), _erf, 6),
+    "pow": ActivationKind(("exponent",), _pow, 4),
 }
 
 
@@ -64,9 +114,13 @@ class Activation:
         if len(self.params) != len(expected):
             raise ConvgenError(f"activation {self.kind} takes parameters {expected}, got {self.params}")
         object.__setattr__(self, "params", tuple(float(p) for p in self.params))
+        if self.kind == "pow" and not math.isfinite(self.params[0]):
+            raise ConvgenError(f"activation pow: the exponent must be a finite number, got {self.params[0]}")
+        if self.kind in ("softplus", "celu") and self.params[0] == 0:
+            raise ConvgenError(f"activation {self.kind}: {expected[0]} must not be 0")
 
     def apply(self, x: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 is NaN, as in torch
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):  # inf * 0 is NaN, as in torch
             return KINDS[self.kind].numpy(x, *self.params)
 
     def __str__(self) -> str:

@@ -9,6 +9,10 @@ of any shape that broadcasts with the others, e.g. a per-channel scale of shape 
     "div"   y = a / b            ONNX Div,  torch a / b (IEEE: x/0 is +-inf, 0/0 NaN)
     "sum"   y = x0 + x1 + ...    ONNX Sum (1 or more inputs), added left to right
     "prelu" y = a < 0 ? a * b : a   ONNX PRelu (b the slope), torch prelu with its weight as (C, 1, 1)
+    "min"   y = min(x0, x1, ...)   ONNX Min, torch minimum (NaN if any operand is NaN)
+    "max"   y = max(x0, x1, ...)   ONNX Max, torch maximum (NaN if any operand is NaN)
+    "pow"   y = a ** b           ONNX Pow with a run-time or tensor exponent (a scalar constant
+                                 exponent is the "pow" activation instead)
 
 `activation` is an epilogue the fusion pass fills in (add -> relu becomes one kernel).  The C
 expression of each op is in templates/binary.c.j2, the LLVM one in backends/llvm/binary.py.
@@ -50,6 +54,9 @@ KINDS: dict[str, BinaryKind] = {
     "div": BinaryKind(np.divide, (2, 2)),
     "sum": BinaryKind(np.add, (1, MANY)),
     "prelu": BinaryKind(lambda a, b: np.where(a < 0, a * b, a), (2, 2)),
+    "min": BinaryKind(np.minimum, (1, MANY)),
+    "max": BinaryKind(np.maximum, (1, MANY)),
+    "pow": BinaryKind(np.power, (2, 2)),
 }
 
 

@@ -8,6 +8,7 @@ from .dead_code import eliminate_dead_nodes
 from .fold_batch_norm import fold_batch_norm
 from .fold_scale_shift import fold_scale_shift
 from .fuse_activation import fuse_activations
+from .match_activations import match_activations
 from .verify import verify_types
 
 Pass = Callable[[Graph], Graph]
@@ -15,6 +16,7 @@ Pass = Callable[[Graph], Graph]
 PIPELINE: tuple[Pass, ...] = (
     verify_types,        # declared types are what the ops infer (hand-built and imported graphs)
     eliminate_dead_nodes,
+    match_activations,   # x * sigmoid(x), GELU's erf and tanh forms... => one activation
     fold_batch_norm,     # conv -> bn          => conv
     fold_scale_shift,    # conv -> * s + t     => conv (per-channel constants)
     fuse_activations,    # conv/linear/bn/arithmetic -> act => one layer with an epilogue

@@ -6,7 +6,7 @@ from dataclasses import replace
 from ..ir import Graph, Node
 
 FUSIBLE = ("conv", "conv_transpose", "locally_connected", "linear", "gemm", "matmul", "batch_norm", "add", "sub",
-           "mul", "div", "sum", "prelu")
+           "mul", "div", "sum", "prelu", "min", "max", "pow")
 
 
 def _fusible(graph: Graph, producer: Node | None) -> bool:

@@ -56,9 +56,102 @@ def _hard_swish(e: Emitter, x: ir.Value, params: list) -> ir.Value:
     return e.b.fmul(x, _hard_sigmoid(e, x, [_ratio(1, 6), 0.5]))
 
 
+def _half(e: Emitter, x: ir.Value) -> ir.Value:
+    return e.b.fmul(e.f32(0.5), x)
+
+
+def _silu(e: Emitter, x: ir.Value, params: list) -> ir.Value:
+    return e.b.fdiv(x, e.b.fadd(e.f32(1.0), _call_exp_full(e, e.b.fneg(x))))
+
+
+def _gelu(e: Emitter, x: ir.Value, params: list) -> ir.Value:
+    erf = e.b.call(_prelude(e, "convgen_erff", _emit_erf), [e.b.fmul(x, e.f32(0.707106781))])
+    return e.b.fmul(_half(e, x), e.b.fadd(e.f32(1.0), erf))
+
+
+def _gelu_tanh(e: Emitter, x: ir.Value, params: list) -> ir.Value:
+    cube = e.b.fmul(e.b.fmul(e.b.fmul(e.f32(0.044715), x), x), x)
+    inner = e.b.fmul(e.f32(0.797884561), e.b.fadd(x, cube))
+    return e.b.fmul(_half(e, x), e.b.fadd(e.f32(1.0), _tanh(e, inner, [])))
+
+
+def _expm1(e: Emitter, x: ir.Value) -> ir.Value:
+    return e.b.call(_prelude(e, "convgen_expm1f", _emit_expm1), [x])
+
+
+def _positive_or(e: Emitter, x: ir.Value, negative: ir.Value) -> ir.Value:
+    return e.b.select(e.fcmp(">", x, e.f32(0.0)), x, negative)
+
+
+def _elu(e: Emitter, x: ir.Value, params: list) -> ir.Value:
+    return _positive_or(e, x, e.b.fmul(e.f32(params[0]), _expm1(e, x)))
+
+
+def _selu(e: Emitter, x: ir.Value, params: list) -> ir.Value:
+    return e.b.fmul(e.f32(params[1]), _elu(e, x, params[:1]))
+
+
+def _celu(e: Emitter, x: ir.Value, params: list) -> ir.Value:
+    return _positive_or(e, x, e.b.fmul(e.f32(params[0]), _expm1(e, e.b.fdiv(x, e.f32(params[0])))))
+
+
+def _softplus(e: Emitter, x: ir.Value, params: list) -> ir.Value:
+    """convgen_softplusf: (max(t, 0) + log1p(e^-|t|)) / beta, t = beta x; x past the threshold."""
+    b, f = e.b, e.f32
+    t = b.fmul(f(params[0]), x)
+    u = b.call(_prelude(e, "convgen_expf", _emit_exp), [b.fneg(e.intrinsic("llvm.fabs", [t]))])
+    w = b.fadd(f(1.0), u)
+    log1p = b.select(e.fcmp("==", w, f(1.0)), u,
+                     b.fmul(_log(e, w), b.fdiv(u, b.fsub(w, f(1.0)))))
+    y = b.fdiv(b.fadd(b.select(e.fcmp(">", t, f(0.0)), t, f(0.0)), log1p), f(params[0]))
+    return b.select(e.fcmp(">", t, f(params[1])), x, b.select(e.is_nan(t), t, y))
+
+
+def _softsign(e: Emitter, x: ir.Value, params: list) -> ir.Value:
+    return e.b.fdiv(x, e.b.fadd(e.f32(1.0), e.intrinsic("llvm.fabs", [x])))
+
+
+def _call_exp_full(e: Emitter, x: ir.Value) -> ir.Value:
+    return e.b.call(_prelude(e, "convgen_exp_fullf", _emit_exp_full), [x])
+
+
+def _log(e: Emitter, x: ir.Value) -> ir.Value:
+    return e.b.call(_prelude(e, "convgen_logf", _emit_log), [x])
+
+
+def _pow(e: Emitter, x: ir.Value, params: list) -> ir.Value:
+    """The template's power macro: small integers by multiplication, 1/2 by sqrt, else exp(p log x)."""
+    p = params[0]
+    n = int(p)
+    if p == n and -4 <= n <= 4:
+        if n == 0:
+            return e.f32(1.0)
+        product = x
+        for _ in range(abs(n) - 1):
+            product = e.b.fmul(product, x)
+        return product if n > 0 else e.b.fdiv(e.f32(1.0), product)
+    if p == 0.5:
+        return e.intrinsic("llvm.sqrt", [x])
+    if p == n:
+        r = _call_exp_full(e, e.b.fmul(e.f32(p), _log(e, e.intrinsic("llvm.fabs", [x]))))
+        return e.intrinsic("llvm.copysign", [r, x]) if n % 2 else r
+    general = _call_exp_full(e, e.b.fmul(e.f32(p), _log(e, x)))
+    return e.b.select(e.fcmp("==", x, e.f32(-np.inf)), e.f32(np.inf if p > 0 else 0.0), general)
+
+
 ACTIVATIONS: dict[str, Rule] = {
     "relu": _relu, "clip": _clip, "leaky_relu": _leaky_relu, "sigmoid": _sigmoid, "tanh": _tanh,
     "hard_sigmoid": _hard_sigmoid, "hard_swish": _hard_swish,
+    "silu": _silu, "gelu": _gelu, "gelu_tanh": _gelu_tanh, "elu": _elu, "selu": _selu, "celu": _celu,
+    "softplus": _softplus, "softsign": _softsign, "pow": _pow,
+    "mish": lambda e, x, params: e.b.call(_prelude(e, "convgen_mishf", _emit_mish), [x]),
+    "exp": lambda e, x, params: _call_exp_full(e, x),
+    "log": lambda e, x, params: _log(e, x),
+    "erf": lambda e, x, params: e.b.call(_prelude(e, "convgen_erff", _emit_erf), [x]),
+    "sqrt": lambda e, x, params: e.intrinsic("llvm.sqrt", [x]),
+    "abs": lambda e, x, params: e.intrinsic("llvm.fabs", [x]),
+    "neg": lambda e, x, params: e.b.fneg(x),
+    "reciprocal": lambda e, x, params: e.b.fdiv(e.f32(1.0), x),
 }
 
 
@@ -130,3 +223,77 @@ def _emit_tanh(e: Emitter, x: ir.Value) -> ir.Value:
 def _emit_sigmoid(e: Emitter, x: ir.Value) -> ir.Value:
     exp = e.b.call(_prelude(e, "convgen_expf", _emit_exp), [e.b.fneg(x)])
     return e.b.fdiv(e.f32(1.0), e.b.fadd(e.f32(1.0), exp))
+
+
+def _emit_exp_full(e: Emitter, x: ir.Value) -> ir.Value:
+    """convgen_exp_fullf: (e^(x/2))^2, inf past 88.72 and 0 below -103 as libm."""
+    h = e.b.call(_prelude(e, "convgen_expf", _emit_exp), [e.b.fmul(e.f32(0.5), x)])
+    return e.b.fmul(h, h)
+
+
+def _emit_expm1(e: Emitter, x: ir.Value) -> ir.Value:
+    """convgen_expm1f: Taylor to x^8 below 0.35 in magnitude, e^x - 1 beyond."""
+    f = e.f32
+    p = f(_ratio(1, 40320))
+    for c in (_ratio(1, 5040), _ratio(1, 720), _ratio(1, 120), _ratio(1, 24), _ratio(1, 6), 0.5, 1.0):
+        p = e.muladd(p, x, f(c))
+    exp = e.b.call(_prelude(e, "convgen_expf", _emit_exp), [x])
+    small = e.fcmp("<", e.intrinsic("llvm.fabs", [x]), f(0.35))
+    return e.b.select(small, e.b.fmul(p, x), e.b.fsub(exp, f(1.0)))
+
+
+LOG_POLYNOMIAL = (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
+                  -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1)
+
+
+def _emit_log(e: Emitter, x: ir.Value) -> ir.Value:
+    """convgen_logf (Cephes): x = m 2^e, m in [sqrt(1/2), sqrt(2)), log(m) by a polynomial in m - 1."""
+    b, f = e.b, e.f32
+    tiny = e.fcmp("<", x, f(1.17549435e-38))
+    v = b.select(tiny, b.fmul(x, f(8388608.0)), x)
+    # (named exp_bits: the i32 arithmetic of the float's exponent, tests/test_large_indices.py allows it)
+    bits = b.bitcast(v, I32)
+    exponent = b.sub(b.ashr(bits, ir.Constant(I32, 23), name="exp_bits"), ir.Constant(I32, 126), name="exp_bits")
+    ex = b.fsub(b.sitofp(exponent, F32), b.select(tiny, f(23.0), f(0.0)))
+    mantissa = b.or_(b.and_(bits, ir.Constant(I32, 0x007FFFFF)), ir.Constant(I32, 0x3F000000))
+    m = b.bitcast(mantissa, F32)
+    low = e.fcmp("<", m, f(0.707106781))
+    ex = b.select(low, b.fsub(ex, f(1.0)), ex)
+    r = b.select(low, b.fsub(b.fadd(m, m), f(1.0)), b.fsub(m, f(1.0)))
+    z = b.fmul(r, r)
+    p = f(LOG_POLYNOMIAL[0])
+    for c in LOG_POLYNOMIAL[1:]:
+        p = e.muladd(p, r, f(c))
+    y = e.muladd(b.fmul(p, r), z, b.fmul(ex, f(-2.12194440e-4)))
+    y = b.fsub(y, b.fmul(f(0.5), z))
+    y = e.muladd(ex, f(0.693359375), b.fadd(r, y))
+    y = b.select(e.fcmp("==", x, f(0.0)), f(-np.inf), y)
+    y = b.select(e.fcmp("<", x, f(0.0)), f(np.nan), y)
+    return b.select(b.or_(e.fcmp("==", x, f(np.inf)), e.is_nan(x)), x, y)
+
+
+# convgen_erff's rational approximation (Eigen's): odd numerator, even denominator, in x^2, on [-4, 4]
+ERF_NUMERATOR = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
+                 -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)
+ERF_DENOMINATOR = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
+                   -1.42647390514189e-02)
+
+
+def _emit_erf(e: Emitter, x: ir.Value) -> ir.Value:
+    b, f = e.b, e.f32
+    c = b.select(e.fcmp("<", x, f(-4.0)), f(-4.0), b.select(e.fcmp(">", x, f(4.0)), f(4.0), x))
+    x2 = b.fmul(c, c)
+    p, q = f(ERF_NUMERATOR[0]), f(ERF_DENOMINATOR[0])
+    for a in ERF_NUMERATOR[1:]:
+        p = e.muladd(p, x2, f(a))
+    for a in ERF_DENOMINATOR[1:]:
+        q = e.muladd(q, x2, f(a))
+    return b.fdiv(b.fmul(c, p), q)
+
+
+def _emit_mish(e: Emitter, x: ir.Value) -> ir.Value:
+    """convgen_mishf: x n / (n + 2), n = e^x (e^x + 2); x itself past 20."""
+    b, f = e.b, e.f32
+    exp = _call_exp_full(e, x)
+    n = b.fmul(exp, b.fadd(exp, f(2.0)))
+    return b.select(e.fcmp(">", x, f(20.0)), x, b.fdiv(b.fmul(x, n), b.fadd(n, f(2.0))))

@@ -18,11 +18,18 @@ def _prelu(e: Emitter, a: ir.Value, b: ir.Value) -> ir.Value:
     return e.b.select(e.fcmp("<", a, e.f32(0.0)), e.b.fmul(a, b), a)
 
 
+def _pick(e: Emitter, op: str, a: ir.Value, b: ir.Value) -> ir.Value:
+    """convgen_minf / convgen_maxf: a if a < b (> b) or a is NaN, else b (NaN propagates)."""
+    return e.b.select(e.b.or_(e.fcmp(op, a, b), e.is_nan(a)), a, b)
+
+
 # The op table: how two operands combine (the templates' EXPRESSIONS).
 OPERATORS: dict[str, Combine] = {
     "add": lambda e, a, b: e.b.fadd(a, b), "sub": lambda e, a, b: e.b.fsub(a, b),
     "mul": lambda e, a, b: e.b.fmul(a, b), "div": lambda e, a, b: e.b.fdiv(a, b),
     "sum": lambda e, a, b: e.b.fadd(a, b), "prelu": _prelu,
+    "min": lambda e, a, b: _pick(e, "<", a, b), "max": lambda e, a, b: _pick(e, ">", a, b),
+    "pow": lambda e, a, b: e.intrinsic("llvm.pow", [a, b]),
 }
 
 
