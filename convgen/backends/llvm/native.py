@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes.util
 import functools
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -67,20 +68,75 @@ def data_layout() -> str:
 SPEED_LEVEL = 3
 
 
-def optimized_module(source: str, weights_source: str | None, machine: llvm.TargetMachine) -> llvm.ModuleRef:
-    """Parse, link in the weights, verify, and run the SPEED_LEVEL pipeline (vectorizers and unrolling on)."""
+def _function_of(text: str, message: str) -> str | None:
+    """The function of `text` holding the first instruction the verifier's message quotes (the message
+    itself names none)."""
+    quoted = [line.strip() for line in message.splitlines()[1:] if line.strip()]
+    function = None
+    for line in text.splitlines():
+        match = re.match(r'define [^@]*@"?([\w.$-]+)"?\(', line)
+        if match:
+            function = match.group(1)
+        elif quoted and line.strip() == quoted[0]:
+            return function
+    return None
+
+
+def _kernel_of(source: str, function: str | None) -> str:
+    """`layer "conv1" (@layer0_conv1_conv)` for a kernel function (or one outlined from it), from the
+    source's header."""
+    if function is None:
+        return "an unknown function"
+    for match in re.finditer(r'^; layer (".*") \(\w+\): @(\S+)$', source, re.M):
+        if function == match.group(2) or function.startswith(match.group(2) + "."):
+            return f"layer {match.group(1)} (@{function})"
+    return f"@{function}"
+
+
+def _verified(module: llvm.ModuleRef, source: str, stage: str) -> llvm.ModuleRef:
+    """The module, if LLVM's verifier accepts it; else a CompileError naming the kernel: code generation
+    from a module the verifier rejects aborts the process (an assertion in instruction selection)."""
+    try:
+        module.verify()
+    except RuntimeError as e:
+        kernel = _kernel_of(source, _function_of(str(module), str(e)))
+        raise CompileError(f"{stage} is invalid LLVM IR in {kernel}: {str(e).splitlines()[0]}", str(e)) from e
+    return module
+
+
+def _parsed(source: str, weights_source: str | None) -> llvm.ModuleRef:
     try:
         module = llvm.parse_assembly(source)
         if weights_source is not None:
             module.link_in(llvm.parse_assembly(weights_source))
-        module.verify()
     except RuntimeError as e:
         raise CompileError(f"convgen generated invalid LLVM IR: {e}", str(e)) from e
+    return _verified(module, source, "convgen's generated module")
+
+
+def _optimize(module: llvm.ModuleRef, machine: llvm.TargetMachine, slp: bool) -> None:
     tuning = llvm.create_pipeline_tuning_options(speed_level=SPEED_LEVEL)
-    tuning.loop_vectorization = tuning.slp_vectorization = tuning.loop_unrolling = True
+    tuning.loop_vectorization = tuning.loop_unrolling = True
+    tuning.slp_vectorization = slp
     builder = llvm.create_pass_builder(machine, tuning)
     builder.getModulePassManager().run(module, builder)
-    return module
+
+
+def optimized_module(source: str, weights_source: str | None, machine: llvm.TargetMachine) -> llvm.ModuleRef:
+    """Parse, link in the weights, verify, run the SPEED_LEVEL pipeline (vectorizers and unrolling on), and
+    verify again before code generation.  LLVM's SLP vectorizer can emit a use before its definition: a
+    max pool 5x5 stride (1, 2) padding (0, 1) ceil_mode on 2x5x8x6 (separable path, its column buffer
+    unrolled into one block) gave a shufflevector of a select defined further down, and instruction
+    selection then aborted ("Already set a value for this node!").  Such a module is optimized again
+    without the SLP vectorizer; a module still invalid then is a CompileError."""
+    module = _parsed(source, weights_source)
+    _optimize(module, machine, slp=True)
+    try:
+        return _verified(module, source, "LLVM's optimized module")
+    except CompileError:
+        module = _parsed(source, weights_source)
+        _optimize(module, machine, slp=False)
+        return _verified(module, source, "LLVM's optimized module (without the SLP vectorizer)")
 
 
 # -- linking ------------------------------------------------------------------------------
