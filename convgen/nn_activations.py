@@ -204,4 +204,4 @@ def maximum(a: Tensor, b: Tensor) -> Tensor:
 def mean_n(*tensors: Tensor) -> Tensor:
     """The elementwise mean of several tensors (ONNX Mean; torch.stack(tensors).mean(0)), broadcasting."""
     total = _variadic("sum", tensors)
-    return total if len(tensors) == 1 else total * (1.0 / len(tensors))
+    return total if len(tensors) == 1 else _activation(total, "scale", 1.0 / len(tensors))

@@ -78,10 +78,9 @@ def _min_max(node: NodeView) -> list:
 
 @converter("Mean")
 def _mean(node: NodeView) -> list:
-    """The sum of the operands times 1/n (the kernel adds left to right, as onnxruntime does)."""
+    """The sum of the operands times 1/n: one kernel, the scale its epilogue (the fusion pass)."""
     operands = [node.operand(i) for i in range(len(node.input_names)) if node.has_input(i)]
     total = node.emit("sum", ops.BinaryAttrs(), operands, suffix="_sum")
     if len(operands) == 1:
         return [total]
-    scale = node.ctx.constant(f"{node.name}_scale", np.array(1.0 / len(operands), np.float32))
-    return [node.emit("mul", ops.BinaryAttrs(), [total, scale])]
+    return [node.emit("activation", ops.Activation("scale", (1.0 / len(operands),)), [total])]

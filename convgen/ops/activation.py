@@ -16,6 +16,7 @@
     softsign                            x / (1 + |x|)
     exp, log, sqrt, abs, neg, reciprocal, erf
     pow(exponent)                       x ** exponent, a constant
+    scale(factor)                       x * factor (ONNX Mean's 1/n, as an epilogue of the sum)
 
 Every kind's numpy reference is below (the tests' float64 oracle); the C expression is in
 templates/activation.c.j2 and the LLVM rule in backends/llvm/activation.py, with the same
@@ -99,6 +100,7 @@ KINDS: dict[str, ActivationKind] = {
     "reciprocal": ActivationKind((), lambda x: 1.0 / x, 1),
     "erf": ActivationKind((), _erf, 6),
     "pow": ActivationKind(("exponent",), _pow, 4),
+    "scale": ActivationKind(("factor",), lambda x, factor: x * factor, 1),
 }
 
 

@@ -152,6 +152,7 @@ ACTIVATIONS: dict[str, Rule] = {
     "abs": lambda e, x, params: e.intrinsic("llvm.fabs", [x]),
     "neg": lambda e, x, params: e.b.fneg(x),
     "reciprocal": lambda e, x, params: e.b.fdiv(e.f32(1.0), x),
+    "scale": lambda e, x, params: e.b.fmul(x, e.f32(params[0])),
 }
 
 
