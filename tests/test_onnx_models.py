@@ -107,3 +107,24 @@ def test_initializers_become_constants(exported):
     assert graph.input_names == ("image",)
     initializers = onnx.load_from_string(data).graph.initializer
     assert sum(v.size for v in graph.constants.values()) == sum(np.prod(t.dims) for t in initializers)
+
+
+DYNAMO = ["resnet", "mobilenet_v2", "conv1d", "conv3d"]
+
+
+@pytest.mark.parametrize("name", DYNAMO)
+def test_default_dynamo_export_matches_torch(name, exported, tmp_path):
+    """torch.onnx.export's default (dynamo) exporter writes global pooling as ReduceMean/ReduceMax over
+    the spatial axes (opset 18+, axes as an input); convgen imports them as the global pools."""
+    x, expected, _ = exported(name, 17, True)
+    build, _ = ARCHITECTURES[name]
+    torch.manual_seed(0)
+    module = torch_cnns.randomized(build())
+    path = tmp_path / "model.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.from_numpy(x),), str(path), verbose=False)
+    assert {n.op_type for n in onnx.load(str(path)).graph.node} & {"ReduceMean", "ReduceMax"}
+    graph = convgen.from_onnx(str(path))   # the path: torch keeps the weights in a file beside it
+    for backend in ("c", "llvm"):
+        assert_close(convgen.compile(graph, backend=backend)(x), expected, rtol=1e-4, atol=1e-5)
