@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import ops, schedule, shapes
+from . import ops, schedule, shapes, winograd
 from .errors import UnsupportedError
 from .ir import Graph, Node, TensorType
 from .memory import Interval, align, plan_arena
@@ -98,6 +98,7 @@ class LowerContext:
     threads: int
     dynamic_batch: bool = False
     schedules: dict = field(default_factory=dict)   # conv layer name -> ConvSchedule chosen by tuning
+    winograd: bool = True   # 3x3 stride-1 layers may run as Winograd F(m x m, 3 x 3) where the cost model says
 
     def type(self, value: str) -> TensorType:
         return self.graph.type_of(value)
@@ -217,7 +218,55 @@ def conv_geometry(node: Node, ctx: LowerContext) -> tuple[dict, schedule.ConvSch
                                    ctx.target, ctx.threads, stride_w=p["SW"],
                                    one_row=pointwise or p["OD"] * p["OH"] == 1,
                                    weight_bytes=w_type.nbytes, kernel_w=p["KW"])
+    if ctx.winograd and winograd_applies(p, ctx.is_constant(node.inputs[1])):
+        flops = ops.get("conv").flops(a, [x, w_type], node.types)
+        m = schedule.choose_winograd(p["N"], p["CG"], p["OCG"], g, p["OH"], p["OW"], flops, ctx.target)
+        if m:
+            sched = schedule.winograd_schedule(m, p["CG"], p["OCG"], g, p["OH"], p["OW"], flops, ctx.target,
+                                               ctx.threads)
     return p, sched
+
+
+def winograd_applies(p: dict, constant_weights: bool) -> bool:
+    """Winograd F(m x m, 3 x 3) computes 2-D 3x3 stride-1 undilated layers whose weights it can
+    transform at compile time."""
+    return (constant_weights and p["KD"] == 1 and p["ID"] == 1 and (p["KH"], p["KW"]) == (3, 3)
+            and (p["SH"], p["SW"], p["DH"], p["DW"]) == (1, 1, 1, 1))
+
+
+def pack_winograd_weights(w: np.ndarray, m: int, groups: int, blocks: int, tile: int, cgp: int) -> np.ndarray:
+    """(OC, CG, 3, 3) -> G g G^T in float64, cast once, as [G][OCB][P][CGP][TILE], zero past OCG and CG
+    (the layout templates/winograd.c.j2 reads)."""
+    u = winograd.transform_weights(w, m)                  # (alpha, alpha, OC, CG)
+    oc, cg = w.shape[:2]
+    points, ocg = u.shape[0] * u.shape[1], oc // groups
+    u = u.reshape(points, groups, ocg, cg)
+    padded = np.zeros((points, groups, blocks * tile, cgp))
+    padded[:, :, :ocg, :cg] = u
+    packed = padded.reshape(points, groups, blocks, tile, cgp).transpose(1, 2, 0, 4, 3)
+    return np.ascontiguousarray(packed, np.float32)
+
+
+def lower_winograd(node: Node, ctx: LowerContext, p: dict, sched: schedule.ConvSchedule) -> KernelSpec:
+    """Scratch: one chunk's transformed input [G][P][TB][CGP], a [P][R][TILE] product buffer per thread,
+    then the padded, channel-blocked input [N][G][CB][XH][XW][CV] (last: with a run-time batch it grows)."""
+    m, t = sched.winograd_m, winograd.transforms(sched.winograd_m)
+    cv = schedule._vector_width_for(p["CG"], ctx.target)
+    tile = sched.oc_vectors * sched.vector_width
+    th, tw = math.ceil(p["OH"] / m), math.ceil(p["OW"] / m)
+    p.update(M=m, A=t.alpha, AT=t.AT.tolist(), BT=t.BT.tolist(), TH=th, TW=tw, T=th * tw,
+             TB=sched.chunk_tiles, NCH=math.ceil(th * tw / sched.chunk_tiles), R=sched.row_tile,
+             VW=sched.vector_width, OCV=sched.oc_vectors, OCB=math.ceil(p["OCG"] / tile),
+             CV=cv, CB=math.ceil(p["CG"] / cv), CGP=math.ceil(p["CG"] / cv) * cv)
+    points = t.alpha ** 2
+    v_floats = p["G"] * points * p["TB"] * p["CGP"]
+    m_floats = sched.threads * points * p["R"] * tile
+    p.update(M_OFFSET=align(4 * v_floats) // 4, XB_OFFSET=align(align(4 * v_floats) + 4 * m_floats) // 4)
+    xb_bytes = p["N"] * p["G"] * p["CB"] * (th * m + 2) * (tw * m + 2) * cv * 4
+    packed = {"w": pack_winograd_weights(ctx.graph.constants[node.inputs[1]], m, p["G"], p["OCB"], tile, p["CGP"])}
+    return KernelSpec("conv_winograd", p, [("x", node.inputs[0]), ("w", node.inputs[1]),
+                                           ("b", node.inputs[2] if len(node.inputs) == 3 else None)],
+                      [("y", node.output)], 4 * p["XB_OFFSET"] + xb_bytes, packed)
 
 
 @lowering("conv")
@@ -227,6 +276,8 @@ def lower_conv(node: Node, ctx: LowerContext) -> KernelSpec:
     sched = ctx.schedules.get(node.name, sched)
     g = p["G"]
     p.update(THREADS=sched.threads, HAS_BIAS=len(node.inputs) == 3, activation=activation_params(a.activation))
+    if sched.path == "winograd":
+        return lower_winograd(node, ctx, p, sched)
     scratch = _pad_scratch_bytes(p)
     packed = {}
     if sched.path in ("direct", "pixels"):
@@ -594,11 +645,11 @@ def _io_specs(graph: Graph) -> tuple[tuple[IOSpec, ...], tuple[IOSpec, ...]]:
 
 
 def lower(graph: Graph, target: Target, threads: int, dynamic_batch: bool = False,
-          schedules: dict | None = None) -> LoweredModel:
+          schedules: dict | None = None, winograd: bool = True) -> LoweredModel:
     """Lower `graph`; with dynamic_batch, `graph` is at batch 1 and the kernels take the batch at run time
     (every arena offset then scales with it).  `schedules`: conv layer name -> ConvSchedule replacing
     the cost model's (from tuning)."""
-    ctx = LowerContext(graph, target, threads, dynamic_batch, schedules or {})
+    ctx = LowerContext(graph, target, threads, dynamic_batch, schedules or {}, winograd)
     specs: dict[str, KernelSpec | None] = {}
     for node in graph.nodes:
         if node.op not in LOWERINGS:

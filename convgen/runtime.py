@@ -60,7 +60,7 @@ _FLOAT32 = np.dtype(np.float32)
 
 def compile(graph: Graph, backend: str = "c", threads: int | None = None,  # noqa: A001 (public API name)
             cache_dir: str | os.PathLike | None = None, batch: int | None | str = "graph",
-            tune: bool = False) -> "CompiledModel":
+            tune: bool = False, winograd: bool = True) -> "CompiledModel":
     """Optimize, lower and build `graph` into a shared library, and load it.
 
     batch: "graph" (default) keeps the batch the graph was built for, fixed at compile time; an int
@@ -74,6 +74,9 @@ def compile(graph: Graph, backend: str = "c", threads: int | None = None,  # noq
 
     threads: the kernels' OpenMP team size, fixed at compile time; None takes OMP_NUM_THREADS when it
     is set, else the cores this process may run on (affinity, cgroup CPU quota): convgen.threads.
+
+    winograd=False keeps every 3x3 stride-1 layer on the direct path; by default the cost model runs
+    those it estimates faster as Winograd F(m x m, 3 x 3) (float32 error within 1e-4 of the output's scale).
 
     Raises TypeError for anything but a Graph, ValueError for an unknown backend or a bad `threads`,
     CompileError when the C compiler or LLVM fails (ToolchainError when neither is usable), and
@@ -95,6 +98,7 @@ def compile(graph: Graph, backend: str = "c", threads: int | None = None,  # noq
                         "build one with module.to_graph(shape) or convgen.from_onnx(path)")
     build = backends.get(backend)
     resolved_threads = resolve_threads(threads)
+    winograd = winograd and backend == "c"   # the LLVM backend has no Winograd kernel yet: direct there
     if batch is None:
         check_batch_axis(graph)
         graph = rebatch(graph, 1)
@@ -105,8 +109,10 @@ def compile(graph: Graph, backend: str = "c", threads: int | None = None,  # noq
         steps.update(0, stage="optimize")
         optimized = passes.optimize(graph)
         steps.update(1, stage="lower")
-        schedules = tune_graph(optimized, host(), resolved_threads, backend, cache_dir) if tune else None
-        lowered = lower.lower(optimized, host(), resolved_threads, dynamic_batch=batch is None, schedules=schedules)
+        schedules = (tune_graph(optimized, host(), resolved_threads, backend, cache_dir, winograd=winograd)
+                     if tune else None)
+        lowered = lower.lower(optimized, host(), resolved_threads, dynamic_batch=batch is None, schedules=schedules,
+                              winograd=winograd)
         steps.update(1, stage=f"generate and build ({backend})")
         library, source = build(lowered, cache_dir=cache_dir)
         steps.update(1)

@@ -27,6 +27,8 @@ class ConvSchedule:
     row_tile: int        # direct: output pixels along W in the tile; pixels: pixel vectors in the tile
     threads: int
     blocks_inner: bool = False  # channel blocks innermost (input row reused) rather than outermost
+    winograd_m: int = 0  # "winograd": the output tile edge m of F(m x m, 3 x 3); row_tile: tiles per register tile
+    chunk_tiles: int = 0  # "winograd": tiles whose transformed input is held (in L2) at once
 
 
 @dataclass(frozen=True)
@@ -186,3 +188,83 @@ def conv_transpose_schedule(out_channels_per_group: int, row_length: int, flops:
     """Always the direct tile (output channels in vectors, at least 4 lanes): a transposed row splits
     into stride phases too short to vectorize over pixels.  row_length: the longest phase."""
     return conv_schedule(max(out_channels_per_group, 4), row_length, flops, target, threads)
+
+
+# -- Winograd F(m x m, 3 x 3) -------------------------------------------------------------------
+
+# Output tile edges the cost model considers.  F(6x6) is left out by default: its float32 error over
+# ResNet-18's layers is ~10x F(4x4)'s (README, "Winograd"), past the 1e-4 the tests and users rely on.
+WINOGRAD_TILES = (2, 4)
+# Fewest channels per group (input and output) for Winograd: below it the transforms cost as much as
+# the products they save.
+WINOGRAD_MIN_CHANNELS = 16
+# The direct path's measured share of the FMA peak on regular 3x3 layers (41-85 %: 0.7 typical).
+DIRECT_EFFICIENCY = 0.7
+# The Winograd products' share of the FMA peak, the input and output transforms' cost in vector
+# operations per transformed value and channel vector, and the scalar stores of the epilogue.
+WINOGRAD_GEMM_EFFICIENCY = 0.8
+WEIGHT_STREAM_BYTES_PER_CYCLE = 2   # transformed weights past L2 stream from L3 at about this rate (measured:
+# F(4x4) on 512x7x7 streamed its 37 MB in 3.7 ms on the shared Sapphire Rapids host, ~2.5 bytes a cycle;
+# F(2x2) there, 17 MB, ran 1.4x slower than onnxruntime: that layer stays direct)
+
+
+def winograd_accumulators(target: Target) -> int:
+    """The products' register tile: R tiles x OCV vectors, plus OCV weight vectors and a broadcast."""
+    return target.vector_registers * 3 // 4
+
+
+def winograd_tiles(out_h: int, out_w: int, m: int) -> int:
+    return -(-out_h // m) * -(-out_w // m)
+
+
+def winograd_schedule(m: int, in_channels_per_group: int, out_channels_per_group: int, groups: int,
+                      out_h: int, out_w: int, flops: int, target: Target, threads: int) -> ConvSchedule:
+    """F(m x m, 3 x 3): OCV vectors of output channels x R tiles in registers; chunks of tiles whose
+    transformed input ([G][P][TB][CG]) takes half of L2, whole register tiles."""
+    width = _vector_width_for(out_channels_per_group, target)
+    oc_vectors = 2 if out_channels_per_group >= 2 * width else 1
+    tiles = winograd_tiles(out_h, out_w, m)
+    most = max(1, winograd_accumulators(target) // oc_vectors)
+    # balanced register tiles: the remainder tile about as large as the others
+    rtile = math.ceil(tiles / math.ceil(tiles / most))
+    cv = _vector_width_for(in_channels_per_group, target)
+    points, cgp = (m + 2) ** 2, math.ceil(in_channels_per_group / cv) * cv
+    fit = max(1, target.l2_bytes // 2 // (groups * points * cgp * 4) // rtile) * rtile
+    chunk = tiles if tiles <= fit else fit
+    return ConvSchedule("winograd", width, oc_vectors, rtile, threads_for(flops, threads),
+                        winograd_m=m, chunk_tiles=chunk)
+
+
+def winograd_cycles(m: int, batch: int, cg: int, ocg: int, groups: int, out_h: int, out_w: int,
+                    target: Target) -> float:
+    """Estimated cycles of F(m x m, 3 x 3) on one core: the products at WINOGRAD_GEMM_EFFICIENCY of the
+    FMA peak, transforms as vector operations (one per nonzero coefficient), the epilogue's scalar
+    stores, and the transformed weights streamed once per sample when they do not fit L2."""
+    lanes, alpha = target.max_vector_width, m + 2
+    points, tiles = alpha * alpha, winograd_tiles(out_h, out_w, m)
+    cgp, ocgp = math.ceil(cg / lanes) * lanes, math.ceil(ocg / lanes) * lanes
+    per_cycle = 2 * lanes * target.fma_units
+    gemm = batch * groups * points * tiles * cgp * ocgp * 2 / (per_cycle * WINOGRAD_GEMM_EFFICIENCY)
+    # each transform: two passes of alpha (or m) rows of ~alpha/2 + 1 terms, per tile and channel vector
+    terms = alpha // 2 + 1
+    transforms = batch * groups * tiles * (cgp / lanes * 2 * points * terms
+                                          + ocgp / lanes * (alpha + m) * m * terms)
+    stores = batch * groups * ocg * out_h * out_w + batch * groups * cg * (out_h + 2) * (out_w + 2)
+    weights = groups * points * cgp * ocgp * 4
+    stream = batch * weights / WEIGHT_STREAM_BYTES_PER_CYCLE if weights > target.l2_bytes else 0
+    return max(gemm, stream) + transforms + stores
+
+
+def direct_cycles(flops: int, target: Target) -> float:
+    return flops / (2 * target.max_vector_width * target.fma_units * DIRECT_EFFICIENCY)
+
+
+def choose_winograd(batch: int, cg: int, ocg: int, groups: int, out_h: int, out_w: int, flops: int,
+                    target: Target) -> int:
+    """The m of the fastest F(m x m, 3 x 3) by the estimate, or 0 where the direct path is estimated
+    faster or the groups are too narrow."""
+    if min(cg, ocg) < WINOGRAD_MIN_CHANNELS:
+        return 0
+    best = min(WINOGRAD_TILES, key=lambda m: winograd_cycles(m, batch, cg, ocg, groups, out_h, out_w, target))
+    faster = winograd_cycles(best, batch, cg, ocg, groups, out_h, out_w, target) < direct_cycles(flops, target)
+    return best if faster else 0

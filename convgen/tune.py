@@ -29,17 +29,19 @@ LOOPS = 3                # timed loops per candidate; the best counts
 
 
 def tune_graph(graph: Graph, target: Target, threads: int, backend: str,
-               cache_dir=None, quiet: bool | None = None) -> dict[str, ConvSchedule]:
-    """{conv layer name: the fastest measured schedule} for an optimized graph."""
+               cache_dir=None, quiet: bool | None = None, winograd: bool = True) -> dict[str, ConvSchedule]:
+    """{conv layer name: the fastest measured schedule} for an optimized graph; with `winograd`, the
+    Winograd tile sizes are candidates too where they apply."""
     path = cache_root(cache_dir) / "tuning.json"
     table = _load(path)
     chosen: dict[str, ConvSchedule] = {}
     for node in graph.nodes:
         if node.op != "conv":
             continue
-        key = signature(graph, node, target, threads, backend)
+        key = signature(graph, node, target, threads, backend) + ("" if winograd else "|direct")
         if key not in table:
-            table[key] = dataclasses.asdict(_measure_layer(graph, node, target, threads, backend, cache_dir, quiet))
+            table[key] = dataclasses.asdict(_measure_layer(graph, node, target, threads, backend, cache_dir, quiet,
+                                                           winograd))
             _save(path, table)
         chosen[node.name] = ConvSchedule(**table[key])
     return chosen
@@ -55,14 +57,18 @@ def signature(graph: Graph, node: Node, target: Target, threads: int, backend: s
     return f"{attrs!r}|{operands}|{backend}|t{threads}|{cpu}"
 
 
-def candidates(graph: Graph, node: Node, target: Target, threads: int) -> list[ConvSchedule]:
-    """The cost model's schedule first, then variations of its register tile and loop order, and the
-    other register-tiled path where it applies; none for rowwise layers."""
-    p, default = lower.conv_geometry(node, lower.LowerContext(graph, target, threads))
+def candidates(graph: Graph, node: Node, target: Target, threads: int, winograd: bool = True) -> list[ConvSchedule]:
+    """The cost model's schedule first, then variations of its register tile and loop order, the
+    other register-tiled path where it applies, and Winograd F(m x m, 3 x 3) for the cost model's tile sizes
+    where that applies; none for rowwise layers."""
+    p, default = lower.conv_geometry(node, lower.LowerContext(graph, target, threads, winograd=winograd))
     if default.path == "rowwise":
         return [default]
+    chosen = default
+    if default.path == "winograd":   # the cost model's choice first, then the direct path's variations
+        default = lower.conv_geometry(node, lower.LowerContext(graph, target, threads, winograd=False))[1]
     budget = schedule.accumulator_budget(target)
-    found = [default, dataclasses.replace(default, blocks_inner=not default.blocks_inner)]
+    found = [chosen, default, dataclasses.replace(default, blocks_inner=not default.blocks_inner)]
     width = schedule._vector_width_for(p["OCG"], target)
     for ocv in (1, 2, 4):
         if ocv <= math.ceil(p["OCG"] / width):
@@ -75,6 +81,10 @@ def candidates(graph: Graph, node: Node, target: Target, threads: int) -> list[C
             if vectors * vw <= max(p["OW"], vw):
                 found.append(ConvSchedule("pixels", vw, min(channels, p["OCG"]), vectors, default.threads,
                                           default.blocks_inner))
+    if winograd and lower.winograd_applies(p, node.inputs[1] in graph.constants):
+        flops = 2 * 9 * p["N"] * p["CG"] * p["OC"] * p["OH"] * p["OW"]
+        found += [schedule.winograd_schedule(m, p["CG"], p["OCG"], p["G"], p["OH"], p["OW"], flops, target, threads)
+                  for m in schedule.WINOGRAD_TILES]
     unique: list[ConvSchedule] = []
     for s in found:
         if s not in unique:
@@ -88,10 +98,10 @@ def _balanced(out_width: int, max_rows: int) -> int:
 
 
 def _measure_layer(graph: Graph, node: Node, target: Target, threads: int, backend: str, cache_dir,
-                   quiet: bool | None) -> ConvSchedule:
+                   quiet: bool | None, winograd: bool = True) -> ConvSchedule:
     """Build and time each candidate as a one-layer graph; the fastest wins."""
     layer = _single_layer_graph(graph, node)
-    options = candidates(graph, node, target, threads)
+    options = candidates(graph, node, target, threads, winograd)
     timings = []
     for candidate in progress.track(options, f"tuning {node.name}", unit="schedule", quiet=quiet):
         timings.append(_time(layer, {node.name: candidate}, target, threads, backend, cache_dir))

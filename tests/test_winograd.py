@@ -1,0 +1,123 @@
+"""Winograd F(m x m, 3 x 3) convolution (convgen/winograd.py, templates/winograd.c.j2): the transforms
+against a direct correlation in float64, the kernels against torch over drawn shapes (odd maps, tiles
+that do not divide the map, every padding, channels that are not a multiple of the vector width,
+groups, bias and activation, batch > 1, two threads), every tile size; the cost model's choice and the
+option that turns it off."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch.nn.functional as TF
+from hypothesis import given, strategies as st
+
+import convgen
+from convgen import lower, nn, schedule, winograd
+from convgen.target import host
+
+from conftest import capped_settings, t64
+
+
+def _kernel(model):
+    (kernel,) = [k for k in model._lowered.kernels if k.op == "conv"]
+    return kernel
+
+
+@pytest.mark.parametrize("m", sorted(winograd.POINTS))
+def test_transforms_compute_the_correlation_exactly_in_float64(m):
+    rng = np.random.default_rng(m)
+    x, w = rng.standard_normal((2, 4, 2 * m + 3, m + 1)), rng.standard_normal((6, 2, 3, 3))
+    for pads in [((1, 1), (1, 1)), ((0, 2), (2, 0)), ((0, 0), (0, 0))]:
+        expected = TF.conv2d(TF.pad(t64(x), (*pads[1], *pads[0])), t64(w), groups=2).numpy()
+        np.testing.assert_allclose(winograd.conv2d_reference(x, w, m, pads, groups=2), expected, atol=1e-11)
+
+
+def _compile(module, shape, backend, threads=1, m=None, **options):
+    graph = module.to_graph(shape, name="winograd")
+    schedules = {}
+    if m is not None:   # this tile size, whatever the cost model would say
+        (node,) = [n for n in graph.nodes if n.op == "conv"]
+        p = lower.conv_geometry(node, lower.LowerContext(graph, host(), threads))[0]
+        flops = 2 * 9 * p["CG"] * p["OC"] * p["OH"] * p["OW"] * p["N"]
+        schedules[node.name] = schedule.winograd_schedule(m, p["CG"], p["OCG"], p["G"], p["OH"], p["OW"],
+                                                          flops, host(), threads)
+    return convgen.compile(graph, backend=backend, threads=threads, **options) if not schedules else \
+        _compile_with(graph, backend, threads, schedules)
+
+
+def _compile_with(graph, backend, threads, schedules):
+    from convgen import backends, passes
+    from convgen.runtime import CompiledModel
+    optimized = passes.optimize(graph)
+    lowered = lower.lower(optimized, host(), threads, schedules=schedules)
+    library, source = backends.get(backend)(lowered)
+    return CompiledModel(library, lowered.prefix, source=source, graph=optimized, lowered=lowered)
+
+
+def _check(m, backend, n, cin, cout, h, w, pads, groups, bias, act, threads=1):
+    rng = np.random.default_rng(h * 31 + w + cin)
+    conv = nn.Conv2d(cin, cout, 3, padding=pads, bias=bias, groups=groups)
+    module = nn.Sequential(conv, nn.ReLU()) if act else nn.Sequential(conv)
+    x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
+    model = _compile(module, x.shape, backend, threads, m)
+    kernel = _kernel(model)
+    assert kernel.template == "conv_winograd" and kernel.params["M"] == m
+    state = conv.state_dict()
+    xp = TF.pad(t64(x), (pads[1][0], pads[1][1], pads[0][0], pads[0][1]))
+    expected = TF.conv2d(xp, t64(state["weight"]), t64(state["bias"]) if bias else None, groups=groups)
+    if act:
+        expected = expected.clamp(min=0)
+    expected = expected.numpy()
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(model(x), expected, rtol=0, atol=ERROR[m] * scale)
+
+
+# float32 error bounds relative to the output's scale (README, "Winograd": measured on ResNet-18)
+ERROR = {2: 1e-5, 4: 1e-4, 6: 1e-3}
+
+pads_ = st.tuples(st.integers(0, 2), st.integers(0, 2))
+
+
+BACKENDS = ["c"]   # the LLVM backend has no Winograd kernel yet (convgen.compile keeps it direct there)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@capped_settings(max_examples=12)
+@given(m=st.sampled_from(sorted(winograd.POINTS)), n=st.integers(1, 2), cin=st.integers(1, 40),
+       cout=st.integers(1, 40), groups=st.sampled_from([1, 1, 2]), h=st.integers(3, 19), w=st.integers(3, 19),
+       pads=st.tuples(pads_, pads_), bias=st.booleans(), act=st.booleans())
+def test_winograd_matches_torch(backend, m, n, cin, cout, groups, h, w, pads, bias, act):
+    cin, cout = cin * groups, cout * groups
+    if h + sum(pads[0]) < 3 or w + sum(pads[1]) < 3:
+        return
+    _check(m, backend, n, cin, cout, h, w, pads, groups, bias, act)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("m", sorted(winograd.POINTS))
+def test_winograd_two_threads_several_chunks(backend, m):
+    _check(m, backend, 2, 24, 40, 45, 37, ((1, 1), (1, 1)), 1, True, True, threads=2)
+
+
+def test_cost_model_picks_winograd_for_regular_3x3_layers_and_the_option_turns_it_off():
+    module = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.ReLU())
+    on = convgen.compile(module.to_graph((1, 64, 28, 28), name="on"), threads=1)
+    off = convgen.compile(module.to_graph((1, 64, 28, 28), name="off"), threads=1, winograd=False)
+    assert _kernel(on).template == "conv_winograd" and _kernel(off).template == "conv_direct"
+    x = np.random.default_rng(0).standard_normal((1, 64, 28, 28)).astype(np.float32)
+    y_on, y_off = on(x), off(x)
+    np.testing.assert_allclose(y_on, y_off, rtol=0, atol=ERROR[4] * np.abs(y_off).max())
+    # narrow channels, strides and dilation stay direct
+    for conv, shape in [(nn.Conv2d(3, 64, 3, padding=1), (1, 3, 28, 28)), (nn.Conv2d(64, 64, 3, stride=2), (1, 64, 28, 28)),
+                        (nn.Conv2d(64, 64, 3, dilation=2), (1, 64, 28, 28))]:
+        assert _kernel(convgen.compile(conv.to_graph(shape, name="d"), threads=1)).template == "conv_direct"
+
+
+def test_tuning_measures_the_winograd_tiles_too():
+    from convgen import passes, tune
+    graph = passes.optimize(nn.Conv2d(32, 32, 3, padding=1).to_graph((1, 32, 14, 14), name="t"))
+    (node,) = graph.nodes
+    found = {s.winograd_m for s in tune.candidates(graph, node, host(), 1) if s.path == "winograd"}
+    assert found == set(schedule.WINOGRAD_TILES)
+    assert all(s.path != "winograd" for s in tune.candidates(graph, node, host(), 1, winograd=False))
