@@ -370,18 +370,19 @@ def lower_batch_norm(node: Node, ctx: LowerContext) -> KernelSpec:
 
 
 def _strided_loops(out_shape: tuple[int, ...], in_strides: list[tuple[int, ...]],
-                   batch_strides: list[int] | None = None) -> dict:
+                   batch_strides: list[int] | None = None, offsets: list[int] | None = None) -> dict:
     """The fewest loops over the output (C order) and each input's stride per loop.  With batch_strides
     (each input's stride along the batch), the batch stays its own outermost loop N, whose bound may be a
-    run-time value; else N = 1 and every axis may merge."""
+    run-time value; else N = 1 and every axis may merge.  `offsets`: each input's first element (slices)."""
     out_strides = shapes.contiguous_strides(out_shape)
+    offsets = list(offsets or [0] * len(in_strides))
     if batch_strides is None or not out_shape:
         dims, strides = shapes.collapse_axes(out_shape, [out_strides, *in_strides])
         return dict(N=1, BATCH_STRIDES=[0] * len(in_strides), OUT_BATCH_STRIDE=0, DIMS=list(dims),
-                    OUT_STRIDES=list(strides[0]), STRIDES=[list(s) for s in strides[1:]])
+                    OUT_STRIDES=list(strides[0]), STRIDES=[list(s) for s in strides[1:]], OFFSETS=offsets)
     dims, strides = shapes.collapse_axes(out_shape[1:], [out_strides[1:], *(s[1:] for s in in_strides)])
     return dict(N=out_shape[0], BATCH_STRIDES=list(batch_strides), OUT_BATCH_STRIDE=out_strides[0],
-                DIMS=list(dims), OUT_STRIDES=list(strides[0]), STRIDES=[list(s) for s in strides[1:]])
+                DIMS=list(dims), OUT_STRIDES=list(strides[0]), STRIDES=[list(s) for s in strides[1:]], OFFSETS=offsets)
 
 
 def _batch_stride(node: Node, ctx: LowerContext, value: str) -> int:
@@ -754,4 +755,4 @@ def lower_global_lp_pool(node: Node, ctx: LowerContext) -> KernelSpec:
                       [("x", node.inputs[0])], [("y", node.output)])
 
 
-from . import lower_cast  # noqa: E402,F401  (registers the conversions' lowerings)
+from . import lower_cast, lower_movement  # noqa: E402,F401  (register the conversions' and copies' lowerings)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Sequence, Union
 
+import numpy as np
+
 from .errors import ShapeError
 
 Padding = Union[int, str, Sequence]
@@ -491,3 +493,82 @@ def transposed_receptive_field_step(size, jump, kernel: int, stride: int, dilati
     span = transposed_phases(1, stride, kernel, stride, dilation, 0).span
     out_jump = Fraction(jump) / stride
     return size + (span - 1) * jump, out_jump.numerator if out_jump.denominator == 1 else out_jump
+
+
+def slice_axis(start: int, end: int, step: int, size: int) -> tuple[int, int]:
+    """ONNX Slice on one axis of `size`: (first index, count), after its clamping (negative start and
+    end count from the back; a negative step walks backwards)."""
+    if step == 0:
+        raise ShapeError(f"slice step 0 on an axis of size {size}")
+    start, end = (v + size if v < 0 else v for v in (start, end))
+    if step > 0:
+        start, end = min(max(start, 0), size), min(max(end, 0), size)
+    else:
+        start, end = min(max(start, -1), size - 1), min(max(end, -1), size - 1)
+    count = max(0, -(-(end - start) // step))
+    return start, count
+
+
+def slice_shape(layer: str, shape: Sequence[int], first: Sequence[int], steps: Sequence[int],
+                counts: Sequence[int]) -> tuple[int, ...]:
+    """The output shape of a slice given per axis (first index, step, count); every read must lie inside."""
+    if not len(shape) == len(first) == len(steps) == len(counts):
+        raise ShapeError(f"{layer}: slice of rank {len(first)} for an input of rank {len(shape)}")
+    for axis, (size, f, s, c) in enumerate(zip(shape, first, steps, counts)):
+        if c < 1 or s == 0 or not (0 <= f < size and 0 <= f + (c - 1) * s < size):
+            raise ShapeError(f"{layer}: axis {axis}: slice from {f} by {s}, {c} elements, of an axis of size {size} "
+                             "(convgen's tensors have no empty axes)")
+    return tuple(counts)
+
+
+def nearest_repeat_factor(in_size: int, out_size: int, sources: Sequence[int]) -> int | None:
+    """The factor k when nearest-neighbour source indices are i // k (a whole-factor upsampling), else None."""
+    if out_size % in_size:
+        return None
+    k = out_size // in_size
+    return k if list(sources) == [i // k for i in range(out_size)] else None
+
+
+def nearest_sources(in_size: int, out_size: int, scale: float, coordinates: str, rounding: str) -> list[int]:
+    """ONNX Resize, mode nearest, on one axis: the input index each output index reads (onnxruntime's
+    float32 arithmetic: the coordinate transform, then nearest_mode, clamped to the axis)."""
+    f32 = np.float32
+    scale = f32(scale)
+    out = []
+    for i in range(out_size):
+        x = f32(i)
+        if coordinates == "asymmetric":
+            original = x / scale
+        elif coordinates == "half_pixel":
+            original = (x + f32(0.5)) / scale - f32(0.5)
+        elif coordinates == "pytorch_half_pixel":
+            original = (x + f32(0.5)) / scale - f32(0.5) if out_size > 1 else f32(0.0)
+        elif coordinates == "tf_half_pixel_for_nn":
+            original = (x + f32(0.5)) / scale
+        elif coordinates == "align_corners":
+            original = f32(0.0) if out_size == 1 else x * f32(in_size - 1) / f32(out_size - 1)
+        else:
+            raise ShapeError(f"Resize coordinate_transformation_mode {coordinates!r} is not supported for nearest")
+        if rounding == "round_prefer_floor":
+            index = math.floor(original) if original == math.floor(original) + 0.5 else round(float(original))
+        elif rounding == "round_prefer_ceil":
+            index = math.floor(float(original) + 0.5)
+        elif rounding == "floor":
+            index = math.floor(original)
+        elif rounding == "ceil":
+            index = math.ceil(original)
+        else:
+            raise ShapeError(f"Resize nearest_mode {rounding!r} is not one of round_prefer_floor, round_prefer_ceil, "
+                             "floor, ceil")
+        out.append(min(max(int(index), 0), in_size - 1))
+    return out
+
+
+def strided_sources(in_size: int, sources: Sequence[int]) -> tuple[int, int] | None:
+    """(first, step) when the source indices are first + i * step (a downsampling slice), else None."""
+    if len(sources) == 1:
+        return sources[0], 1
+    step = sources[1] - sources[0]
+    if step < 1 or any(b - a != step for a, b in zip(sources, sources[1:])):
+        return None
+    return sources[0], step

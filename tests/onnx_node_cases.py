@@ -34,6 +34,8 @@ CASE_MODULES = {
     "Softplus": "softplus", "Softsign": "softsign", "Exp": "exp", "Log": "log", "Sqrt": "sqrt", "Pow": "pow",
     "Abs": "abs", "Neg": "neg", "Reciprocal": "reciprocal", "Erf": "erf", "Min": "min", "Max": "max",
     "Mean": "mean",
+    "Split": "split", "Expand": "expand", "Tile": "tile", "DepthToSpace": "depthtospace",
+    "SpaceToDepth": "spacetodepth",
 }
 
 

@@ -60,8 +60,8 @@ def strided(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
     p = k.params
     dims = p["DIMS"]
     with e.nest([p["N"], *dims[:-1]], ["n", *(f"i{a}" for a in range(len(dims) - 1))]) as (n, *outer):
-        operands = [args[f"x{j}"] + (n * batch + _offset(s, outer))
-                    for j, (s, batch) in enumerate(zip(p["STRIDES"], p["BATCH_STRIDES"]))]
+        operands = [args[f"x{j}"] + (n * batch + _offset(s, outer) + first)
+                    for j, (s, batch, first) in enumerate(zip(p["STRIDES"], p["BATCH_STRIDES"], p["OFFSETS"]))]
         y = args["y"] + (n * p["OUT_BATCH_STRIDE"] + _offset(p["OUT_STRIDES"], outer))
         with e.loop(dims[-1]) as i:
             y[i] = act.apply(e, p["activation"], _expression(e, p, operands, i))

@@ -1,0 +1,196 @@
+"""Converters of data movement on run-time values: Slice, Split, Gather (constant indices), Expand, Tile,
+DepthToSpace, SpaceToDepth, and nearest Resize / Upsample by whole factors.  Each is a slice or an
+expand (convgen/ops/movement.py), with reshapes and transposes around it."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import ops, shapes
+from ..errors import ShapeError
+from ..trace import Tensor
+from .context import NodeView
+from .converters import COMPILE_TIME_INPUTS, converter, data
+from .folding import axes_of
+
+COMPILE_TIME_INPUTS.update({"Split": (1,), "Expand": (1,), "Tile": (1,), "Resize": (1, 2, 3), "Upsample": (1,)})
+
+
+def _slice(node: NodeView, x: Tensor, ranges: dict[int, tuple[int, int, int]], suffix: str = "") -> Tensor:
+    """x sliced on the axes in `ranges` (axis -> (first, step, count)), whole on the others."""
+    if all(ranges.get(a, (0, 1, d)) == (0, 1, d) for a, d in enumerate(x.shape)):
+        return x
+    first, steps, counts = zip(*(ranges.get(a, (0, 1, d)) for a, d in enumerate(x.shape)))
+    return node.emit("slice", ops.SliceAttrs(first, steps, counts), [x], suffix=suffix)
+
+
+def _reshape(node: NodeView, x: Tensor, shape, suffix: str) -> Tensor:
+    return x if tuple(shape) == x.shape else node.emit("reshape", ops.ReshapeAttrs(tuple(shape)), [x], suffix=suffix)
+
+
+def _expand(node: NodeView, x: Tensor, shape, suffix: str = "") -> Tensor:
+    return x if tuple(shape) == x.shape else node.emit("expand", ops.ExpandAttrs(tuple(shape)), [x], suffix=suffix)
+
+
+@converter("Slice")
+def _slice_node(node: NodeView) -> list:
+    x = data(node)
+    starts, ends = (node.const(i, what).reshape(-1).astype(np.int64) for i, what in ((1, "starts"), (2, "ends")))
+    given_axes = node.optional_const(3, "axes")
+    axes = axes_of(node, given_axes, x.ndim) if given_axes is not None else list(range(len(starts)))
+    steps = node.optional_const(4, "steps")
+    steps = np.ones(len(starts), np.int64) if steps is None else steps.reshape(-1)
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise ShapeError(f"{node.label}: starts, ends, axes and steps of lengths {len(starts)}, {len(ends)}, "
+                         f"{len(axes)}, {len(steps)}")
+    ranges = {}
+    for axis, start, end, step in zip(axes, starts.tolist(), ends.tolist(), steps.tolist()):
+        first, count = shapes.slice_axis(max(min(start, 2 ** 62), -2 ** 62), max(min(end, 2 ** 62), -2 ** 62),
+                                         int(step), x.shape[axis])
+        ranges[axis] = (first, int(step), count)
+    return [_slice(node, x, ranges)]
+
+
+@converter("Split")
+def _split(node: NodeView) -> list:
+    x = data(node)
+    axis = axes_of(node, [node.attr("axis", 0)], x.ndim)[0]
+    size, outputs = x.shape[axis], len(node.output_names)
+    given = node.optional_const(1, "split")
+    sizes = given.reshape(-1).tolist() if given is not None else node.attr("split")
+    if sizes is None:
+        parts = int(node.attr("num_outputs", outputs))
+        chunk = -(-size // parts)
+        sizes = [min(chunk, size - i * chunk) for i in range(parts)]
+    if len(sizes) != outputs or sum(sizes) != size or min(sizes) < 1:
+        raise ShapeError(f"{node.label}: split sizes {list(sizes)} for {outputs} outputs of an axis of size {size}")
+    starts = np.cumsum([0] + list(sizes[:-1])).tolist()
+    return [_slice(node, x, {axis: (int(s), 1, int(n))}, suffix=f"_{j}") for j, (s, n) in enumerate(zip(starts, sizes))]
+
+
+@converter("Gather")
+def _gather(node: NodeView) -> list:
+    """Constant indices: one strided slice when they step evenly, else a concatenation of slices."""
+    x = data(node)
+    indices = node.const(1, "indices").astype(np.int64)
+    axis = axes_of(node, [node.attr("axis", 0)], x.ndim)[0]
+    size = x.shape[axis]
+    if indices.size == 0 or np.any((indices < -size) | (indices >= size)):
+        raise ShapeError(f"{node.label}: indices {indices.tolist()} out of range (or empty) for axis {axis} of size {size}")
+    flat = np.where(indices < 0, indices + size, indices).reshape(-1).tolist()
+    even = shapes.strided_sources(size, flat) if len(set(flat)) == len(flat) else None
+    if even is not None:
+        gathered = _slice(node, x, {axis: (even[0], even[1], len(flat))})
+    else:
+        pieces = [_slice(node, x, {axis: (i, 1, 1)}, suffix=f"_{j}") for j, i in enumerate(flat)]
+        gathered = node.emit("concat", ops.ConcatAttrs(axis), pieces)
+    return [_reshape(node, gathered, x.shape[:axis] + indices.shape + x.shape[axis + 1:], "_shape")]
+
+
+@converter("Expand")
+def _expand_node(node: NodeView) -> list:
+    x = data(node)
+    shape = shapes.broadcast_shape(node.label, x.shape, [int(d) for d in node.const(1, "shape").reshape(-1)])
+    return [_expand(node, _reshape(node, x, (1,) * (len(shape) - x.ndim) + x.shape, "_rank"), shape)]
+
+
+@converter("Tile")
+def _tile(node: NodeView) -> list:
+    """(d0, d1, ...) tiled (r0, r1, ...): (1, d0, 1, d1, ...) expanded to (r0, d0, r1, d1, ...), reshaped."""
+    x = data(node)
+    repeats = [int(r) for r in node.const(1, "repeats").reshape(-1)]
+    if len(repeats) != x.ndim or min(repeats) < 1:
+        raise ShapeError(f"{node.label}: repeats {repeats} for an input of rank {x.ndim} (one positive count per axis)")
+    interleaved = _reshape(node, x, [v for d in x.shape for v in (1, d)], "_split")
+    tiled = _expand(node, interleaved, [v for d, r in zip(x.shape, repeats) for v in (r, d)])
+    return [_reshape(node, tiled, [d * r for d, r in zip(x.shape, repeats)], "_merge")]
+
+
+def _permute(node: NodeView, x: Tensor, split_shape, perm, out_shape) -> Tensor:
+    y = _reshape(node, x, split_shape, "_split")
+    y = node.emit("transpose", ops.TransposeAttrs(tuple(perm)), [y], suffix="_move")
+    return _reshape(node, y, out_shape, "_merge")
+
+
+@converter("DepthToSpace")
+def _depth_to_space(node: NodeView) -> list:
+    x = data(node)
+    b = int(node.attr("blocksize"))
+    if x.ndim != 4 or b < 1 or x.shape[1] % (b * b):
+        raise ShapeError(f"{node.label}: blocksize {b} for input {list(x.shape)}: a 4-D input with channels "
+                         "divisible by blocksize^2")
+    n, c, h, w = x.shape
+    out = (n, c // (b * b), h * b, w * b)
+    if node.attr("mode", "DCR") == "CRD":
+        return [_permute(node, x, (n, c // (b * b), b, b, h, w), (0, 1, 4, 2, 5, 3), out)]
+    return [_permute(node, x, (n, b, b, c // (b * b), h, w), (0, 3, 4, 1, 5, 2), out)]
+
+
+@converter("SpaceToDepth")
+def _space_to_depth(node: NodeView) -> list:
+    x = data(node)
+    b = int(node.attr("blocksize"))
+    if x.ndim != 4 or b < 1 or x.shape[2] % b or x.shape[3] % b:
+        raise ShapeError(f"{node.label}: blocksize {b} for input {list(x.shape)}: a 4-D input with height and "
+                         "width divisible by it")
+    n, c, h, w = x.shape
+    perm = (0, 1, 3, 5, 2, 4) if node.attr("mode", "DCR") == "CRD" else (0, 3, 5, 1, 2, 4)
+    return [_permute(node, x, (n, c, h // b, b, w // b, b), perm, (n, c * b * b, h // b, w // b))]
+
+
+def _resize_sizes(node: NodeView, x: Tensor) -> tuple[list[int], list[float]]:
+    """The output size and scale of every axis, from `scales` or `sizes` (Upsample: scales)."""
+    if node.op_type == "Upsample":
+        scales = node.attr("scales")
+        scales = node.const(1, "scales").reshape(-1).tolist() if scales is None else scales
+        return [int(math.floor(d * s)) for d, s in zip(x.shape, scales)], [float(s) for s in scales]
+    if node.attr("antialias", 0) or node.attr("keep_aspect_ratio_policy", "stretch") != "stretch":
+        raise node.unsupported("antialias and keep_aspect_ratio_policy other than stretch")
+    axes = node.attr("axes")
+    axes = list(range(x.ndim)) if axes is None else axes_of(node, axes, x.ndim)
+    scales, sizes = node.optional_const(2, "scales"), node.optional_const(3, "sizes")
+    out, factor = list(x.shape), [1.0] * x.ndim
+    if sizes is not None and sizes.size:
+        for a, s in zip(axes, sizes.reshape(-1).tolist()):
+            out[a], factor[a] = int(s), float(np.float32(s) / np.float32(x.shape[a]))
+    elif scales is not None and scales.size:
+        for a, s in zip(axes, scales.reshape(-1).tolist()):
+            out[a], factor[a] = int(math.floor(x.shape[a] * float(s))), float(s)
+    else:
+        raise ShapeError(f"{node.label}: neither scales nor sizes is given")
+    return out, factor
+
+
+@converter("Resize", "Upsample")
+def _resize(node: NodeView) -> list:
+    """Nearest-neighbour resizing whose source indices are whole-factor repeats (upsampling) or an even
+    stride (downsampling) on every axis: an expand or a slice."""
+    x = data(node)
+    if node.attr("mode", "nearest") != "nearest":
+        raise node.unsupported(f"mode {node.attr('mode')!r}: convgen resizes with mode nearest only")
+    out, factor = _resize_sizes(node, x)
+    if min(out) < 1:
+        raise ShapeError(f"{node.label}: output shape {out} from input {list(x.shape)}")
+    opset10 = node.op_type == "Upsample"
+    coordinates = "asymmetric" if opset10 else node.attr("coordinate_transformation_mode", "half_pixel")
+    rounding = "floor" if opset10 else node.attr("nearest_mode", "round_prefer_floor")
+    repeats, ranges = [], {}
+    for axis, (d, o, s) in enumerate(zip(x.shape, out, factor)):
+        sources = shapes.nearest_sources(d, o, s, coordinates, rounding)
+        k = shapes.nearest_repeat_factor(d, o, sources)
+        strided = shapes.strided_sources(d, sources) if o <= d else None
+        if k is not None:
+            repeats.append(k)
+        elif strided is not None:
+            repeats.append(1)
+            ranges[axis] = (strided[0], strided[1], o)
+        else:
+            raise node.unsupported(f"axis {axis}: {d} -> {o} with {coordinates}/{rounding} is not a whole-factor "
+                                   "repeat or an even stride; convgen has no general nearest Resize kernel")
+    y = _slice(node, x, ranges, suffix="_pick")
+    if any(k > 1 for k in repeats):
+        interleaved = _reshape(node, y, [v for d in y.shape for v in (d, 1)], "_split")
+        y = _expand(node, interleaved, [v for d, k in zip(y.shape, repeats) for v in (d, k)])
+        y = _reshape(node, y, [d * k for d, k in zip(interleaved.shape[::2], repeats)], "_merge")
+    return [y]
