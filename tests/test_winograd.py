@@ -73,7 +73,8 @@ def _check(m, backend, n, cin, cout, h, w, pads, groups, bias, act, threads=1):
     np.testing.assert_allclose(model(x), expected, rtol=0, atol=ERROR[m] * scale)
 
 
-# float32 error bounds relative to the output's scale (README, "Winograd": measured on ResNet-18)
+# float32 error bounds relative to the output's scale (README, "Winograd": measured up to 1e-6, 1.4e-5 and
+# 3.5e-5 on the benchmark's 3x3 layers)
 ERROR = {2: 1e-5, 4: 1e-4, 6: 1e-3}
 
 pads_ = st.tuples(st.integers(0, 2), st.integers(0, 2))
