@@ -122,3 +122,16 @@ def test_tuning_measures_the_winograd_tiles_too():
     found = {s.winograd_m for s in tune.candidates(graph, node, host(), 1) if s.path == "winograd"}
     assert found == set(schedule.WINOGRAD_TILES)
     assert all(s.path != "winograd" for s in tune.candidates(graph, node, host(), 1, winograd=False))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_winograd_with_the_batch_given_at_call_time(threads):
+    """batch=None: the padded input copy at the end of the scratch grows with the batch."""
+    module = nn.Sequential(nn.Conv2d(32, 48, 3, padding=1), nn.ReLU())
+    graph = module.to_graph((1, 32, 13, 9), name="anybatch")
+    model = convgen.compile(graph, threads=threads, batch=None)
+    assert _kernel(model).template == "conv_winograd"
+    x = np.random.default_rng(3).standard_normal((3, 32, 13, 9)).astype(np.float32)
+    state = module[0].state_dict()
+    expected = TF.conv2d(t64(x), t64(state["weight"]), t64(state["bias"]), padding=1).clamp(min=0).numpy()
+    np.testing.assert_allclose(model(x), expected, rtol=0, atol=ERROR[4] * np.abs(expected).max())
