@@ -13,7 +13,7 @@ from .attributes import element_type, node_attributes, to_array
 from .context import Context, NodeView, c_name
 from .converters import CONVERTERS
 from .folding import FOLDERS
-from .loader import at_supported_opset, load_model, topological_order
+from .loader import at_supported_opset, check_arity, default_opset, load_model, topological_order
 
 
 def supported_op_types() -> frozenset[str]:
@@ -44,6 +44,7 @@ def from_onnx(model, input_shapes: Mapping[str, Sequence[int]] | None = None) ->
     proto = at_supported_opset(load_model(model))
     graph = proto.graph
     check_supported(graph)
+    check_arity(graph, default_opset(proto))
     ctx = Context()
     _read_initializers(ctx, graph)
     _read_inputs(ctx, graph, dict(input_shapes or {}))

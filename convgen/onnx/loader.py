@@ -11,7 +11,7 @@ import os
 from collections import deque
 from typing import Any
 
-from ..errors import ConvgenError, UnsupportedError
+from ..errors import ConvgenError, ModelFormatError, UnsupportedError
 
 MIN_OPSET, CANONICAL_OPSET = 7, 13
 
@@ -123,3 +123,35 @@ def topological_order(graph, defined: set[str]) -> list:
 
 def _label(node) -> str:
     return f"{node.name or '(unnamed)'!r} ({node.op_type})"
+
+
+def _count(names) -> int:
+    """Positions a node fills: trailing empty names are optional inputs or outputs left out."""
+    names = list(names)
+    while names and not names[-1]:
+        names.pop()
+    return len(names)
+
+
+def _bounds(low: int, high: int) -> str:
+    if high >= 2**31 - 1:
+        return f"at least {low}"
+    return f"{low}" if low == high else f"{low} to {high}"
+
+
+def check_arity(graph, opset: int) -> None:
+    """Every node has as many inputs and outputs as its op's schema at the model's opset allows: a Conv
+    with four inputs or a Relu with two outputs is a malformed model, not one whose extra names are
+    silently dropped (onnxruntime rejects it too)."""
+    onnx = onnx_module()
+    for i, node in enumerate(graph.node):
+        domain = "" if node.domain == "ai.onnx" else node.domain
+        try:
+            schema = onnx.defs.get_schema(node.op_type, opset, domain)
+        except onnx.defs.SchemaError:
+            continue  # an op onnx does not define: check_supported names it
+        for what, count, low, high in (("inputs", _count(node.input), schema.min_input, schema.max_input),
+                                       ("outputs", _count(node.output), schema.min_output, schema.max_output)):
+            if not low <= count <= high:
+                raise ModelFormatError(f"node {_label(node)} (#{i}) has {count} {what}; {node.op_type} at opset "
+                                       f"{opset} takes {_bounds(low, high)}")
