@@ -182,3 +182,36 @@ def test_slice_reference_and_kernel_agree_on_negative_steps(backend, rng):
     graph = convgen.ir.Graph("s", tuple(tracer.inputs), tuple(tracer.nodes), (y.value,), {})
     np.testing.assert_array_equal(convgen.compile(graph, backend=backend)(x), x[1:2, 6::-2, ::-1])
     np.testing.assert_array_equal(ops.run_reference("slice", attrs, x), x[1:2, 6::-2, ::-1])
+
+
+def _where_model(condition, x_shape, other):
+    nodes = [helper.make_node("Where", ["c", "x", "o"], ["y0"]), helper.make_node("Where", ["c", "o", "x"], ["y1"])]
+    graph = helper.make_graph(nodes, "where", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                              [helper.make_tensor_value_info(f"y{j}", TensorProto.FLOAT, None) for j in range(2)],
+                              [numpy_helper.from_array(condition, "c"), numpy_helper.from_array(other, "o")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)])
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_where_with_a_constant_condition(value, backend, rng):
+    """The condition picks one side everywhere (run-time x or a constant), broadcast to the output shape."""
+    x = rng.standard_normal((2, 1, 4)).astype(np.float32)
+    model = _where_model(np.full((3, 1), value), x.shape, rng.standard_normal((1, 4)).astype(np.float32))
+    check(model, x, backend)
+
+
+def test_where_mixed_condition_is_refused():
+    model = _where_model(np.array([True, False]), (2, 2), np.zeros(2, np.float32))
+    with pytest.raises(convgen.UnsupportedError, match="mixes both sides"):
+        convgen.from_onnx(model)
+
+
+def test_constant_of_shape_feeds_a_run_time_op(backend, rng):
+    """ConstantOfShape is evaluated at import (its shape is known); its value joins run-time arithmetic."""
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    nodes = [helper.make_node("ConstantOfShape", ["s"], ["k"], value=numpy_helper.from_array(np.array([1.5], np.float32))),
+             helper.make_node("Add", ["x", "k"], ["y0"])]
+    graph = helper.make_graph(nodes, "cos", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                              [helper.make_tensor_value_info("y0", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.array([2, 3], np.int64), "s")])
+    check(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)]), x, backend)

@@ -14,7 +14,7 @@ from .context import NodeView
 from .converters import COMPILE_TIME_INPUTS, converter, data
 from .folding import axes_of
 
-COMPILE_TIME_INPUTS.update({"Split": (1,), "Expand": (1,), "Tile": (1,), "Resize": (1, 2, 3), "Upsample": (1,)})
+COMPILE_TIME_INPUTS.update({"Where": (0,), "Split": (1,), "Expand": (1,), "Tile": (1,), "Resize": (1, 2, 3), "Upsample": (1,)})
 
 
 def _slice(node: NodeView, x: Tensor, ranges: dict[int, tuple[int, int, int]], suffix: str = "") -> Tensor:
@@ -194,3 +194,19 @@ def _resize(node: NodeView) -> list:
         y = _expand(node, interleaved, [v for d, k in zip(y.shape, repeats) for v in (d, k)])
         y = _reshape(node, y, [d * k for d, k in zip(interleaved.shape[::2], repeats)], "_merge")
     return [y]
+
+
+@converter("Where")
+def _where(node: NodeView) -> list:
+    """A condition known at import that picks one side everywhere: that side, broadcast to the output."""
+    condition = node.const(0, "condition").astype(bool)
+    shape = shapes.broadcast_shape(node.label, condition.shape, node.shape_of(1), node.shape_of(2))
+    if not (condition.all() or not condition.any()):
+        raise node.unsupported("a condition that mixes both sides; convgen takes Where whose constant condition "
+                               "picks one side everywhere")
+    side = 1 if condition.all() else 2
+    value = node.input(side)
+    if not isinstance(value, Tensor):
+        return [np.ascontiguousarray(np.broadcast_to(value, shape))]
+    x = data(node, side)
+    return [_expand(node, _reshape(node, x, (1,) * (len(shape) - x.ndim) + x.shape, "_rank"), shape)]
