@@ -34,7 +34,8 @@ def conv_cases(draw):
     pads, shape = [], []
     for k, d in zip(kernel, dilation):
         pair = [draw(st.integers(0, (k - 1) * d)), draw(st.integers(0, (k - 1) * d))]
-        n = draw(st.integers(max(1, (k - 1) * d + 1 - sum(pair)), size))
+        low = max(1, (k - 1) * d + 1 - sum(pair))  # the dilated kernel fits the padded input
+        n = draw(st.integers(low, max(low, size)))
         if mode in ("reflect", "circular"):  # torch: reflect pads < size, circular pads <= size
             n = max(n, max(pair) + 1)
         pads.append(pair)
@@ -69,7 +70,8 @@ def pool_cases(draw):
     dilation = _spatial(draw, nd, 1, 2) if kind == "max" else [1] * nd
     padding = [draw(st.integers(0, k // 2)) for k in kernel] if kind != "lp" else [0] * nd
     size = {1: 25, 2: 12, 3: 7}[nd]
-    shape = [draw(st.integers(max(1, d * (k - 1) + 1 - 2 * p), size)) for k, d, p in zip(kernel, dilation, padding)]
+    lows = [max(1, d * (k - 1) + 1 - 2 * p) for k, d, p in zip(kernel, dilation, padding)]
+    shape = [draw(st.integers(low, max(low, size))) for low in lows]
     return dict(family="pool", kind=kind, x=[draw(st.integers(1, 2)), draw(st.integers(1, 5)), *shape],
                 kernel=kernel, stride=stride, padding=padding, dilation=dilation, ceil_mode=draw(st.booleans()),
                 count_include_pad=draw(st.booleans()), norm=draw(st.sampled_from([1, 2, 3])), taps=int(sum(kernel)))
