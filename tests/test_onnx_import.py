@@ -139,8 +139,17 @@ def test_symbolic_dimensions_need_input_shapes():
 
 
 def test_opsets_outside_the_range_are_refused():
-    with pytest.raises(convgen.UnsupportedError, match="opset 6"):
-        convgen.from_onnx(conv_model(opset=6))
+    newest = onnx.defs.onnx_opset_version()
+    with pytest.raises(convgen.UnsupportedError, match=f"opset {newest + 1}; convgen imports opsets 1 to"):
+        convgen.from_onnx(conv_model(opset=newest + 1))
+
+
+@pytest.mark.parametrize("opset", [1, 6])
+def test_old_opsets_are_raised(opset):
+    x = np.random.default_rng(1).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    expected = onnxruntime.InferenceSession(conv_model().SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(convgen.compile(convgen.from_onnx(conv_model(opset=opset)))(x), expected,
+                               rtol=1e-5, atol=1e-5)
 
 
 # -- names, constants and run-time weights ----------------------------------------------------------

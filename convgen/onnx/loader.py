@@ -1,6 +1,6 @@
 """Reading an ONNX model: bytes or file -> a checked ModelProto at one opset, nodes in topological order.
 
-Models at opsets 7-12 are raised to opset 13 with onnx's version converter, so the converters
+Models at opsets 1-12 are raised to opset 13 with onnx's version converter, so the converters
 see one form of every op (Clip/Pad/Slice/Squeeze take inputs, not attributes; Softmax works on
 one axis).  Newer opsets (13 up to what the installed onnx knows) are read as they are: for the
 ops convgen imports, later versions only added element types.
@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import ConvgenError, ModelFormatError, UnsupportedError
 
-MIN_OPSET, CANONICAL_OPSET = 7, 13
+MIN_OPSET, CANONICAL_OPSET = 1, 13
 
 
 def onnx_module():
@@ -82,8 +82,9 @@ def at_supported_opset(model):
     try:
         return version_converter.convert_version(model, CANONICAL_OPSET)
     except Exception as error:
+        op_types = sorted({n.op_type for n in model.graph.node})
         raise UnsupportedError(f"onnx's version converter could not raise the model from opset {opset} "
-                               f"to {CANONICAL_OPSET}: {error}") from None
+                               f"to {CANONICAL_OPSET} (its op types: {', '.join(op_types)}): {error}") from None
 
 
 def topological_order(graph, defined: set[str]) -> list:
