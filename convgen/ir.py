@@ -90,6 +90,9 @@ class Graph:
     nodes: tuple[Node, ...]
     outputs: tuple[str, ...]
     constants: Mapping[str, np.ndarray] = field(default_factory=dict)
+    # What callers call the outputs (an ONNX file's graph output names), one per output; None: the
+    # output values' names.  Not identifiers: the C code only ever sees lower's sanitized ones.
+    output_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         frozen = {k: v if not v.flags.writeable and v.dtype == np.float32 and v.flags.c_contiguous
@@ -99,7 +102,7 @@ class Graph:
 
     def __reduce__(self):
         # The constants sit in a read-only mapping proxy, which does not pickle; rebuild from a dict.
-        return Graph, (self.name, self.inputs, self.nodes, self.outputs, dict(self.constants))
+        return Graph, (self.name, self.inputs, self.nodes, self.outputs, dict(self.constants), self.output_names)
 
     # -- queries ---------------------------------------------------------
     def type_of(self, value: str) -> TensorType:
@@ -196,6 +199,11 @@ class Graph:
             raise ConvgenError(f"graph {self.name!r}: outputs {undefined} are not defined")
         if not self.outputs:
             raise ConvgenError(f"graph {self.name!r} has no outputs")
+        names = self.output_names
+        if names is not None and (len(names) != len(self.outputs) or len(set(names)) != len(names)
+                                  or not all(isinstance(n, str) for n in names)):
+            raise ConvgenError(f"graph {self.name!r}: output_names {names!r} must be {len(self.outputs)} distinct "
+                               "strings, one per output")
 
 
 def check_input_types(layer: str, types: list[TensorType], count: int | tuple[int, int]) -> None:

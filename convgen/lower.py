@@ -635,13 +635,16 @@ def _bind(index: int, node: Node, spec: KernelSpec, graph: Graph, placement: Pla
 
 
 def _io_specs(graph: Graph) -> tuple[tuple[IOSpec, ...], tuple[IOSpec, ...]]:
-    """C identifiers for the run function's parameters: sanitized input names, output / output<j>."""
+    """The inputs' and outputs' names as callers know them (the graph's input names, its output_names
+    or else the output values) and their C identifiers for the run function's parameters: sanitized
+    input names, output / output<j>."""
     in_idents = unique_identifiers(n for n, _ in graph.inputs)
     names = ["output"] if len(graph.outputs) == 1 else [f"output{j}" for j in range(len(graph.outputs))]
     out_idents = unique_identifiers(names, taken=in_idents)
     inputs = tuple(IOSpec(n, ident, t.shape, t.dtype) for (n, t), ident in zip(graph.inputs, in_idents))
-    outputs = tuple(IOSpec(v, ident, graph.type_of(v).shape, graph.type_of(v).dtype)
-                    for v, ident in zip(graph.outputs, out_idents))
+    out_names = graph.output_names or graph.outputs
+    outputs = tuple(IOSpec(name, ident, graph.type_of(v).shape, graph.type_of(v).dtype)
+                    for v, name, ident in zip(graph.outputs, out_names, out_idents))
     return inputs, outputs
 
 

@@ -193,7 +193,12 @@ class Tracer:
                 values.append(item)
                 types.append(TensorType(self.constants[item].shape))
         out_types = ops.get(op).infer(f"layer {name!r} ({kind or op})", attrs, types)
+        # A node's later outputs are <name>:<i>; an input (a file's name can be anything) may already
+        # be called that, so such a node takes a fresh name, and its values are reserved.
+        while len(out_types) > 1 and any(f"{name}:{i}" in self._names for i in range(1, len(out_types))):
+            name = self.unique(f"{name}_")
         out_values = tuple(name if i == 0 else f"{name}:{i}" for i in range(len(out_types)))
+        self._names.update(out_values[1:])
         self.nodes.append(Node(name, op, attrs, tuple(values), out_values, tuple(out_types)))
         result = tuple(Tensor(self, v, t) for v, t in zip(out_values, out_types))
         return result[0] if len(result) == 1 else result

@@ -114,7 +114,7 @@ def _single_layer_graph(graph: Graph, node: Node) -> Graph:
     constants = {v: graph.constants[v] for v in node.inputs[1:] if v in graph.constants}
     inputs = [(x, graph.type_of(x))] + [(v, graph.type_of(v)) for v in node.inputs[1:] if v not in constants]
     return dataclasses.replace(graph, name="tune", inputs=tuple(inputs), nodes=(node,), outputs=(node.output,),
-                               constants=constants)
+                               constants=constants, output_names=None)
 
 
 def _time(layer: Graph, schedules: dict[str, ConvSchedule], target: Target, threads: int, backend: str,

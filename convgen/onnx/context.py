@@ -1,7 +1,9 @@
 """The state of one import: every ONNX value as a run-time Tensor or an import-time numpy array.
 
-Names from the file never reach generated code as they are: layer, input and constant names
-pass through trace.identifier (C-safe) and the tracer's uniquing first.
+Names from the file never reach generated code as they are: layer and constant names pass
+through trace.identifier (C-safe) and the tracer's uniquing first.  Graph inputs keep the file's
+names, and the graph its output names, so a model is called with the names onnxruntime's feeds
+take; lower turns them into unique C identifiers (names.unique_identifiers) for the C code.
 """
 from __future__ import annotations
 
@@ -24,9 +26,14 @@ INTEGER_EXACT = {"MaxPool", "GlobalMaxPool", "Relu", "Clip", "Concat", "Transpos
                  "SpaceToDepth", "Split", "Slice", "Gather", "Expand", "Tile", "Where"}
 
 
+def file_name(name) -> str:
+    """A name from the file as text (protobuf hands over invalid UTF-8 as bytes)."""
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+
+
 def c_name(name) -> str:
-    """A name from the file as a C identifier (protobuf hands over invalid UTF-8 as bytes)."""
-    return identifier(name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name))
+    """A name from the file as a C identifier."""
+    return identifier(file_name(name))
 
 
 def registrar(table: dict, what: str):

@@ -10,7 +10,7 @@ from ..errors import ConvgenError, ModelFormatError, ShapeError, UnsupportedErro
 from ..ir import Graph
 from ..trace import Tensor
 from .attributes import element_type, node_attributes, to_array
-from .context import Context, NodeView, c_name
+from .context import Context, NodeView, c_name, file_name
 from .converters import CONVERTERS
 from .folding import FOLDERS
 from .loader import at_supported_opset, check_arity, default_opset, load_model, topological_order
@@ -24,7 +24,9 @@ def from_onnx(model, input_shapes: Mapping[str, Sequence[int]] | None = None) ->
     """An ONNX model (a path, bytes or onnx.ModelProto) as a convgen Graph.
 
     Initializers become compile-time constants; graph inputs that are not initializers stay run-time
-    inputs (weights included, as in ONNX's node tests).  `input_shapes` fixes symbolic dimensions.
+    inputs (weights included, as in ONNX's node tests).  Inputs and outputs keep the file's names
+    (`/conv1/Conv_output_0`, `input.1`, ...): the compiled model takes model(**{name: array}) as
+    onnxruntime's feeds do; the C code gets sanitized identifiers (the saved header lists both).  `input_shapes` fixes symbolic dimensions.
     Opsets 7 to 12 are raised to 13.  Raises UnsupportedError listing every op type convgen does not
     import (with its nodes), ModelFormatError / ConvgenError / ShapeError for a malformed model,
     naming the node or tensor.  Needs the onnx package (pip install "convgen[onnx]").
@@ -107,7 +109,7 @@ def _read_inputs(ctx: Context, graph, overrides: dict) -> None:
         shape = _input_shape(value_info, overrides.get(value_info.name))
         if not shape:
             raise ShapeError(f"{where} is a scalar; convgen's run-time inputs have rank >= 1")
-        ctx.values[value_info.name] = ctx.tracer.input(shape, c_name(value_info.name), dtype)
+        ctx.values[value_info.name] = ctx.tracer.input(shape, file_name(value_info.name), dtype)
 
 
 
@@ -176,6 +178,10 @@ def _declared(ctx: Context, value_info, value: Tensor) -> Tensor:
 def _finish(ctx: Context, graph) -> Graph:
     tracer = ctx.tracer
     outputs = []
+    names = [file_name(v.name) for v in graph.output]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ModelFormatError(f"graph outputs {repeated} are listed twice")
     for value_info in graph.output:
         if value_info.name not in ctx.values:
             raise ConvgenError(f"graph output {value_info.name!r} is not computed by any node")
@@ -193,5 +199,6 @@ def _finish(ctx: Context, graph) -> Graph:
     used = {v for n in tracer.nodes for v in n.inputs} | set(outputs)
     constants = {k: v for k, v in tracer.constants.items() if k in used}
     return Graph(name=c_name(graph.name or "onnx_model"), inputs=tuple(tracer.inputs), nodes=tuple(tracer.nodes),
-                 outputs=tuple(outputs), constants=constants)
+                 outputs=tuple(outputs), constants=constants,
+                 output_names=tuple(names))
 
