@@ -99,6 +99,49 @@ def _matrix_products(shape):
     return nn.graph(a @ b, a @ np.ones((shape[1], 3), np.float32), gemm, name="edge")
 
 
+def _onnx_graph(nodes, constants: dict[str, np.ndarray], outputs: list[str]):
+    """A one-input ONNX graph ("x", float32) of `nodes`, imported: for ops only ONNX import emits."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    def build(shape):
+        graph = helper.make_graph(
+            nodes, "edge", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+            [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+            [numpy_helper.from_array(v, k) for k, v in constants.items()])
+        return convgen.from_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]))
+    return build
+
+
+def _casts_and_quantization():
+    from onnx import TensorProto, helper
+    scale, zero = np.array([0.05, 0.1, 0.2], np.float32), np.array([128, 3, 250], np.uint8)
+    nodes = [helper.make_node("Cast", ["x"], ["i8"], to=TensorProto.INT8),
+             helper.make_node("Cast", ["i8"], ["y_cast"], to=TensorProto.FLOAT),
+             helper.make_node("Cast", ["x"], ["h"], to=TensorProto.FLOAT16),
+             helper.make_node("Cast", ["h"], ["y_half"], to=TensorProto.FLOAT),
+             helper.make_node("QuantizeLinear", ["x", "scale", "zero"], ["q"], axis=1),
+             helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["y_qdq"], axis=1)]
+    return _onnx_graph(nodes, {"scale": scale, "zero": zero}, ["y_cast", "y_half", "y_qdq"])
+
+
+def _min_max_pow():
+    from onnx import helper
+    c = np.linspace(-1.0, 1.0, 17, dtype=np.float32)
+    e = np.linspace(0.5, 3.0, 17, dtype=np.float32)
+    nodes = [helper.make_node("Min", ["x", "c"], ["y_min"]), helper.make_node("Max", ["x", "c", "x"], ["y_max"]),
+             helper.make_node("Abs", ["x"], ["a"]), helper.make_node("Pow", ["a", "e"], ["y_pow"])]
+    return _onnx_graph(nodes, {"c": c, "e": e}, ["y_min", "y_max", "y_pow"])
+
+
+def _slice_and_expand():
+    from onnx import helper
+    ints = lambda *v: np.array(v, np.int64)  # noqa: E731
+    nodes = [helper.make_node("Slice", ["x", "starts", "ends", "axes", "steps"], ["y_slice"]),
+             helper.make_node("Expand", ["x", "shape"], ["y_expand"])]
+    return _onnx_graph(nodes, {"starts": ints(-1, 1), "ends": ints(-1000, 1000), "axes": ints(3, 2),
+                               "steps": ints(-2, 3), "shape": ints(2, 1, 1, 1)}, ["y_slice", "y_expand"])
+
+
 GRAPH_CASES: dict[str, tuple[Callable, tuple[int, ...]]] = {
     "conv 1x1 on 1x1": (seq(nn.Conv2d(1, 1, 1)), (1, 1, 1, 1)),
     "conv kernel = input": (seq(nn.Conv2d(3, 5, 5)), (2, 3, 5, 5)),
@@ -148,6 +191,9 @@ GRAPH_CASES: dict[str, tuple[Callable, tuple[int, ...]]] = {
     "pads of every mode, crops": (_pads, (1, 2, 4, 5)),
     "lrn, prelu": (seq(nn.LocalResponseNorm(3), nn.PReLU(5)), (1, 5, 3, 7)),
     "matmul, gemm with transposes": (_matrix_products, (3, 17)),
+    "casts and a per-channel quantize/dequantize pair": (_casts_and_quantization(), (1, 3, 5, 17)),
+    "min, max, pow with a tensor exponent, 17-wide rows": (_min_max_pow(), (2, 3, 5, 17)),
+    "slice with negative steps, expand": (_slice_and_expand(), (1, 3, 7, 17)),
 }
 
 # Weights as run-time inputs: the kernels pack them per call (a different code path).
