@@ -147,6 +147,14 @@ class Graph:
                        constants=dict(self.constants if constants is None else constants),
                        outputs=self.outputs if outputs is None else outputs)
 
+    def with_read_constants(self, nodes: Iterable[Node], constants: Mapping[str, np.ndarray] | None = None) -> "Graph":
+        """with_nodes, keeping of `constants` (default: this graph's) only those some node reads: a pass that
+        drops or rewrites nodes leaves no dead weights behind."""
+        nodes = tuple(nodes)
+        used = {v for n in nodes for v in n.inputs}
+        pool = self.constants if constants is None else constants
+        return self.with_nodes(nodes, constants={k: v for k, v in pool.items() if k in used})
+
     def summary(self, print_fn=print) -> str:
         """The per-layer table: output shape, parameters, FLOPs, receptive field (size and jump per
         spatial axis) and output memory, with totals and the peak of live activations.  Prints it with

@@ -1,6 +1,8 @@
 """Memory: the liveness-planned arena, and what summary() reports."""
 from __future__ import annotations
 
+import pytest
+
 import convgen
 from convgen import lower, nn, passes
 from convgen.memory import Interval, plan_arena
@@ -10,11 +12,17 @@ from convgen.target import host
 from models import resnet18
 
 
-def test_resnet18_fits_in_weights_plus_two_largest_activations():
+@pytest.fixture(scope="module")
+def resnet18_direct():
+    """ResNet-18's optimized graph and its lowering with every convolution direct."""
+    graph = passes.optimize(resnet18().to_graph((1, 3, 224, 224), name="resnet18"))
+    return graph, lower.lower(graph, host(), 2, winograd=False)
+
+
+def test_resnet18_fits_in_weights_plus_two_largest_activations(resnet18_direct):
     """The whole compiled ResNet-18 with direct convolutions (weights blob + workspace arena + caller's input
     and output) stays within 1.2 x (weights + the two largest activations)."""
-    graph = passes.optimize(resnet18().to_graph((1, 3, 224, 224), name="resnet18"))
-    model = lower.lower(graph, host(), 2, winograd=False)
+    graph, model = resnet18_direct
     weights = sum(v.nbytes for v in graph.constants.values())
     largest = sorted([t.nbytes for _, t in graph.inputs] + [t.nbytes for n in graph.nodes for t in n.types])[-2:]
     io = sum(t.nbytes for _, t in graph.inputs) + sum(graph.type_of(v).nbytes for v in graph.outputs)
@@ -23,11 +31,11 @@ def test_resnet18_fits_in_weights_plus_two_largest_activations():
     assert model.workspace_bytes < 3 * peak_activation_bytes(graph)
 
 
-def test_resnet18_winograd_weights_grow_by_at_most_the_transform_points():
+def test_resnet18_winograd_weights_grow_by_at_most_the_transform_points(resnet18_direct):
     """A Winograd F(m x m, 3 x 3) layer stores (m + 2)^2 transformed taps for 9 (F(4): 4x): the blob grows by
     at most that, and the arena stays within 3 x the peak live activations."""
-    graph = passes.optimize(resnet18().to_graph((1, 3, 224, 224), name="resnet18"))
-    direct, fast = lower.lower(graph, host(), 2, winograd=False), lower.lower(graph, host(), 2)
+    graph, direct = resnet18_direct
+    fast = lower.lower(graph, host(), 2)
     assert len(direct.weights) <= len(fast.weights) <= 36 / 9 * 1.05 * len(direct.weights)
     assert fast.workspace_bytes < 3 * peak_activation_bytes(graph)
 

@@ -14,5 +14,4 @@ def eliminate_dead_nodes(graph: Graph) -> Graph:
     if len(keep) == len(graph.nodes):
         return graph
     nodes = list(reversed(keep))
-    used = {v for n in nodes for v in n.inputs}
-    return graph.with_nodes(nodes, constants={k: v for k, v in graph.constants.items() if k in used})
+    return graph.with_read_constants(nodes)

@@ -50,5 +50,4 @@ def fold_batch_norm(graph: Graph) -> Graph:
     if not replaced:
         return graph
     nodes = [replaced.get(n.name, n) for n in graph.nodes if n.name not in dropped]
-    used = {v for n in nodes for v in n.inputs}
-    return graph.with_nodes(nodes, constants={k: v for k, v in constants.items() if k in used})
+    return graph.with_read_constants(nodes, constants)

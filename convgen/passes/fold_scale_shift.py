@@ -78,6 +78,4 @@ def fold_scale_shift(graph: Graph) -> Graph:
             return graph
         conv, new_constants, conv_name = folded
         nodes = [conv if n.name == node.name else n for n in graph.nodes if n.name != conv_name]
-        constants = {**graph.constants, **new_constants}
-        used = {v for n in nodes for v in n.inputs}
-        graph = graph.with_nodes(nodes, constants={k: v for k, v in constants.items() if k in used})
+        graph = graph.with_read_constants(nodes, {**graph.constants, **new_constants})

@@ -129,5 +129,4 @@ def match_activations(graph: Graph) -> Graph:
         dropped = {n.name for n in cone}
         fused = Node(root.name, "activation", activation, (x,), root.outputs, root.types)
         nodes = [fused if n.name == root.name else n for n in graph.nodes if n.name not in dropped or n is root]
-        used = {v for n in nodes for v in n.inputs}
-        graph = graph.with_nodes(nodes, constants={k: v for k, v in graph.constants.items() if k in used})
+        graph = graph.with_read_constants(nodes)

@@ -205,19 +205,26 @@ TANH_NUMERATOR = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735
 TANH_DENOMINATOR = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
 
 
+def _odd_rational(e: Emitter, x: ir.Value, bound: float, numerator: tuple[float, ...],
+                  denominator: tuple[float, ...]) -> ir.Value:
+    """c * p(c^2) / q(c^2) with c = x clamped to [-bound, bound], Horner in c^2 (tanh's and erf's form)."""
+    b, f = e.b, e.f32
+    c = b.select(e.fcmp("<", x, f(-bound)), f(-bound), b.select(e.fcmp(">", x, f(bound)), f(bound), x))
+    x2 = b.fmul(c, c)
+    p, q = f(numerator[0]), f(denominator[0])
+    for a in numerator[1:]:
+        p = e.muladd(p, x2, f(a))
+    for a in denominator[1:]:
+        q = e.muladd(q, x2, f(a))
+    return b.fdiv(b.fmul(c, p), q)
+
+
 def _emit_tanh(e: Emitter, x: ir.Value) -> ir.Value:
     """convgen_tanhf: p(x)/q(x) on [-7.905, 7.905], x itself below 4e-4, +-1 past 9.1."""
     b, f = e.b, e.f32
-    c = b.select(e.fcmp("<", x, f(-TANH_CLAMP)), f(-TANH_CLAMP),
-                 b.select(e.fcmp(">", x, f(TANH_CLAMP)), f(TANH_CLAMP), x))
-    x2 = b.fmul(c, c)
-    p, q = f(TANH_NUMERATOR[0]), f(TANH_DENOMINATOR[0])
-    for a in TANH_NUMERATOR[1:]:
-        p = e.muladd(p, x2, f(a))
-    for a in TANH_DENOMINATOR[1:]:
-        q = e.muladd(q, x2, f(a))
+    rational = _odd_rational(e, x, TANH_CLAMP, TANH_NUMERATOR, TANH_DENOMINATOR)
     magnitude = e.intrinsic("llvm.fabs", [x])
-    t = b.select(e.fcmp("<", magnitude, f(0.0004)), x, b.fdiv(b.fmul(c, p), q))
+    t = b.select(e.fcmp("<", magnitude, f(0.0004)), x, rational)
     return b.select(e.fcmp(">", magnitude, f(9.1)), e.intrinsic("llvm.copysign", [f(1.0), x]), t)
 
 
@@ -281,15 +288,7 @@ ERF_DENOMINATOR = (-1.45660718464996e-05, -2.13374055278905e-04, -1.682826974382
 
 
 def _emit_erf(e: Emitter, x: ir.Value) -> ir.Value:
-    b, f = e.b, e.f32
-    c = b.select(e.fcmp("<", x, f(-4.0)), f(-4.0), b.select(e.fcmp(">", x, f(4.0)), f(4.0), x))
-    x2 = b.fmul(c, c)
-    p, q = f(ERF_NUMERATOR[0]), f(ERF_DENOMINATOR[0])
-    for a in ERF_NUMERATOR[1:]:
-        p = e.muladd(p, x2, f(a))
-    for a in ERF_DENOMINATOR[1:]:
-        q = e.muladd(q, x2, f(a))
-    return b.fdiv(b.fmul(c, p), q)
+    return _odd_rational(e, x, 4.0, ERF_NUMERATOR, ERF_DENOMINATOR)
 
 
 def _emit_mish(e: Emitter, x: ir.Value) -> ir.Value:
