@@ -24,6 +24,7 @@ import runpy
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -210,7 +211,18 @@ def _save_outputs(path: Path, names: Sequence[str], outputs: Sequence[np.ndarray
     if len(outputs) == 1:
         np.save(path, outputs[0])
     else:
-        np.savez(path, **dict(zip(names, outputs)))
+        _save_npz(path, names, outputs)
+
+
+def _save_npz(path: Path, names: Sequence[str], outputs: Sequence[np.ndarray]) -> None:
+    """np.savez's layout, written here because its keyword form refuses outputs named `file` or
+    `allow_pickle`; np.load(path)[name] reads each back under the model's own output name."""
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")          # as np.savez names it
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for name, value in zip(names, outputs):
+            with archive.open(name + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
 
 
 def _show_code_arguments(parser: argparse.ArgumentParser) -> None:

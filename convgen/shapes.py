@@ -39,9 +39,14 @@ def as_tuple(value, ndim: int, what: str, layer: str) -> tuple[int, ...]:
         raise ShapeError(f"{layer}: {what} must be an int or a tuple of {ndim} ints, got {value!r}") from None
     if len(items) == 1 and ndim > 1:
         items = items * ndim
-    if len(items) != ndim or not all(isinstance(v, int) or hasattr(v, "__index__") for v in items):
+    if len(items) != ndim or not all(_is_integer(v) for v in items):
         raise ShapeError(f"{layer}: {what} must be an int or a tuple of {ndim} ints, got {value!r}")
     return tuple(int(v) for v in items)
+
+
+def _is_integer(value) -> bool:
+    """An int or an integer-like scalar (numpy ints); never a bool, which `True == 1` would let pass."""
+    return not isinstance(value, bool) and (isinstance(value, int) or hasattr(value, "__index__"))
 
 
 def effective_kernel(kernel: int, dilation: int) -> int:

@@ -243,3 +243,24 @@ def test_bad_input_shapes(onnx_file, capsys, argument, message):
 def test_input_shape_is_for_onnx_only(model_file, capsys):
     code, _, err = run_cli(capsys, "summary", model_file, "--input-shape", "input=1,2,8,8")
     assert code == 1 and "applies to ONNX models" in err
+
+
+def test_several_outputs_keep_their_names_in_the_npz(tmp_path, capsys):
+    """np.savez(path, **outputs) refuses outputs named `file` or `allow_pickle`; the CLI writes them all."""
+    import onnx
+    from onnx import TensorProto, helper
+    names = ["file", "allow_pickle", "/relu/Relu_output_0"]
+    nodes = [helper.make_node("Relu", ["x"], [names[0]]), helper.make_node("Neg", ["x"], [names[1]]),
+             helper.make_node("Abs", ["x"], [names[2]])]
+    graph = helper.make_graph(nodes, "three", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3])],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 2, 3]) for n in names])
+    path = tmp_path / "three.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    x = np.random.default_rng(2).standard_normal((1, 2, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    code, _, err = run_cli(capsys, "run", path, "--input", tmp_path / "x.npy", "--output", tmp_path / "y")
+    assert code == 0, err
+    with np.load(tmp_path / "y.npz", allow_pickle=False) as saved:
+        assert sorted(saved.files) == sorted(names)
+        for name, expected in zip(names, (np.maximum(x, 0), -x, np.abs(x))):
+            np.testing.assert_array_equal(saved[name], expected)

@@ -447,3 +447,12 @@ def test_malformed_padding_raises(padding):
 def test_nonpositive_kernel_stride_dilation_raise(kernel, stride, dilation):
     with pytest.raises(ShapeError, match=rf"kernel \({kernel}\), stride \({stride}\) and dilation \({dilation}\)"):
         shapes.window_output_size(8, kernel, stride, 0, 0, dilation, LABEL, 0)
+
+
+@pytest.mark.parametrize("value", [True, [2, True], (False, 3), [np.True_, 2]])
+def test_booleans_are_not_sizes(value):
+    """True == 1 in Python, so a flag passed where a size belongs would otherwise become a 1."""
+    with pytest.raises(ShapeError, match="must be an int or a tuple of 2 ints"):
+        shapes.as_tuple(value, 2, "stride", "layer 'p'")
+    with pytest.raises(ShapeError):
+        nn.Conv2d(1, 1, 3, stride=value)
