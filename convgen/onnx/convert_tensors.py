@@ -42,7 +42,9 @@ def _identity(node: NodeView) -> list:
         if training is not None and bool(training.reshape(())) and (ratio is None or float(ratio.reshape(())) > 0):
             raise node.unsupported("training_mode=1 drops values at random; convgen compiles inference")
         if len(node.output_names) > 1 and node.output_names[1]:
-            raise node.unsupported("the boolean mask output is not supported")
+            # inference keeps every value: the mask is all true, known at import (SqueezeNet, VGG-19 and
+            # AlexNet as onnx ships them name it and leave it unread)
+            return [data(node), np.ones(node.shape_of(0), dtype=bool)]
     return [data(node)]
 
 
