@@ -98,7 +98,6 @@ def compile(graph: Graph, backend: str = "c", threads: int | None = None,  # noq
                         "build one with module.to_graph(shape) or convgen.from_onnx(path)")
     build = backends.get(backend)
     resolved_threads = resolve_threads(threads)
-    winograd = winograd and backend == "c"   # the LLVM backend has no Winograd kernel yet: direct there
     if batch is None:
         check_batch_axis(graph)
         graph = rebatch(graph, 1)

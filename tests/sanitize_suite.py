@@ -153,6 +153,10 @@ GRAPH_CASES: dict[str, tuple[Callable, tuple[int, ...]]] = {
     "conv1d prime length, same": (seq(nn.Conv1d(3, 7, 4, padding="same")), (3, 3, 23)),
     "conv3d odd everything": (seq(nn.Conv3d(2, 5, (1, 2, 3), padding=1)), (1, 2, 3, 5, 7)),
     "grouped conv": (seq(nn.Conv2d(6, 9, 3, groups=3, padding=1)), (1, 6, 7, 11)),
+    # Winograd F(4x4): 25 tiles in register tiles of 9 (a remainder of 7), the last row of tiles clipped,
+    # 33 input channels (a vector and one), 40 outputs (the last channel block 8 of 32 lanes)
+    "winograd conv, remainder tile, uneven pads, relu": (seq(nn.Conv2d(33, 40, 3, padding=((0, 2), (2, 1))), nn.ReLU()),
+                                                        (2, 33, 17, 19)),
     "depthwise conv stride 3": (seq(nn.Conv2d(5, 5, 3, stride=3, groups=5)), (1, 5, 11, 19)),
     "locally connected 1d": (seq(nn.LocallyConnected1d(3, 5, 3, 11, stride=2, padding=1)), (2, 3, 11)),
     "locally connected 2d": (seq(nn.LocallyConnected2d(2, 3, 2, (5, 7))), (1, 2, 5, 7)),

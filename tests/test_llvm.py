@@ -167,17 +167,19 @@ def threaded_net() -> nn.Module:
                          nn.Flatten(), nn.Linear(2 * 64 * 64, 300))
 
 
-def test_two_threads_give_the_same_results_as_one(rng):
+@pytest.mark.parametrize("winograd", [True, False], ids=["winograd", "direct"])
+def test_two_threads_give_the_same_results_as_one(rng, winograd):
     graph = threaded_net().to_graph((2, 16, 64, 64), name="threaded")
     x = rng.standard_normal((2, 16, 64, 64)).astype(np.float32)
-    one = convgen.compile(graph, backend="llvm", threads=1)
-    two = convgen.compile(graph, backend="llvm", threads=2)
+    one = convgen.compile(graph, backend="llvm", threads=1, winograd=winograd)
+    two = convgen.compile(graph, backend="llvm", threads=2, winograd=winograd)
     threads = {k.template: k.params.get("THREADS") for k in two._lowered.kernels}
-    assert threads == {"conv_direct": 2, "pool": 2, "conv_rowwise": 2, "linear": 2}
+    first_conv = "conv_winograd" if winograd else "conv_direct"
+    assert threads == {first_conv: 2, "pool": 2, "conv_rowwise": 2, "linear": 2}
     assert "GOMP_parallel" in two.source and "GOMP_parallel" not in one.source
     assert two.source.count('call i32 @"omp_get_thread_num"()') >= 5  # pad copies, rows, blocks: each outlined
     np.testing.assert_array_equal(two(x), one(x))
-    assert_same(convgen.compile(graph, backend="c", threads=2)(x), two(x))
+    assert_same(convgen.compile(graph, backend="c", threads=2, winograd=winograd)(x), two(x))
 
 
 # -- the JIT path: no C compiler and no linker --------------------------------------------------

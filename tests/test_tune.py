@@ -35,7 +35,7 @@ def _torch(module: nn.Module, x: np.ndarray) -> np.ndarray:
 def test_every_candidate_schedule_matches_torch(backend, module, shape):
     graph = passes.optimize(module.to_graph(shape, name="cand"))
     (node,) = [n for n in graph.nodes if n.op == "conv"]
-    options = tune.candidates(graph, node, host(), 1, winograd=backend == "c")  # no Winograd kernel in LLVM yet
+    options = tune.candidates(graph, node, host(), 1)
     assert len(options) > 2 and options[0] == lower.conv_geometry(node, lower.LowerContext(graph, host(), 1))[1]
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     expected = _torch(module, x)

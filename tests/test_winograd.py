@@ -1,8 +1,8 @@
-"""Winograd F(m x m, 3 x 3) convolution (convgen/winograd.py, templates/winograd.c.j2): the transforms
-against a direct correlation in float64, the kernels against torch over drawn shapes (odd maps, tiles
-that do not divide the map, every padding, channels that are not a multiple of the vector width,
-groups, bias and activation, batch > 1, two threads), every tile size; the cost model's choice and the
-option that turns it off."""
+"""Winograd F(m x m, 3 x 3) convolution (convgen/winograd.py, templates/winograd.c.j2,
+convgen/backends/llvm/winograd.py): the transforms against a direct correlation in float64, the kernels
+of both backends against torch over drawn shapes (odd maps, tiles that do not divide the map, every
+padding, channels that are not a multiple of the vector width, groups, bias and fused activations,
+batch > 1, two threads), every tile size; the cost model's choice and the option that turns it off."""
 from __future__ import annotations
 
 import dataclasses
@@ -55,22 +55,27 @@ def _compile_with(graph, backend, threads, schedules):
     return CompiledModel(library, lowered.prefix, source=source, graph=optimized, lowered=lowered)
 
 
-def _check(m, backend, n, cin, cout, h, w, pads, groups, bias, act, threads=1):
+ACTIVATIONS = {None: lambda y: y, "relu": lambda y: y.clamp(min=0), "silu": TF.silu}
+BACKENDS = ("c", "llvm")
+
+
+def _check(m, n, cin, cout, h, w, pads, groups, bias, act, threads=1):
+    """One drawn layer on both backends, each against torch in float64."""
     rng = np.random.default_rng(h * 31 + w + cin)
     conv = nn.Conv2d(cin, cout, 3, padding=pads, bias=bias, groups=groups)
-    module = nn.Sequential(conv, nn.ReLU()) if act else nn.Sequential(conv)
+    module = nn.Sequential(conv, {"relu": nn.ReLU, "silu": nn.SiLU}[act]()) if act else nn.Sequential(conv)
     x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
-    model = _compile(module, x.shape, backend, threads, m)
-    kernel = _kernel(model)
-    assert kernel.template == "conv_winograd" and kernel.params["M"] == m
     state = conv.state_dict()
     xp = TF.pad(t64(x), (pads[1][0], pads[1][1], pads[0][0], pads[0][1]))
-    expected = TF.conv2d(xp, t64(state["weight"]), t64(state["bias"]) if bias else None, groups=groups)
-    if act:
-        expected = expected.clamp(min=0)
-    expected = expected.numpy()
+    expected = ACTIVATIONS[act](TF.conv2d(xp, t64(state["weight"]), t64(state["bias"]) if bias else None,
+                                          groups=groups)).numpy()
     scale = max(1.0, float(np.abs(expected).max()))
-    np.testing.assert_allclose(model(x), expected, rtol=0, atol=ERROR[m] * scale)
+    for backend in BACKENDS:
+        model = _compile(module, x.shape, backend, threads, m)
+        kernel = _kernel(model)
+        assert kernel.template == "conv_winograd" and kernel.params["M"] == m
+        assert (kernel.params["activation"] or {}).get("kind") == act     # fused into the output transform
+        np.testing.assert_allclose(model(x), expected, rtol=0, atol=ERROR[m] * scale, err_msg=backend)
 
 
 # float32 error bounds relative to the output's scale (README, "Winograd": measured up to 1e-6, 1.4e-5 and
@@ -80,31 +85,28 @@ ERROR = {2: 1e-5, 4: 1e-4, 6: 1e-3}
 pads_ = st.tuples(st.integers(0, 2), st.integers(0, 2))
 
 
-BACKENDS = ["c"]   # the LLVM backend has no Winograd kernel yet (convgen.compile keeps it direct there)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
 @capped_settings(max_examples=12)
 @given(m=st.sampled_from(sorted(winograd.POINTS)), n=st.integers(1, 2), cin=st.integers(1, 40),
        cout=st.integers(1, 40), groups=st.sampled_from([1, 1, 2]), h=st.integers(3, 19), w=st.integers(3, 19),
-       pads=st.tuples(pads_, pads_), bias=st.booleans(), act=st.booleans())
-def test_winograd_matches_torch(backend, m, n, cin, cout, groups, h, w, pads, bias, act):
+       pads=st.tuples(pads_, pads_), bias=st.booleans(), act=st.sampled_from([None, "relu", "silu"]),
+       threads=st.sampled_from([1, 2]))
+def test_winograd_matches_torch(m, n, cin, cout, groups, h, w, pads, bias, act, threads):
     cin, cout = cin * groups, cout * groups
     if h + sum(pads[0]) < 3 or w + sum(pads[1]) < 3:
         return
-    _check(m, backend, n, cin, cout, h, w, pads, groups, bias, act)
+    _check(m, n, cin, cout, h, w, pads, groups, bias, act, threads)
+
+
+@pytest.mark.parametrize("m", sorted(winograd.POINTS))
+def test_winograd_two_threads_several_chunks(m):
+    _check(m, 2, 24, 40, 45, 37, ((1, 1), (1, 1)), 1, True, "relu", threads=2)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("m", sorted(winograd.POINTS))
-def test_winograd_two_threads_several_chunks(backend, m):
-    _check(m, backend, 2, 24, 40, 45, 37, ((1, 1), (1, 1)), 1, True, True, threads=2)
-
-
-def test_cost_model_picks_winograd_for_regular_3x3_layers_and_the_option_turns_it_off():
+def test_cost_model_picks_winograd_for_regular_3x3_layers_and_the_option_turns_it_off(backend):
     module = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.ReLU())
-    on = convgen.compile(module.to_graph((1, 64, 28, 28), name="on"), threads=1)
-    off = convgen.compile(module.to_graph((1, 64, 28, 28), name="off"), threads=1, winograd=False)
+    on = convgen.compile(module.to_graph((1, 64, 28, 28), name="on"), backend=backend, threads=1)
+    off = convgen.compile(module.to_graph((1, 64, 28, 28), name="off"), backend=backend, threads=1, winograd=False)
     assert _kernel(on).template == "conv_winograd" and _kernel(off).template == "conv_direct"
     x = np.random.default_rng(0).standard_normal((1, 64, 28, 28)).astype(np.float32)
     y_on, y_off = on(x), off(x)
@@ -112,7 +114,7 @@ def test_cost_model_picks_winograd_for_regular_3x3_layers_and_the_option_turns_i
     # narrow channels, strides and dilation stay direct
     for conv, shape in [(nn.Conv2d(3, 64, 3, padding=1), (1, 3, 28, 28)), (nn.Conv2d(64, 64, 3, stride=2), (1, 64, 28, 28)),
                         (nn.Conv2d(64, 64, 3, dilation=2), (1, 64, 28, 28))]:
-        assert _kernel(convgen.compile(conv.to_graph(shape, name="d"), threads=1)).template == "conv_direct"
+        assert _kernel(convgen.compile(conv.to_graph(shape, name="d"), backend=backend, threads=1)).template == "conv_direct"
 
 
 def test_tuning_measures_the_winograd_tiles_too():
@@ -124,12 +126,13 @@ def test_tuning_measures_the_winograd_tiles_too():
     assert all(s.path != "winograd" for s in tune.candidates(graph, node, host(), 1, winograd=False))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("threads", [1, 2])
-def test_winograd_with_the_batch_given_at_call_time(threads):
+def test_winograd_with_the_batch_given_at_call_time(backend, threads):
     """batch=None: the padded input copy at the end of the scratch grows with the batch."""
     module = nn.Sequential(nn.Conv2d(32, 48, 3, padding=1), nn.ReLU())
     graph = module.to_graph((1, 32, 13, 9), name="anybatch")
-    model = convgen.compile(graph, threads=threads, batch=None)
+    model = convgen.compile(graph, backend=backend, threads=threads, batch=None)
     assert _kernel(model).template == "conv_winograd"
     x = np.random.default_rng(3).standard_normal((3, 32, 13, 9)).astype(np.float32)
     state = module[0].state_dict()

@@ -1,0 +1,201 @@
+"""Winograd convolution F(M x M, 3 x 3), as templates/winograd.c.j2 (convgen/winograd.py has the math):
+a blocked, padded copy of the input; per chunk of TB tiles, the input transform (channels in vectors)
+and, per register tile, the batched matrix product over the A x A transform points followed at once by
+the output transform, bias and activation.  Each phase is one parallel loop.  The weights arrive
+transformed and packed at compile time ([G][OCB][P][CGP][TILE], lower.pack_winograd_weights)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from llvmlite import ir
+
+from ...lower import Kernel
+from . import activation
+from .emitter import F32, I64, PTR, VOID, Emitter, Index, IntLike, Ptr, vector
+from .parallel import Capture, parallel_for, thread_number
+
+
+def _combine(e: Emitter, coeffs: Sequence[float], operands: Sequence[ir.Value]) -> ir.Value:
+    """sum_i coeffs[i] * operands[i] over the nonzero coefficients, left to right like the template's
+    `combine` (whose `a + b * c` gcc contracts into an FMA: llvm.fmuladd here)."""
+    total = None
+    for c, x in zip(coeffs, operands):
+        if c == 0:
+            continue
+        if abs(c) == 1:
+            total = (x if c > 0 else e.b.fneg(x)) if total is None else e.b.fadd(total, x) if c > 0 else e.b.fsub(total, x)
+            continue
+        scale = ir.Constant(x.type, [ir.Constant(F32, c)] * x.type.count)
+        total = e.b.fmul(x, scale) if total is None else e.muladd(x, scale, total)
+    if total is None:
+        raise ValueError("a transform row of zeros")
+    return total
+
+
+def _transform(e: Emitter, matrix: list[list[float]], d: list[list[ir.Value]]) -> list[list[ir.Value]]:
+    """matrix @ d @ matrix^T on a square of vectors: rows first (s = matrix d), then columns."""
+    cols = len(d[0])
+    s = [[_combine(e, row, [d[k][b] for k in range(len(d))]) for b in range(cols)] for row in matrix]
+    return [[_combine(e, row, s[i]) for row in matrix] for i in range(len(s))]
+
+
+def _tile_function(e: Emitter, name: str) -> tuple[ir.Function, Emitter]:
+    """An always-inline `void tile(vt, ut, bt, yt, mb, oc_valid, t0)` with noalias pointers."""
+    fn = ir.Function(e.module, ir.FunctionType(VOID, [PTR] * 5 + [I64, I64]), name)
+    fn.linkage = "internal"
+    fn.attributes.add("alwaysinline")
+    fn.attributes.add("nounwind")
+    for arg, arg_name in zip(fn.args, ("vt", "ut", "bt", "yt", "mb", "oc_valid", "t0")):
+        arg.name = arg_name
+        if isinstance(arg.type, ir.PointerType):
+            arg.add_attribute("noalias")
+    return fn, e.sibling(fn)
+
+
+def _products(e: Emitter, p: dict, rows: int, vt: Ptr, ut: Ptr, mb: Ptr) -> None:
+    """For every transform point: the reduction over input channels, OCV weight vectors x `rows`
+    broadcasts of transformed input, into the thread's buffer mb [P][R][TILE]."""
+    vw, ocv, cgp, tile = p["VW"], p["OCV"], p["CGP"], p["OCV"] * p["VW"]
+    with e.loop(p["A"] * p["A"], name="pt") as pt:
+        vp, up = vt + pt * (p["TB"] * cgp), ut + pt * (cgp * tile)
+        acc = [[e.var(e.zeros(vw), f"acc{r}_{j}") for j in range(ocv)] for r in range(rows)]
+        with e.loop(cgp, name="c") as c:
+            wv = [up.load_vector(c * tile + j * vw, vw) for j in range(ocv)]
+            for r in range(rows):  # unrolled: the accumulators stay in registers
+                xv = e.splat(vp[r * cgp + c], vw)
+                for j in range(ocv):
+                    acc[r][j].set(e.fma(wv[j], xv, acc[r][j].get()))
+        for r in range(rows):
+            for j in range(ocv):
+                e.b.store(acc[r][j].get(), (mb + (pt * rows + r) * tile + j * vw).value, align=4)
+
+
+def store_output(e: Emitter, p: dict, o: list[list[ir.Value]], bt: Ptr, yt: Ptr, oc_valid: Index,
+                 j: Index, t: Index) -> None:
+    """Epilogue of one output tile `o` (M x M vectors of VW channels, vector j of the block): bias,
+    activation, the channel lanes to their NCHW planes; the map's last tiles clipped."""
+    m, vw, ow = p["M"], p["VW"], p["OW"]
+    lanes = Ptr(e, e.alloca(ir.ArrayType(vector(vw), m * m), name="lanes"))
+    for i in range(m):
+        for jj in range(m):
+            e.b.store(o[i][jj], (lanes + (i * m + jj) * vw).value, align=4)
+    oh0, ow0 = t // p["TW"] * m, t % p["TW"] * m
+    rows, cols = e.imin(p["OH"] - oh0, m), e.imin(ow - ow0, m)
+    # lanes past oc_valid belong to the zero padding of the last channel block
+    with e.loop(e.imin(vw, oc_valid - j * vw), name="v") as v:
+        oc = j * vw + v
+        bias = bt[oc] if p["HAS_BIAS"] else e.f32(0.0)
+        yp = yt + oc * (p["OH"] * ow) + oh0 * ow + ow0
+        with e.loop(rows, name="i") as i, e.loop(cols, name="jj") as jj:
+            z = e.b.fadd(lanes[(i * m + jj) * vw + v], bias)
+            yp[i * ow + jj] = activation.apply(e, p["activation"], z)
+
+
+def _gemm_tile(e: Emitter, k: Kernel, rows: int) -> ir.Function:
+    """One register tile: `rows` tiles x OCV vectors of VW output channels, for every transform point,
+    then the output transform A^T m A of each tile and its epilogue."""
+    p = k.params
+    fn, te = _tile_function(e, f"{k.fn}.tile{rows}")
+    vt, ut, bt, yt, mb = (te.arg_ptr(i) for i in range(5))
+    oc_valid, t0 = te.arg_index(5), te.arg_index(6)
+    _products(te, p, rows, vt, ut, mb)
+    a, vw, tile = p["A"], p["VW"], p["OCV"] * p["VW"]
+    with te.loop(rows, name="r") as r, te.loop(p["OCV"], name="j") as j:
+        m = [[mb.load_vector(((x * a + y) * rows + r) * tile + j * vw, vw) for y in range(a)] for x in range(a)]
+        store_output(te, p, _transform(te, p["AT"], m), bt, yt, oc_valid, j, t0 + r)
+    te.ret()
+    return fn
+
+
+def _pad_blocked(e: Emitter, p: dict, x: Ptr, xb: Ptr) -> None:
+    """The input, padded to whole tiles (zeros past it), channels blocked by CV: [N][G][CB][XH][XW][CV]."""
+    cv, xh, xw = p["CV"], p["TH"] * p["M"] + 2, p["TW"] * p["M"] + 2
+
+    def block(e: Emitter, index: list[Index], cap: dict[str, Capture]) -> None:
+        n, g, cb = index
+        xq = cap["xb"] + ((n * p["G"] + g) * p["CB"] + cb) * (xh * xw * cv)
+        e.memset(xq, 0, 4 * xh * xw * cv)
+        with e.loop(e.imin(cv, p["CG"] - cb * cv), name="l") as l:
+            xc = cap["x"] + (n * p["C"] + g * p["CG"] + cb * cv + l) * (p["IH"] * p["IW"])
+            with e.loop(min(p["IH"], xh - p["PH"]), name="ih") as ih, \
+                    e.loop(min(p["IW"], xw - p["PW"]), name="iw") as iw:
+                xq[((ih + p["PH"]) * xw + iw + p["PW"]) * cv + l] = xc[ih * p["IW"] + iw]
+
+    parallel_for(e, p["THREADS"], [p["N"], p["G"], p["CB"]], ["n", "g", "cb"], {"x": x, "xb": xb}, block, "pad")
+
+
+def _input_transform(e: Emitter, p: dict, xb: Ptr, vbuf: Ptr, n: Index, t_first: Index, tiles: IntLike) -> None:
+    """BT d BT^T of each tile of the chunk, CV channels at a time, into vbuf [G][P][TB][CGP]."""
+    a, cv, cgp, tb = p["A"], p["CV"], p["CGP"], p["TB"]
+    xh, xw = p["TH"] * p["M"] + 2, p["TW"] * p["M"] + 2
+
+    def transform(e: Emitter, index: list[Index], cap: dict[str, Capture]) -> None:
+        g, cb, t = index
+        with e.if_then(e.icmp("<", t, cap["tiles"])):
+            tt = cap["t_first"] + t
+            xt = cap["xb"] + ((cap["n"] * p["G"] + g) * p["CB"] + cb) * (xh * xw * cv) \
+                + (tt // p["TW"] * (p["M"] * xw) + tt % p["TW"] * p["M"]) * cv
+            d = [[xt.load_vector((y * xw + z) * cv, cv) for z in range(a)] for y in range(a)]
+            v = _transform(e, p["BT"], d)
+            vt = cap["vbuf"] + g * (a * a * tb * cgp) + t * cgp + cb * cv
+            for i in range(a):
+                for jj in range(a):
+                    e.b.store(v[i][jj], (vt + (i * a + jj) * (tb * cgp)).value, align=4)
+
+    captures: dict[str, Capture] = {"xb": xb, "vbuf": vbuf, "n": n, "t_first": t_first,
+                                    "tiles": tiles if isinstance(tiles, Index) else e.const(tiles)}
+    parallel_for(e, p["THREADS"], [p["G"], p["CB"], tb], ["g", "cb", "t"], captures, transform, "input")
+
+
+def conv_winograd(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
+    p = k.params
+    m, a, tb, r_tile, tile = p["M"], p["A"], p["TB"], p["R"], p["OCV"] * p["VW"]
+    last = p["T"] - (p["NCH"] - 1) * tb
+    tail = last % r_tile
+    # the template's _Static_asserts
+    assert p["TH"] * m >= p["OH"] > (p["TH"] - 1) * m and p["TW"] * m >= p["OW"] > (p["TW"] - 1) * m
+    assert p["NCH"] == -(-p["T"] // tb) and (p["NCH"] == 1 or tb % r_tile == 0)
+    assert p["OCB"] * tile >= p["OCG"] > (p["OCB"] - 1) * tile and p["CGP"] >= p["CG"] > p["CGP"] - p["CV"]
+    tiles_fn = {r_tile: _gemm_tile(e, k, r_tile)}
+    if tail:
+        tiles_fn[tail] = _gemm_tile(e, k, tail)
+    vbuf, mall, xb = scratch, scratch + p["M_OFFSET"], scratch + p["XB_OFFSET"]
+    _pad_blocked(e, p, args["x"], xb)
+    points = a * a
+
+    def register_tile(e: Emitter, index: list[Index], cap: dict[str, Capture]) -> None:
+        g, ob, rt = index
+        with e.if_then(e.icmp("<", rt, cap["groups_of_r"])):
+            mb = cap["mall"] + thread_number(e, p["THREADS"]) * (points * r_tile * tile)
+            vt = cap["vbuf"] + g * (points * tb * p["CGP"]) + rt * (r_tile * p["CGP"])
+            ut = cap["w"] + (g * p["OCB"] + ob) * (points * p["CGP"] * tile)
+            oc0 = g * p["OCG"] + ob * tile
+            oc_valid = e.imin(p["OCG"] - ob * tile, tile)
+            bt = cap["b"] + oc0 if p["HAS_BIAS"] else Ptr(e, ir.Constant(PTR, None))
+            yt = cap["y"] + (cap["n"] * p["OC"] + oc0) * (p["OH"] * p["OW"])
+            t0 = cap["t_first"] + rt * r_tile
+            call = lambda rows: e.b.call(tiles_fn[rows], [vt.value, ut.value, bt.value, yt.value, mb.value,  # noqa: E731
+                                                          e.int_value(oc_valid), e.int_value(t0)])
+            if not tail:
+                call(r_tile)
+            else:   # remainder tile: the last chunk's last `tail` tiles
+                with e.if_else(e.icmp(">", rt * r_tile + r_tile, cap["tiles"])) as (then, otherwise):
+                    with then:
+                        call(tail)
+                    with otherwise:
+                        call(r_tile)
+
+    with e.nest([p["N"], p["NCH"]], ["n", "q"]) as (n, q):
+        t_first = q * tb
+        tiles = e.imin(p["T"] - t_first, tb)
+        _input_transform(e, p, xb, vbuf, n, t_first, tiles)
+        # matrix products per transform point and output transform, by register tile of R tiles
+        groups_of_r = (tiles + (r_tile - 1)) // r_tile
+        captures: dict[str, Capture] = {
+            "vbuf": vbuf, "mall": mall, "w": args["w"], "y": args["y"], "n": n, "t_first": t_first,
+            "tiles": tiles if isinstance(tiles, Index) else e.const(tiles),
+            "groups_of_r": groups_of_r if isinstance(groups_of_r, Index) else e.const(groups_of_r)}
+        if p["HAS_BIAS"]:
+            captures["b"] = args["b"]
+        parallel_for(e, p["THREADS"], [p["G"], p["OCB"], -(-tb // r_tile)], ["g", "ob", "rt"], captures,
+                     register_tile, "products")
