@@ -107,19 +107,37 @@ def _gemm_tile(e: Emitter, k: Kernel, rows: int) -> ir.Function:
     return fn
 
 
+def _zero(e: Emitter, row: Ptr, begin: int, end: int) -> None:
+    if end > begin:
+        e.memset(row + begin, 0, 4 * (end - begin))
+
+
 def _pad_blocked(e: Emitter, p: dict, x: Ptr, xb: Ptr) -> None:
-    """The input, padded to whole tiles (zeros past it), channels blocked by CV: [N][G][CB][XH][XW][CV]."""
-    cv, xh, xw = p["CV"], p["TH"] * p["M"] + 2, p["TW"] * p["M"] + 2
+    """The input, padded to whole tiles (zeros past it), channels blocked by CV: [N][G][CB][XH][XW][CV];
+    zeros around the input only, inside it pixel by pixel with its CV channel lanes together."""
+    cv, xh, xw, plane = p["CV"], p["TH"] * p["M"] + 2, p["TW"] * p["M"] + 2, p["IH"] * p["IW"]
+    assert p["IH"] + p["PH"] <= xh and p["IW"] + p["PW"] <= xw
 
     def block(e: Emitter, index: list[Index], cap: dict[str, Capture]) -> None:
         n, g, cb = index
         xq = cap["xb"] + ((n * p["G"] + g) * p["CB"] + cb) * (xh * xw * cv)
-        e.memset(xq, 0, 4 * xh * xw * cv)
-        with e.loop(e.imin(cv, p["CG"] - cb * cv), name="l") as l:
-            xc = cap["x"] + (n * p["C"] + g * p["CG"] + cb * cv + l) * (p["IH"] * p["IW"])
-            with e.loop(min(p["IH"], xh - p["PH"]), name="ih") as ih, \
-                    e.loop(min(p["IW"], xw - p["PW"]), name="iw") as iw:
-                xq[((ih + p["PH"]) * xw + iw + p["PW"]) * cv + l] = xc[ih * p["IW"] + iw]
+        xc = cap["x"] + (n * p["C"] + g * p["CG"] + cb * cv) * plane
+        lanes = e.imin(p["CG"] - cb * cv, cv)
+        _zero(e, xq, 0, p["PH"] * xw * cv)
+        _zero(e, xq, (p["PH"] + p["IH"]) * xw * cv, xh * xw * cv)
+        with e.loop(p["IH"], name="ih") as ih:
+            row = xq + (ih + p["PH"]) * (xw * cv)
+            _zero(e, row, 0, p["PW"] * cv)
+            _zero(e, row, (p["PW"] + p["IW"]) * cv, xw * cv)
+            with e.loop(p["IW"], name="iw") as iw:
+                xp, xi = row + (iw + p["PW"]) * cv, xc + ih * p["IW"] + iw
+                with e.if_else(e.icmp("==", lanes, cv)) as (whole, last):
+                    with whole:
+                        for l in range(cv):  # unrolled: one vector store
+                            xp[l] = xi[l * plane]
+                    with last:   # the last block of a group: zeros past its channels
+                        with e.loop(cv, name="l") as l:
+                            xp[l] = e.b.select(e.icmp("<", l, lanes), xi[e.imin(l, lanes - 1) * plane], e.f32(0.0))
 
     parallel_for(e, p["THREADS"], [p["N"], p["G"], p["CB"]], ["n", "g", "cb"], {"x": x, "xb": xb}, block, "pad")
 
