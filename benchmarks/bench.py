@@ -50,7 +50,7 @@ TOLERANCE = 1e-3          # max |y - reference| / max |reference| above which a 
 @dataclass(frozen=True)
 class Layer:
     name: str
-    kind: str                      # "conv" | "max_pool" | "avg_pool" | "global_avg_pool"
+    kind: str                      # "conv" | "max_pool" | "avg_pool" | "global_avg_pool" | "channel_mean"
     input_shape: tuple[int, ...]   # (N, C, *spatial), float32
     out_channels: int = 0
     kernel: int = 1
@@ -96,6 +96,7 @@ SUITE = [
     pool("avgpool_k3s1p1_256x28", "avg_pool", (1, 256, 28, 28), 3, 1, 1),
     pool("global_avg_2048x7", "global_avg_pool", (1, 2048, 7, 7)),
     pool("maxpool3d_k2s2_64x8x28", "max_pool", (1, 64, 8, 28, 28), 2, 2),
+    pool("channel_mean_256x56", "channel_mean", (1, 256, 56, 56)),   # ReduceMean over axis 1, keepdims
 ]
 QUICK = ["3x3_64x56", "resnet_conv1", "lenet5"]
 
@@ -123,6 +124,8 @@ def output_shape(layer: Layer) -> tuple[int, ...]:
         return (n, 10 if layer.name == "lenet5" else 1000)
     if layer.kind == "global_avg_pool":
         return (n, c) + (1,) * layer.ndim
+    if layer.kind == "channel_mean":
+        return (n, 1) + layer.input_shape[2:]
     spatial = tuple(out_size(i, layer) for i in layer.input_shape[2:])
     return (n, layer.out_channels if layer.kind == "conv" else c) + spatial
 
@@ -134,7 +137,7 @@ def flops(layer: Layer) -> int:
     out = math.prod(output_shape(layer))
     if layer.kind == "conv":
         return 2 * out * (layer.input_shape[1] // layer.groups) * layer.kernel ** layer.ndim
-    if layer.kind == "global_avg_pool":
+    if layer.kind in ("global_avg_pool", "channel_mean"):
         return math.prod(layer.input_shape)
     return out * layer.kernel ** layer.ndim
 
@@ -156,8 +159,8 @@ def describe(layer: Layer) -> str:
     shape = ("" if n == 1 else f"{n}x") + "x".join(map(str, [c, *spatial]))
     if layer.kind == "network":
         return f"network {shape}"
-    if layer.kind == "global_avg_pool":
-        return f"global_avg {shape}"
+    if layer.kind in ("global_avg_pool", "channel_mean"):
+        return f"{layer.kind} {shape}"
     window = f"k{layer.kernel}" + "".join(f"{p}{v}" for p, v, unit in (("s", layer.stride, 1), ("p", layer.padding, 0),
                                                                        ("d", layer.dilation, 1)) if v != unit)
     if layer.kind == "conv":
@@ -218,8 +221,20 @@ def convgen_module(layer: Layer, data: dict):
         return module
     if layer.kind == "global_avg_pool":
         return nn.GlobalAvgPool()
+    if layer.kind == "channel_mean":
+        return channel_mean_module()
     cls = getattr(nn, f"{'Max' if layer.kind == 'max_pool' else 'Avg'}Pool{layer.ndim}d")
     return cls(layer.kernel, layer.stride, layer.padding)
+
+
+def channel_mean_module():
+    """x.mean(1, keepdim=True) as a DSL module (the DSL's reductions are Tensor methods, not layers)."""
+    from convgen import nn
+
+    class ChannelMean(nn.Module):
+        def forward(self, x):
+            return x.mean(1, keepdim=True)
+    return ChannelMean()
 
 
 def convgen_runner(layer: Layer, data: dict, threads: int, report: dict, backend: str):
@@ -283,6 +298,8 @@ def torch_runner(layer: Layer, data: dict, threads: int, report: dict):
         call = lambda: conv_fn(x, w, None, layer.stride, layer.padding, layer.dilation, layer.groups)  # noqa: E731
     elif layer.kind == "global_avg_pool":
         call = lambda: getattr(F, f"adaptive_avg_pool{layer.ndim}d")(x, 1)  # noqa: E731
+    elif layer.kind == "channel_mean":
+        call = lambda: torch.mean(x, 1, keepdim=True)  # noqa: E731
     else:
         pool_fn = getattr(F, f"{layer.kind}{layer.ndim}d")
         call = lambda: pool_fn(x, layer.kernel, layer.stride, layer.padding)  # noqa: E731
@@ -308,6 +325,8 @@ def onnx_model(layer: Layer, data: dict):
         initializers.append(numpy_helper.from_array(data["w"], "w"))
     elif layer.kind == "global_avg_pool":
         node = helper.make_node("GlobalAveragePool", ["x"], ["y"])
+    elif layer.kind == "channel_mean":
+        node = helper.make_node("ReduceMean", ["x"], ["y"], axes=[1], keepdims=1)
     elif layer.kind == "max_pool":
         node = helper.make_node("MaxPool", ["x"], ["y"], **window)
     else:

@@ -1109,7 +1109,7 @@ class Dropout(Identity):
 
 # Layer families in modules of their own, reached as nn.<name> (they import this module, so they
 # load on first use rather than from here).
-_FAMILIES = {"convgen.nn_activations"}
+_FAMILIES = {"convgen.nn_activations", "convgen.nn_reductions"}
 
 
 def __getattr__(name: str):

@@ -577,3 +577,45 @@ def strided_sources(in_size: int, sources: Sequence[int]) -> tuple[int, int] | N
     if step < 1 or any(b - a != step for a, b in zip(sources, sources[1:])):
         return None
     return sources[0], step
+
+
+def reduced_shape(layer: str, shape: Sequence[int], axes: Sequence[int], keepdims: bool) -> tuple[int, ...]:
+    """The shape after reducing `axes` (sorted, non-negative): each a 1 with keepdims, else dropped."""
+    if list(axes) != sorted(set(axes)) or any(not 0 <= a < len(shape) for a in axes):
+        raise ShapeError(f"{layer}: reduced axes {list(axes)} must be distinct, sorted and within rank {len(shape)}")
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def reduction_loops(shape: Sequence[int], axes: Sequence[int]) -> tuple[tuple[int, ...], tuple[bool, ...]]:
+    """The fewest loops (C order) a reduction of `axes` walks: size-1 axes dropped, neighbouring axes both
+    reduced or both kept merged; per loop, its extent and whether it is reduced.  Always at least one."""
+    dims: list[int] = []
+    reduced: list[bool] = []
+    for a, d in enumerate(shape):
+        if d == 1:
+            continue
+        if dims and reduced[-1] == (a in axes):
+            dims[-1] *= d
+        else:
+            dims.append(d)
+            reduced.append(a in axes)
+    return (tuple(dims), tuple(reduced)) if dims else ((1,), (False,))
+
+
+def normalize_axes(layer: str, dims, rank: int) -> tuple[int, ...]:
+    """torch's `dim` of a reduction (an int, a sequence, or None / () for every axis) as sorted,
+    non-negative axes; an axis out of range or given twice raises ShapeError."""
+    if dims is None or (isinstance(dims, (tuple, list)) and not dims):
+        return tuple(range(rank))
+    items = [dims] if isinstance(dims, int) or hasattr(dims, "__index__") else list(dims)
+    axes = []
+    for d in items:
+        a = int(d) + rank if int(d) < 0 else int(d)
+        if not 0 <= a < rank:
+            raise ShapeError(f"{layer}: dim {int(d)} is out of range for rank {rank}")
+        axes.append(a)
+    if len(set(axes)) != len(axes):
+        raise ShapeError(f"{layer}: dim {list(items)} names an axis twice")
+    return tuple(sorted(axes))

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import ops
+from . import ops, shapes
 from .errors import ConvgenError, ShapeError
 from .ir import Graph, Node, TensorType
 from .names import identifier  # noqa: F401 (its old home)
@@ -122,6 +122,30 @@ class Tensor:
             raise ShapeError(f"transpose({dim0}, {dim1}): dimension out of range for shape {self.shape}")
         perm[a], perm[b] = perm[b], perm[a]
         return self.permute(*perm)
+
+    # reductions (torch's names; ops/reduce.py): dim an int, a tuple, or None for every axis
+    def mean(self, dim=None, keepdim: bool = False) -> "Tensor":
+        return self._reduce("mean", dim, keepdim)
+
+    def sum(self, dim=None, keepdim: bool = False) -> "Tensor":
+        return self._reduce("sum", dim, keepdim)
+
+    def amax(self, dim=None, keepdim: bool = False) -> "Tensor":
+        return self._reduce("max", dim, keepdim)
+
+    def amin(self, dim=None, keepdim: bool = False) -> "Tensor":
+        return self._reduce("min", dim, keepdim)
+
+    def prod(self, dim=None, keepdim: bool = False) -> "Tensor":
+        return self._reduce("prod", dim, keepdim)
+
+    def logsumexp(self, dim=None, keepdim: bool = False) -> "Tensor":
+        return self._reduce("log_sum_exp", dim, keepdim)
+
+    def _reduce(self, kind: str, dim, keepdim: bool) -> "Tensor":
+        name = self.tracer.auto_name(kind)
+        axes = shapes.normalize_axes(f"layer {name!r} ({kind})", dim, self.ndim)
+        return self.tracer.emit(name, "reduce", ops.ReduceAttrs(kind, axes, bool(keepdim)), [self])
 
     def __repr__(self) -> str:
         return f"Tensor({self.value!r}, shape={self.shape})"

@@ -36,6 +36,10 @@ CASE_MODULES = {
     "Mean": "mean",
     "Split": "split", "Expand": "expand", "Tile": "tile", "DepthToSpace": "depthtospace",
     "SpaceToDepth": "spacetodepth",
+    "ReduceMean": "reducemean", "ReduceMax": "reducemax", "ReduceMin": "reducemin", "ReduceSum": "reducesum",
+    "ReduceProd": "reduceprod", "ReduceSumSquare": "reducesumsquare", "ReduceL1": "reducel1",
+    "ReduceL2": "reducel2", "ReduceLogSum": "reduce_log_sum",
+    "ReduceLogSumExp": "reduce_log_sum_exp",
 }
 
 

@@ -142,6 +142,20 @@ def _slice_and_expand():
                                "steps": ints(-2, 3), "shape": ints(2, 1, 1, 1)}, ["y_slice", "y_expand"])
 
 
+def _reductions(shape):
+    x = nn.Input(shape, name="x")
+    return nn.graph(x.mean(1, keepdim=True), x.amax((1, 3)), x.sum(-1), x.amin(0), x.prod((0, 2)), x.logsumexp(),
+                    name="edge")
+
+
+def _norm_reductions():
+    from onnx import helper
+    nodes = [helper.make_node("ReduceL1", ["x"], ["y_l1"], axes=[1], keepdims=0),
+             helper.make_node("ReduceL2", ["x"], ["y_l2"], axes=[0, 3]),
+             helper.make_node("ReduceSumSquare", ["x"], ["y_sq"], axes=[2, 3], keepdims=0)]
+    return _onnx_graph(nodes, {}, ["y_l1", "y_l2", "y_sq"])
+
+
 GRAPH_CASES: dict[str, tuple[Callable, tuple[int, ...]]] = {
     "conv 1x1 on 1x1": (seq(nn.Conv2d(1, 1, 1)), (1, 1, 1, 1)),
     "conv kernel = input": (seq(nn.Conv2d(3, 5, 5)), (2, 3, 5, 5)),
@@ -198,6 +212,9 @@ GRAPH_CASES: dict[str, tuple[Callable, tuple[int, ...]]] = {
     "casts and a per-channel quantize/dequantize pair": (_casts_and_quantization(), (1, 3, 5, 17)),
     "min, max, pow with a tensor exponent, 17-wide rows": (_min_max_pow(), (2, 3, 5, 17)),
     "slice with negative steps, expand": (_slice_and_expand(), (1, 3, 7, 17)),
+    "reductions over channel, batch, mixed and every axis, 37-wide rows": (_reductions, (2, 17, 3, 37)),
+    "reductions on 1 element": (_reductions, (1, 1, 1, 1)),
+    "l1, l2, sum of squares reductions": (_norm_reductions(), (2, 3, 5, 17)),
 }
 
 # Weights as run-time inputs: the kernels pack them per call (a different code path).

@@ -1,7 +1,8 @@
-"""ONNX Reduce* import against onnxruntime: run-time spatial ReduceMean/ReduceMax as global pools (both
-backends, axes as attribute at opset 13 and as input at opset 18, negative axes, keepdims), every
-Reduce op folded when its data is an initializer, and a clear UnsupportedError for other run-time
-reductions."""
+"""Reductions.  ONNX Reduce* against onnxruntime: run-time spatial ReduceMean/ReduceMax as global pools, every
+other run-time reduction (all nine ops, any axes: channel, batch, mixed, all) through the reduce kernel, on
+both backends, axes as attribute (opset 13) and as input (opset 18), negative axes, keepdims; every Reduce
+op folded when its data is an initializer.  The DSL's x.mean/sum/amax/amin/prod/logsumexp against torch
+(float64), NaN propagation, large values in logsumexp, a run-time batch."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 import convgen
-from conftest import assert_close
-from convgen.onnx.convert_reductions import REDUCERS
+from convgen import nn
+from conftest import assert_close, capped_settings, t64
+from convgen.onnx.convert_reductions import KIND as REDUCERS
 
 
 def reduce_model(op: str, shape, axes, keepdims: int, opset: int, constant=None) -> bytes:
@@ -78,12 +80,114 @@ def test_noop_with_empty_axes_passes_through(backend):
     assert_close(actual, expected)
 
 
-@pytest.mark.parametrize("op,axes", [("ReduceMean", [1]), ("ReduceSum", [2, 3]), ("ReduceMax", [2])])
-def test_other_run_time_reductions_are_refused_by_name(op, axes):
-    with pytest.raises(convgen.UnsupportedError, match=op):
-        convgen.from_onnx(reduce_model(op, [1, 2, 3, 4], axes, 1, 18))
-
-
 def test_out_of_range_axis_is_a_shape_error():
     with pytest.raises(convgen.ShapeError, match="axis 4"):
         convgen.from_onnx(reduce_model("ReduceMean", [1, 2, 3, 4], [4], 1, 18))
+
+
+@st.composite
+def reductions(draw):
+    """A shape of rank 1-4 (the innermost axis sometimes past a vector), its reduced axes (None: every axis)."""
+    rank = draw(st.integers(1, 4))
+    shape = draw(st.lists(st.integers(1, 6), min_size=rank, max_size=rank))
+    shape[-1] = draw(st.sampled_from([shape[-1], 17, 37]))
+    axes = draw(st.one_of(st.none(), st.lists(st.integers(0, rank - 1), min_size=1, max_size=rank, unique=True)))
+    return shape, axes
+
+
+def _data(op: str, shape, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if op in ("ReduceProd", "ReduceLogSum"):   # near 1: long products stay in range, sums positive
+        return rng.uniform(0.8, 1.25, shape).astype(np.float32)
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+@capped_settings(16)
+@given(op=st.sampled_from(sorted(REDUCERS)), case=reductions(), keepdims=st.integers(0, 1), negative=st.booleans(),
+       opset=st.sampled_from([13, 18]), seed=st.integers(0, 2 ** 16))
+def test_run_time_reductions_match_onnxruntime(op, case, keepdims, negative, opset, seed, backend):
+    shape, axes = case
+    if axes is not None and negative:
+        axes = [a - len(shape) for a in axes]
+    x = _data(op, shape, seed)
+    actual, expected = run_both(reduce_model(op, shape, axes, keepdims, opset), {"x": x}, backend)
+    assert_close(actual, expected)
+
+
+@pytest.mark.parametrize("axes,keepdims", [([1], 1), ([0], 0), ([1, 3], 0), ([0, 2], 1), (None, 0)])
+def test_channel_batch_and_mixed_axes_use_the_reduce_kernel(axes, keepdims, backend):
+    """1x..: the channel axis of an NCHW map, the batch axis, mixed axes, every axis (a scalar)."""
+    x = _data("ReduceMean", (3, 19, 5, 7), 0)
+    data = reduce_model("ReduceMean", [3, 19, 5, 7], axes, keepdims, 18)
+    assert [n.op for n in convgen.from_onnx(data).nodes] == ["reduce"]
+    actual, expected = run_both(data, {"x": x}, backend)
+    assert actual.shape == expected.shape
+    assert_close(actual, expected)
+
+
+TORCH_REDUCTIONS = ["mean", "sum", "amax", "amin", "prod", "logsumexp"]
+
+
+def _torch_reduce(method: str, x, dim, keepdim: bool):
+    import torch
+    if method == "prod":   # torch.prod takes one dim: one axis at a time, the last first
+        dims = range(x.ndim) if dim is None else sorted(d % x.ndim for d in ((dim,) if isinstance(dim, int) else dim))
+        for d in sorted(dims, reverse=True):
+            x = torch.prod(x, d, keepdim=keepdim)
+        return x
+    if dim is None:
+        dim = tuple(range(x.ndim))
+    return getattr(torch, method)(x, dim, keepdim=keepdim)
+
+
+@capped_settings(12)
+@given(method=st.sampled_from(TORCH_REDUCTIONS), case=reductions(), keepdim=st.booleans(), as_int=st.booleans(),
+       seed=st.integers(0, 2 ** 16))
+def test_dsl_reductions_match_torch(method, case, keepdim, as_int, seed, backend):
+    shape, axes = case
+    dim = axes[0] - len(shape) if as_int and axes else (tuple(axes) if axes else None)
+    x = _data("ReduceProd" if method == "prod" else "", shape, seed)
+    traced = nn.Input(tuple(shape))
+    model = convgen.compile(nn.graph(getattr(traced, method)(dim, keepdim), name="r"), backend=backend)
+    assert_close(model(x), _torch_reduce(method, t64(x), dim, keepdim).numpy())
+
+
+@pytest.mark.parametrize("method", ["amax", "amin", "sum", "logsumexp"])
+def test_nan_propagates_like_torch(method, backend):
+    x = _data("", (2, 5, 37), 3)
+    x[0, 1, 20] = x[1, 3, 0] = np.nan   # inside the vector part and in the first lane
+    fn = getattr(nn, method)
+    traced = nn.Input((2, 5, 37))
+    model = convgen.compile(nn.graph(fn(traced, -1), fn(traced, 1), name="nan"), backend=backend)
+    for got, dim in zip(model(x), (-1, 1)):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(_torch_reduce(method, t64(x), dim, False).numpy()))
+
+
+def test_logsumexp_of_large_values_does_not_overflow(backend):
+    x = _data("", (2, 7, 40), 4) * 30 + 200   # exp(200) overflows float32; exp(x - max) does not
+    x[1, 2, :] = -np.inf                         # a row of -inf: -inf, as torch
+    graph = nn.graph(nn.logsumexp(nn.Input((2, 7, 40)), -1), name="lse")
+    got, expected = convgen.compile(graph, backend=backend)(x), _torch_reduce("logsumexp", t64(x), -1, False).numpy()
+    assert got[1, 2] == expected[1, 2] == -np.inf
+    got[1, 2] = expected[1, 2] = 0.0
+    assert_close(got, expected)
+
+
+def test_reductions_with_a_run_time_batch(backend):
+    x = nn.Input((1, 6, 4, 9))
+    graph = nn.graph(x.mean(1, keepdim=True), x.amax((1, 3)), name="batched")
+    model = convgen.compile(graph, backend=backend, batch=None)
+    data = _data("", (5, 6, 4, 9), 5)
+    mean, peak = model(data)
+    assert_close(mean, data.astype(np.float64).mean(1, keepdims=True))
+    assert_close(peak, data.max((1, 3)))
+    with pytest.raises(convgen.UnsupportedError, match="keep the batch"):
+        convgen.compile(nn.graph(x.sum(0), name="b"), backend=backend, batch=None)
+
+
+def test_bad_dims_are_shape_errors():
+    x = nn.Input((2, 3, 4))
+    with pytest.raises(convgen.ShapeError, match="dim 3 is out of range"):
+        x.mean(3)
+    with pytest.raises(convgen.ShapeError, match="twice"):
+        x.sum((1, -2))

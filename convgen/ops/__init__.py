@@ -1,5 +1,5 @@
 """Op families.  Importing this package registers every op."""
-from . import activation, binary, cast, conv, conv_transpose, dense, elementwise, lp_pool, lrn, matmul, movement, pad, pool, shape_ops  # noqa: F401,E501
+from . import activation, binary, cast, conv, conv_transpose, dense, elementwise, lp_pool, lrn, matmul, movement, pad, pool, reduce, shape_ops  # noqa: F401,E501
 from .activation import Activation
 from .conv import ConvAttrs, LocallyConnectedAttrs
 from .conv_transpose import ConvTransposeAttrs
@@ -13,6 +13,7 @@ from .matmul import GemmAttrs, MatMulAttrs
 from .movement import ExpandAttrs, SliceAttrs
 from .pad import PadAttrs
 from .pool import GlobalPoolAttrs, PoolAttrs
+from .reduce import ReduceAttrs
 from .registry import OPS, OpDef, get, register, run_reference
 from .shape_ops import ConcatAttrs, FlattenAttrs, ReshapeAttrs, TransposeAttrs
 
@@ -20,4 +21,4 @@ __all__ = ["OPS", "OpDef", "get", "register", "run_reference", "Activation", "Co
            "LocallyConnectedAttrs", "ConvTransposeAttrs", "LinearAttrs", "SoftmaxAttrs", "AddAttrs", "BinaryAttrs",
            "BatchNormAttrs", "LpPoolAttrs", "GlobalLpPoolAttrs", "GlobalPoolAttrs", "PoolAttrs", "ConcatAttrs",
            "FlattenAttrs", "ReshapeAttrs", "TransposeAttrs", "PadAttrs", "LRNAttrs", "GemmAttrs", "MatMulAttrs",
-           "CastAttrs", "QuantizeAttrs", "DequantizeAttrs", "SliceAttrs", "ExpandAttrs"]
+           "CastAttrs", "QuantizeAttrs", "DequantizeAttrs", "SliceAttrs", "ExpandAttrs", "ReduceAttrs"]

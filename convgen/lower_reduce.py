@@ -1,0 +1,30 @@
+"""Lowering of reduce (convgen/ops/reduce.py) to the reduction kernel (templates/reduce.c.j2)."""
+from __future__ import annotations
+
+import math
+
+from . import shapes
+from .errors import UnsupportedError
+from .ir import Node
+from .lower import KernelSpec, LowerContext, lowering
+
+
+@lowering("reduce")
+def lower_reduce(node: Node, ctx: LowerContext) -> KernelSpec:
+    """The kernel walks one sample's input in C order through the fewest loops (reduction_loops), each
+    either reduced or kept; the output is indexed by the kept loops only.  A reduced batch axis makes the
+    whole tensor one sample (N = 1)."""
+    a, shape = node.attrs, ctx.type(node.inputs[0]).shape
+    per_sample = 0 not in a.axes
+    if not per_sample and ctx.dynamic_batch:
+        raise UnsupportedError(f"layer {node.name!r} (reduce) reduces the batch axis; compile it with a fixed batch")
+    sample, axes = (shape[1:], [x - 1 for x in a.axes]) if per_sample else (shape, list(a.axes))
+    dims, reduced = shapes.reduction_loops(sample, axes)
+    kept = [d for d, r in zip(dims, reduced) if not r]
+    kept_strides = iter(shapes.contiguous_strides(kept))
+    p = dict(KIND=a.kind, N=shape[0] if per_sample else 1, IN=math.prod(sample),
+             OUT=math.prod(kept), COUNT=math.prod(d for d, r in zip(dims, reduced) if r),
+             DIMS=list(dims), REDUCED=list(reduced), X_STRIDES=list(shapes.contiguous_strides(dims)),
+             Y_STRIDES=[0 if r else next(kept_strides) for r in reduced], LANES=ctx.target.max_vector_width)
+    scratch = 4 * p["OUT"] if a.kind == "log_sum_exp" else 0   # the sums of exp(x - max), one sample's
+    return KernelSpec("reduce", p, [("x", node.inputs[0])], [("y", node.output)], scratch)
