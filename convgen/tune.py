@@ -59,8 +59,8 @@ def signature(graph: Graph, node: Node, target: Target, threads: int, backend: s
 
 def candidates(graph: Graph, node: Node, target: Target, threads: int, winograd: bool = True) -> list[ConvSchedule]:
     """The cost model's schedule first, then variations of its register tile and loop order, the
-    other register-tiled path where it applies, and Winograd F(m x m, 3 x 3) for the cost model's tile sizes
-    where that applies; none for rowwise layers."""
+    other register-tiled path where it applies, and Winograd F(m x m, 3 x 3) for every tile size the
+    kernels have (F(6x6) too, which the cost model leaves out) where that applies; none for rowwise layers."""
     p, default = lower.conv_geometry(node, lower.LowerContext(graph, target, threads, winograd=winograd))
     if default.path == "rowwise":
         return [default]
@@ -84,7 +84,7 @@ def candidates(graph: Graph, node: Node, target: Target, threads: int, winograd:
     if winograd and lower.winograd_applies(p, node.inputs[1] in graph.constants):
         flops = 2 * 9 * p["N"] * p["CG"] * p["OC"] * p["OH"] * p["OW"]
         found += [schedule.winograd_schedule(m, p["CG"], p["OCG"], p["G"], p["OH"], p["OW"], flops, target, threads)
-                  for m in schedule.WINOGRAD_TILES]
+                  for m in schedule.WINOGRAD_TUNED]
     unique: list[ConvSchedule] = []
     for s in found:
         if s not in unique:
