@@ -51,7 +51,7 @@ from .dtypes import raw as raw_buffer
 from .errors import ConvgenError
 from .ir import Graph
 from .target import host
-from .threads import resolve_threads
+from .threads import OPENMP_RUNTIME, resolve_threads
 from .tune import tune_graph
 
 _ffi_lock = threading.Lock()
@@ -220,7 +220,7 @@ def _pin_openmp_runtime() -> None:
     never since libgomp is pinned).  One extra reference, never dropped, rules that out."""
     if not _PINNED:
         try:
-            _PINNED.append(ctypes.CDLL("libgomp.so.1", mode=ctypes.RTLD_GLOBAL))
+            _PINNED.append(ctypes.CDLL(OPENMP_RUNTIME, mode=ctypes.RTLD_GLOBAL))
         except OSError:  # no libgomp: libraries built without OpenMP need none
             _PINNED.append(None)
 

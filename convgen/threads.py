@@ -9,9 +9,17 @@ v1 cpu.cfs_quota_us / cpu.cfs_period_us) rounded up, at least 1.
 An invalid OMP_NUM_THREADS (empty, 0, negative, not a number) is ignored with a RuntimeWarning, as
 torch and libgomp do, and the cores are used.  A value above the cores is taken as it is
 (oversubscription is the user's call, as with any OpenMP program).
+
+Fork: libgomp's thread pool does not survive os.fork(), and a team started in the child by the
+thread that forked waits for the parent's workers for ever.  An at-fork handler therefore makes that
+thread of the child run every OpenMP region on itself (one_thread_after_fork): models and
+convgen.functional kernels give their results on one thread there, in grandchildren too, while the
+parent keeps its teams and threads the child starts run theirs in full.  What threads=None means is
+unchanged (the parent's cached kernels stay valid in the child).
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import math
 import os
@@ -82,8 +90,37 @@ def available_cores(cgroup_root: str | os.PathLike = CGROUP_ROOT,
 # The cores are read once per process (as OpenMP and torch do) and again in a forked child, whose
 # affinity a pool may have set; OMP_NUM_THREADS is read at every call (it is cheap).
 _cores = functools.lru_cache(maxsize=1)(available_cores)
+
+# The OpenMP runtime both backends use: gcc -fopenmp links it, the LLVM backend calls its GOMP_parallel.
+OPENMP_RUNTIME = "libgomp.so.1"
+
+
+def one_thread_after_fork() -> bool:
+    """In a forked child, make every OpenMP region the forking thread starts run on that thread alone;
+    True if libgomp is loaded (else there is no thread pool to be stale, and nothing to do).
+
+    libgomp keeps the team's worker threads in a pool hung off the thread that started the team;
+    fork copies the pool but not its threads, so the child's next team of 2 or more waits for them
+    for ever (a C program and both backends hang so).  A region whose team resolves to one thread
+    returns before the pool is touched, and max-active-levels 0 makes every region resolve to one
+    whatever its num_threads clause: no change to the generated code, nothing on the call path.
+    The setting is the forking thread's (libgomp 12 keeps it per initial thread): threads the child
+    starts have no stale pool and run their teams in full.  A grandchild inherits it."""
+    try:
+        gomp = ctypes.CDLL(OPENMP_RUNTIME, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+    except (OSError, AttributeError):   # not loaded (or no RTLD_NOLOAD on this platform)
+        return False
+    gomp.omp_set_max_active_levels(0)
+    return True
+
+
+def _after_fork_in_child() -> None:
+    _cores.cache_clear()
+    one_thread_after_fork()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_cores.cache_clear)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def cgroup_cpu_quota(cgroup_root: str | os.PathLike = CGROUP_ROOT,
