@@ -642,28 +642,6 @@ class GlobalMaxPool(_GlobalPool):
     kind = "max"
 
 
-class _AdaptiveAvgPool(GlobalAvgPool):
-    """torch's AdaptiveAvgPoolNd, for output_size 1 (what classifier heads use)."""
-
-    def __init__(self, output_size=1) -> None:
-        super().__init__()
-        sizes = output_size if isinstance(output_size, (tuple, list)) else (output_size,)
-        if any(s != 1 for s in sizes):
-            raise UnsupportedError(f"{type(self).__name__}: only output_size 1 is supported, got {output_size!r}")
-
-
-class AdaptiveAvgPool1d(_AdaptiveAvgPool):
-    pass
-
-
-class AdaptiveAvgPool2d(_AdaptiveAvgPool):
-    pass
-
-
-class AdaptiveAvgPool3d(_AdaptiveAvgPool):
-    pass
-
-
 # -- activations and other layers -----------------------------------------------------
 
 def _activation(x: Tensor, kind: str, *params: float, layer: Module | None = None) -> Tensor:
@@ -1109,7 +1087,7 @@ class Dropout(Identity):
 
 # Layer families in modules of their own, reached as nn.<name> (they import this module, so they
 # load on first use rather than from here).
-_FAMILIES = {"convgen.nn_activations", "convgen.nn_reductions"}
+_FAMILIES = {"convgen.nn_activations", "convgen.nn_reductions", "convgen.nn_resize"}
 
 
 def __getattr__(name: str):

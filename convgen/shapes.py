@@ -534,9 +534,13 @@ def nearest_repeat_factor(in_size: int, out_size: int, sources: Sequence[int]) -
     return k if list(sources) == [i // k for i in range(out_size)] else None
 
 
-def nearest_sources(in_size: int, out_size: int, scale: float, coordinates: str, rounding: str) -> list[int]:
-    """ONNX Resize, mode nearest, on one axis: the input index each output index reads (onnxruntime's
-    float32 arithmetic: the coordinate transform, then nearest_mode, clamped to the axis)."""
+RESIZE_COORDINATES = ("asymmetric", "half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "align_corners",
+                      "half_pixel_symmetric")
+
+
+def resize_coordinates(in_size: int, out_size: int, scale: float, coordinates: str) -> list[np.float32]:
+    """ONNX Resize on one axis: the input coordinate of every output index, in onnxruntime's float32
+    arithmetic (its get_original_coordinate), before any rounding or clamping."""
     f32 = np.float32
     scale = f32(scale)
     out = []
@@ -552,8 +556,21 @@ def nearest_sources(in_size: int, out_size: int, scale: float, coordinates: str,
             original = (x + f32(0.5)) / scale
         elif coordinates == "align_corners":
             original = f32(0.0) if out_size == 1 else x * f32(in_size - 1) / f32(out_size - 1)
+        elif coordinates == "half_pixel_symmetric":
+            adjustment = f32(out_size) / (scale * f32(in_size))
+            offset = f32(in_size) / f32(2) * (f32(1) - adjustment)
+            original = offset + (x + f32(0.5)) / scale - f32(0.5)
         else:
-            raise ShapeError(f"Resize coordinate_transformation_mode {coordinates!r} is not supported for nearest")
+            raise ShapeError(f"Resize coordinate_transformation_mode {coordinates!r} is not one of {RESIZE_COORDINATES}")
+        out.append(f32(original))
+    return out
+
+
+def nearest_sources(in_size: int, out_size: int, scale: float, coordinates: str, rounding: str) -> list[int]:
+    """ONNX Resize, mode nearest, on one axis: the input index each output index reads (onnxruntime's
+    float32 arithmetic: the coordinate transform, then nearest_mode, clamped to the axis)."""
+    out = []
+    for original in resize_coordinates(in_size, out_size, scale, coordinates):
         if rounding == "round_prefer_floor":
             index = math.floor(original) if original == math.floor(original) + 0.5 else round(float(original))
         elif rounding == "round_prefer_ceil":
@@ -562,11 +579,73 @@ def nearest_sources(in_size: int, out_size: int, scale: float, coordinates: str,
             index = math.floor(original)
         elif rounding == "ceil":
             index = math.ceil(original)
+        elif rounding == "convgen_opset10":   # Upsample and Resize-10 in onnxruntime
+            index = math.ceil(original) if out_size < in_size else math.floor(original)
         else:
             raise ShapeError(f"Resize nearest_mode {rounding!r} is not one of round_prefer_floor, round_prefer_ceil, "
                              "floor, ceil")
         out.append(min(max(int(index), 0), in_size - 1))
     return out
+
+
+Taps = tuple[tuple[tuple[int, ...], tuple[float, ...]], ...]
+"""Per output index of one axis: the input indices it reads and their weights."""
+
+
+def linear_taps(in_size: int, out_size: int, scale: float, coordinates: str) -> Taps:
+    """ONNX Resize, mode linear, on one axis: per output index its two inputs and weights as
+    onnxruntime computes them in float32 (the coordinate clamped to the axis; two equal inputs weigh
+    0.5 each)."""
+    f32 = np.float32
+    taps = []
+    for original in resize_coordinates(in_size, out_size, scale, coordinates):
+        x = min(max(original, f32(0.0)), f32(in_size - 1))
+        low = min(int(x), in_size - 1)
+        high = min(low + 1, in_size - 1)
+        w_low, w_high = (f32(0.5), f32(0.5)) if low == high else (abs(x - f32(high)), abs(x - f32(low)))
+        taps.append(((low, high), (float(w_low), float(w_high))))
+    return tuple(taps)
+
+
+def interpolate_scale(in_size: int, out_size: int, scale_factor: float | None, align_corners: bool) -> np.float32:
+    """torch's area_pixel_compute_scale in float32: input steps per output step."""
+    if align_corners:
+        return np.float32(in_size - 1) / np.float32(out_size - 1) if out_size > 1 else np.float32(0.0)
+    return np.float32(1.0 / scale_factor) if scale_factor else np.float32(in_size) / np.float32(out_size)
+
+
+def interpolate_nearest_sources(in_size: int, out_size: int, scale_factor: float | None, exact: bool) -> list[int]:
+    """torch's interpolate, mode nearest (floor(o * scale)) or nearest-exact (floor((o + 0.5) * scale)), float32."""
+    scale = interpolate_scale(in_size, out_size, scale_factor, False)
+    shift = np.float32(0.5) if exact else np.float32(0.0)
+    return [min(int(math.floor((np.float32(o) + shift) * scale)), in_size - 1) for o in range(out_size)]
+
+
+def interpolate_linear_taps(in_size: int, out_size: int, scale_factor: float | None, align_corners: bool) -> Taps:
+    """torch's interpolate, modes linear / bilinear / trilinear, on one axis (its
+    compute_source_index_and_lambda in float32): per output index (i0, i1) and (1 - l, l)."""
+    f32 = np.float32
+    if in_size == out_size:
+        return tuple(((o,), (1.0,)) for o in range(out_size))
+    scale = interpolate_scale(in_size, out_size, scale_factor, align_corners)
+    taps = []
+    for o in range(out_size):
+        if align_corners:
+            real = scale * f32(o)
+        else:
+            real = max(scale * (f32(o) + f32(0.5)) - f32(0.5), f32(0.0))
+        low = int(real)
+        high = low + (1 if low < in_size - 1 else 0)
+        lam = min(max(real - f32(low), f32(0.0)), f32(1.0))
+        taps.append(((low, high), (float(f32(1.0) - lam), float(lam))))
+    return tuple(taps)
+
+
+def adaptive_bins(in_size: int, out_size: int) -> list[tuple[int, int]]:
+    """torch's adaptive pooling on one axis: output o pools inputs [floor(o * in / out), ceil((o + 1) * in / out))."""
+    if in_size < 1 or out_size < 1:
+        raise ShapeError(f"adaptive pooling of an axis of size {in_size} to {out_size}: both must be >= 1")
+    return [(o * in_size // out_size, -(-(o + 1) * in_size // out_size)) for o in range(out_size)]
 
 
 def strided_sources(in_size: int, sources: Sequence[int]) -> tuple[int, int] | None:

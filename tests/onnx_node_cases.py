@@ -35,7 +35,7 @@ CASE_MODULES = {
     "Abs": "abs", "Neg": "neg", "Reciprocal": "reciprocal", "Erf": "erf", "Min": "min", "Max": "max",
     "Mean": "mean",
     "Split": "split", "Expand": "expand", "Tile": "tile", "DepthToSpace": "depthtospace",
-    "SpaceToDepth": "spacetodepth",
+    "SpaceToDepth": "spacetodepth", "Resize": "resize", "Upsample": "upsample",
     "ReduceMean": "reducemean", "ReduceMax": "reducemax", "ReduceMin": "reducemin", "ReduceSum": "reducesum",
     "ReduceProd": "reduceprod", "ReduceSumSquare": "reducesumsquare", "ReduceL1": "reducel1",
     "ReduceL2": "reducel2", "ReduceLogSum": "reduce_log_sum",

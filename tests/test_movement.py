@@ -124,24 +124,6 @@ def test_nearest_resize_whole_factors(coordinates, rounding, scales, backend, rn
         pytest.fail(f"refused although the sources are {sources}")
 
 
-def test_resize_refuses_what_it_cannot_do():
-    model = node_model("Resize", (1, 1, 4, 4), constants=[("roi", np.array([], np.float32)),
-                                                            ("scales", np.array([1, 1, 1.5, 1.5], np.float32))],
-                       mode="nearest")
-    with pytest.raises(convgen.UnsupportedError, match="whole-factor"):
-        convgen.from_onnx(model)
-    corners = node_model("Resize", (1, 1, 4, 6), constants=[("roi", np.array([], np.float32)),
-                                                             ("scales", np.array([1, 1, 1, 0.5], np.float32))],
-                         mode="nearest", coordinate_transformation_mode="align_corners")   # 6 -> 3 reads 0, 2, 5
-    with pytest.raises(convgen.UnsupportedError, match="6 -> 3"):
-        convgen.from_onnx(corners)
-    linear = node_model("Resize", (1, 1, 4, 4), constants=[("roi", np.array([], np.float32)),
-                                                             ("scales", np.array([1, 1, 2, 2], np.float32))],
-                        mode="linear")
-    with pytest.raises(convgen.UnsupportedError, match="mode 'linear'"):
-        convgen.from_onnx(linear)
-
-
 class _Blocks(torch.nn.Module):
     """ESPCN's tail and a U-Net's upsampling: conv, PixelShuffle, nearest upsampling, PixelUnshuffle."""
 

@@ -1,6 +1,7 @@
 """Converters of data movement on run-time values: Slice, Split, Gather (constant indices), Expand, Tile,
-DepthToSpace, SpaceToDepth, and nearest Resize / Upsample by whole factors.  Each is a slice or an
-expand (convgen/ops/movement.py), with reshapes and transposes around it."""
+DepthToSpace, SpaceToDepth: each a slice or an expand (convgen/ops/movement.py), with reshapes and
+transposes around it; Resize / Upsample (nearest and linear): whole-factor nearest the same way, the
+rest resample layers (convgen/ops/resample.py)."""
 from __future__ import annotations
 
 import math
@@ -8,6 +9,7 @@ import math
 import numpy as np
 
 from .. import ops, shapes
+from ..ops import resample
 from ..errors import ShapeError
 from ..trace import Tensor
 from .context import NodeView
@@ -139,61 +141,104 @@ def _space_to_depth(node: NodeView) -> list:
     return [_permute(node, x, (n, c, h // b, b, w // b, b), perm, (n, c * b * b, h // b, w // b))]
 
 
+def _scaled(size: int, scale: float) -> int:
+    """An axis's output size from its scale, as onnxruntime computes it: the product in float32, truncated."""
+    return int(math.floor(np.float32(size) * np.float32(scale)))
+
+
 def _resize_sizes(node: NodeView, x: Tensor) -> tuple[list[int], list[float]]:
     """The output size and scale of every axis, from `scales` or `sizes` (Upsample: scales)."""
     if node.op_type == "Upsample":
         scales = node.attr("scales")
         scales = node.const(1, "scales").reshape(-1).tolist() if scales is None else scales
-        return [int(math.floor(d * s)) for d, s in zip(x.shape, scales)], [float(s) for s in scales]
-    if node.attr("antialias", 0) or node.attr("keep_aspect_ratio_policy", "stretch") != "stretch":
-        raise node.unsupported("antialias and keep_aspect_ratio_policy other than stretch")
+        return [_scaled(d, s) for d, s in zip(x.shape, scales)], [float(s) for s in scales]
+    if node.attr("antialias", 0):
+        raise node.unsupported("antialias=1")
+    policy = node.attr("keep_aspect_ratio_policy", "stretch")
+    if policy not in ("stretch", "not_larger", "not_smaller"):
+        raise ShapeError(f"{node.label}: keep_aspect_ratio_policy {policy!r}")
     axes = node.attr("axes")
     axes = list(range(x.ndim)) if axes is None else axes_of(node, axes, x.ndim)
     scales, sizes = node.optional_const(2, "scales"), node.optional_const(3, "sizes")
     out, factor = list(x.shape), [1.0] * x.ndim
     if sizes is not None and sizes.size:
-        for a, s in zip(axes, sizes.reshape(-1).tolist()):
+        sizes = sizes.reshape(-1).tolist()
+        if policy != "stretch":   # one scale for the axes given, the output sizes rounded half up from it
+            ratios = [np.float32(s) / np.float32(x.shape[a]) for a, s in zip(axes, sizes)]
+            scale = min(ratios) if policy == "not_larger" else max(ratios)
+            for a in axes:
+                out[a], factor[a] = int(np.float32(scale) * np.float32(x.shape[a]) + np.float32(0.5)), float(scale)
+            return out, factor
+        for a, s in zip(axes, sizes):
             out[a], factor[a] = int(s), float(np.float32(s) / np.float32(x.shape[a]))
     elif scales is not None and scales.size:
         for a, s in zip(axes, scales.reshape(-1).tolist()):
-            out[a], factor[a] = int(math.floor(x.shape[a] * float(s))), float(s)
+            out[a], factor[a] = _scaled(x.shape[a], s), float(s)
     else:
         raise ShapeError(f"{node.label}: neither scales nor sizes is given")
     return out, factor
 
 
-@converter("Resize", "Upsample")
-def _resize(node: NodeView) -> list:
-    """Nearest-neighbour resizing whose source indices are whole-factor repeats (upsampling) or an even
-    stride (downsampling) on every axis: an expand or a slice."""
-    x = data(node)
-    if node.attr("mode", "nearest") != "nearest":
-        raise node.unsupported(f"mode {node.attr('mode')!r}: convgen resizes with mode nearest only")
-    out, factor = _resize_sizes(node, x)
-    if min(out) < 1:
-        raise ShapeError(f"{node.label}: output shape {out} from input {list(x.shape)}")
-    opset10 = node.op_type == "Upsample"
-    coordinates = "asymmetric" if opset10 else node.attr("coordinate_transformation_mode", "half_pixel")
-    rounding = "floor" if opset10 else node.attr("nearest_mode", "round_prefer_floor")
+def _whole_factors(node: NodeView, x: Tensor, sources: list[list[int]]) -> Tensor | None:
+    """Nearest resizing whose sources are whole-factor repeats or an even stride on every axis: a slice
+    and an expand (no table); None otherwise."""
     repeats, ranges = [], {}
-    for axis, (d, o, s) in enumerate(zip(x.shape, out, factor)):
-        sources = shapes.nearest_sources(d, o, s, coordinates, rounding)
-        k = shapes.nearest_repeat_factor(d, o, sources)
-        strided = shapes.strided_sources(d, sources) if o <= d else None
+    for axis, (d, picked) in enumerate(zip(x.shape, sources)):
+        o = len(picked)
+        k = shapes.nearest_repeat_factor(d, o, picked)
+        strided = shapes.strided_sources(d, picked) if o <= d else None
         if k is not None:
             repeats.append(k)
         elif strided is not None:
             repeats.append(1)
             ranges[axis] = (strided[0], strided[1], o)
         else:
-            raise node.unsupported(f"axis {axis}: {d} -> {o} with {coordinates}/{rounding} is not a whole-factor "
-                                   "repeat or an even stride; convgen has no general nearest Resize kernel")
+            return None
     y = _slice(node, x, ranges, suffix="_pick")
     if any(k > 1 for k in repeats):
         interleaved = _reshape(node, y, [v for d in y.shape for v in (d, 1)], "_split")
         y = _expand(node, interleaved, [v for d, k in zip(y.shape, repeats) for v in (d, k)])
         y = _reshape(node, y, [d * k for d, k in zip(interleaved.shape[::2], repeats)], "_merge")
-    return [y]
+    return y
+
+
+@converter("Resize", "Upsample")
+def _resize(node: NodeView) -> list:
+    """Nearest (every coordinate mode and nearest_mode) and linear (1-D, 2-D, 3-D: per axis) resizing in
+    onnxruntime's float32 coordinate arithmetic: whole-factor nearest repeats and strides are a slice
+    and an expand, the rest one resample layer per changed axis (convgen/ops/resample.py)."""
+    x = data(node)
+    mode = node.attr("mode", "nearest")
+    if mode not in ("nearest", "linear"):
+        raise node.unsupported(f"mode {mode!r}: convgen resizes with modes nearest and linear")
+    if mode == "linear" and node.computed_from not in (None, "float16", "bfloat16", "float64"):
+        raise node.unsupported(f"linear resizing of {node.computed_from} values (convgen interpolates floats)")
+    out, factor = _resize_sizes(node, x)
+    if min(out) < 1:
+        raise ShapeError(f"{node.label}: output shape {out} from input {list(x.shape)}")
+    opset10 = node.op_type == "Upsample"
+    coordinates = "asymmetric" if opset10 else node.attr("coordinate_transformation_mode", "half_pixel")
+    if coordinates not in shapes.RESIZE_COORDINATES:
+        raise node.unsupported(f"coordinate_transformation_mode {coordinates!r} (convgen takes "
+                               f"{list(shapes.RESIZE_COORDINATES)})")
+    if out == list(x.shape):   # onnxruntime copies when no axis changes size, whatever the scales
+        return [x]
+    # an axis of scale 1 is copied whatever the coordinate mode says (onnxruntime: tf_half_pixel_for_nn
+    # with nearest_mode ceil would shift it by one)
+    kept = [d == o and s == 1.0 for d, o, s in zip(x.shape, out, factor)]
+    if mode == "linear":
+        plans = {a: resample.linear_plan(a, shapes.linear_taps(d, o, s, coordinates))
+                 for a, (d, o, s) in enumerate(zip(x.shape, out, factor)) if not kept[a]}
+    else:
+        rounding = "floor" if opset10 else node.attr("nearest_mode", "round_prefer_floor")
+        sources = [list(range(d)) if k else shapes.nearest_sources(d, o, s, coordinates, rounding)
+                   for d, o, s, k in zip(x.shape, out, factor, kept)]
+        fast = _whole_factors(node, x, sources)
+        if fast is not None:
+            return [fast]
+        plans = {a: resample.nearest_plan(a, picked) for a, picked in enumerate(sources)}
+    emit = lambda attrs, v, suffix: node.emit("resample", attrs, [v], suffix=suffix)  # noqa: E731
+    return [resample.resample_axes(x, plans, emit)]
 
 
 @converter("Where")

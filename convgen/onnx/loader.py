@@ -80,11 +80,28 @@ def at_supported_opset(model):
         return model
     from onnx import version_converter
     try:
-        return version_converter.convert_version(model, CANONICAL_OPSET)
+        converted = version_converter.convert_version(model, CANONICAL_OPSET)
     except Exception as error:
         op_types = sorted({n.op_type for n in model.graph.node})
         raise UnsupportedError(f"onnx's version converter could not raise the model from opset {opset} "
                                f"to {CANONICAL_OPSET} (its op types: {', '.join(op_types)}): {error}") from None
+    if opset < 11:
+        _keep_opset10_resizing(onnx, converted)
+    return converted
+
+
+OPSET10_NEAREST = "convgen_opset10"
+"""The nearest_mode of a Resize raised from Upsample or Resize-10: floor, ceil where the axis shrinks."""
+
+
+def _keep_opset10_resizing(onnx, model) -> None:
+    """The converter turns Upsample and Resize-10 into Resize-13 without coordinate_transformation_mode, which
+    then defaults to half_pixel; they resized with asymmetric coordinates and onnxruntime's opset-10
+    rounding (floor, ceil when downsampling).  Say so on the node."""
+    for node in model.graph.node:
+        if node.op_type == "Resize" and not any(a.name == "coordinate_transformation_mode" for a in node.attribute):
+            node.attribute.append(onnx.helper.make_attribute("coordinate_transformation_mode", "asymmetric"))
+            node.attribute.append(onnx.helper.make_attribute("nearest_mode", OPSET10_NEAREST))
 
 
 def topological_order(graph, defined: set[str]) -> list:

@@ -1,5 +1,5 @@
 """Op families.  Importing this package registers every op."""
-from . import activation, binary, cast, conv, conv_transpose, dense, elementwise, lp_pool, lrn, matmul, movement, pad, pool, reduce, shape_ops  # noqa: F401,E501
+from . import activation, binary, cast, conv, conv_transpose, dense, elementwise, lp_pool, lrn, matmul, movement, pad, pool, reduce, resample, shape_ops  # noqa: F401,E501
 from .activation import Activation
 from .conv import ConvAttrs, LocallyConnectedAttrs
 from .conv_transpose import ConvTransposeAttrs
@@ -14,6 +14,7 @@ from .movement import ExpandAttrs, SliceAttrs
 from .pad import PadAttrs
 from .pool import GlobalPoolAttrs, PoolAttrs
 from .reduce import ReduceAttrs
+from .resample import ResampleAttrs
 from .registry import OPS, OpDef, get, register, run_reference
 from .shape_ops import ConcatAttrs, FlattenAttrs, ReshapeAttrs, TransposeAttrs
 
@@ -21,4 +22,4 @@ __all__ = ["OPS", "OpDef", "get", "register", "run_reference", "Activation", "Co
            "LocallyConnectedAttrs", "ConvTransposeAttrs", "LinearAttrs", "SoftmaxAttrs", "AddAttrs", "BinaryAttrs",
            "BatchNormAttrs", "LpPoolAttrs", "GlobalLpPoolAttrs", "GlobalPoolAttrs", "PoolAttrs", "ConcatAttrs",
            "FlattenAttrs", "ReshapeAttrs", "TransposeAttrs", "PadAttrs", "LRNAttrs", "GemmAttrs", "MatMulAttrs",
-           "CastAttrs", "QuantizeAttrs", "DequantizeAttrs", "SliceAttrs", "ExpandAttrs", "ReduceAttrs"]
+           "CastAttrs", "QuantizeAttrs", "DequantizeAttrs", "SliceAttrs", "ExpandAttrs", "ReduceAttrs", "ResampleAttrs"]

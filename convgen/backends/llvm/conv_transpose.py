@@ -20,12 +20,7 @@ TILE_ARGS = ("xt", "wt", "bt", "yt", "oc_valid", "kd_last", "kd_taps", "kh_last"
 
 def _table(e: Emitter, k: Kernel, name: str) -> ir.GlobalVariable:
     """A phase table of the kernel as a private constant array (the template's static const int64_t[])."""
-    values = k.params[name]
-    typ = ir.ArrayType(I64, len(values))
-    table = ir.GlobalVariable(e.module, typ, f"{k.fn}.{name}")
-    table.global_constant, table.linkage = True, "private"
-    table.initializer = ir.Constant(typ, values)
-    return table
+    return e.constant_table(f"{k.fn}.{name}", I64, k.params[name])
 
 
 def _transposed_tile(e: Emitter, k: Kernel, rows: int) -> ir.Function:

@@ -239,6 +239,14 @@ class Emitter:
         fn = self.module.declare_intrinsic("llvm.memset", [PTR, I64])
         self.b.call(fn, [dst.value, ir.Constant(I8, byte), self.int_value(nbytes), ir.Constant(I1, 0)])
 
+    def constant_table(self, name: str, typ: ir.Type, values: Sequence) -> ir.GlobalVariable:
+        """A private constant array (the templates' static const tables); index it through Ptr."""
+        array = ir.ArrayType(typ, len(values))
+        table = ir.GlobalVariable(self.module, array, name)
+        table.global_constant, table.linkage = True, "private"
+        table.initializer = ir.Constant(array, list(values))
+        return table
+
     # -- control flow -------------------------------------------------------------------
     @contextlib.contextmanager
     def loop(self, stop: IntLike, start: IntLike = 0, step: int = 1, name: str = "i",

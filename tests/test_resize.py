@@ -1,0 +1,230 @@
+"""Resampling (convgen/ops/resample.py, templates/resample.c.j2, backends/llvm/resample.py): ONNX Resize /
+Upsample nearest and linear in every coordinate mode against onnxruntime, torch's interpolate and
+adaptive pools in the DSL and through both exporters against torch, the op's numpy reference, both
+backends."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+import torch.nn.functional as TF
+from hypothesis import given
+from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
+
+import convgen
+from convgen import nn, ops, shapes
+from convgen.ops import resample
+from convgen.trace import Tracer
+
+from conftest import assert_close, capped_settings
+
+COORDINATES = ["asymmetric", "half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "align_corners"]
+ROUNDING = ["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"]
+
+
+def resize_model(x_shape, mode, scales=None, sizes=None, opset=19, **attrs):
+    constants = [("roi", np.array([], np.float32)), ("scales", np.array(scales or [], np.float32))]
+    if sizes is not None:
+        constants.append(("sizes", np.array(sizes, np.int64)))
+    node = helper.make_node("Resize", ["x"] + [name for name, _ in constants], ["y"], mode=mode, **attrs)
+    graph = helper.make_graph([node], "resize", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(v, name) for name, v in constants])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def against_onnxruntime(model, x, backend, exact: bool):
+    expected = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    actual = convgen.compile(convgen.from_onnx(model), backend=backend)(x)
+    if exact:
+        np.testing.assert_array_equal(actual, expected)
+    else:  # separable passes round differently from onnxruntime's one 2-D sum
+        assert_close(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+def _axis_sizes(draw, shape, spatial_from: int):
+    """Per axis a scale (or, drawn once for all, sizes), spatial axes only; some shrink, some grow."""
+    out = [draw(st.integers(1, 3 * d)) if a >= spatial_from else d for a, d in enumerate(shape)]
+    return out
+
+
+@given(shape=st.lists(st.integers(1, 7), min_size=3, max_size=4).map(lambda s: (1, 2, *s[:-1])), data=st.data(),
+       coordinates=st.sampled_from(COORDINATES), rounding=st.sampled_from(ROUNDING), by_sizes=st.booleans())
+@capped_settings(15)
+def test_nearest_resize_matches_onnxruntime(shape, data, coordinates, rounding, by_sizes, backend):
+    """Uneven scales and sizes, up and down, every coordinate mode and nearest_mode: bit-exact."""
+    out = _axis_sizes(data.draw, shape, 2)
+    scales = None if by_sizes else [1.0, 1.0] + [round(o / d, 3) for o, d in zip(out[2:], shape[2:])]
+    if scales is not None and any(int(d * s) < 1 for d, s in zip(shape, scales)):
+        return
+    model = resize_model(shape, "nearest", scales, out if by_sizes else None,
+                         coordinate_transformation_mode=coordinates, nearest_mode=rounding)
+    x = np.random.default_rng(sum(shape)).standard_normal(shape).astype(np.float32)
+    against_onnxruntime(model, x, backend, exact=True)
+
+
+@given(shape=st.lists(st.integers(1, 7), min_size=1, max_size=3).map(lambda s: (1, 2, *s)), data=st.data(),
+       coordinates=st.sampled_from(["asymmetric", "half_pixel", "pytorch_half_pixel", "align_corners",
+                                    "half_pixel_symmetric"]), by_sizes=st.booleans())
+@capped_settings(15)
+def test_linear_resize_matches_onnxruntime(shape, data, coordinates, by_sizes, backend):
+    """1-D, 2-D (bilinear) and 3-D (trilinear) linear resizing, uneven factors up and down."""
+    out = _axis_sizes(data.draw, shape, 2)
+    scales = None if by_sizes else [1.0, 1.0] + [round(o / d, 3) for o, d in zip(out[2:], shape[2:])]
+    if scales is not None and any(int(d * s) < 1 for d, s in zip(shape, scales)):
+        return
+    model = resize_model(shape, "linear", scales, out if by_sizes else None, coordinate_transformation_mode=coordinates)
+    x = np.random.default_rng(sum(shape)).standard_normal(shape).astype(np.float32)
+    try:
+        expected = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    except onnxruntime.capi.onnxruntime_pybind11_state.Fail:
+        return   # a rank onnxruntime's linear kernel does not take (it resizes the last 1-3 axes of 2-5-D inputs)
+    actual = convgen.compile(convgen.from_onnx(model), backend=backend)(x)
+    assert_close(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("opset,mode,scales", [(7, "nearest", [1, 1, 2.5, 1.5]), (9, "nearest", [1, 1, 1.7, 3]),
+                                               (9, "linear", [1, 1, 2.5, 1.5]), (10, "nearest", [1, 1, 0.6, 1.5]),
+                                               (10, "linear", [1, 1, 0.7, 2.2])])
+def test_upsample_and_resize_of_old_opsets(opset, mode, scales, backend, rng):
+    """Upsample (scales as an attribute at opset 7, an input at 9) and Resize-10: asymmetric coordinates and
+    opset-10 rounding (floor; ceil where an axis shrinks), which onnx's converter to opset 13 drops."""
+    x = rng.standard_normal((1, 2, 7, 5)).astype(np.float32)
+    scales = np.array(scales, np.float32)
+    op = "Resize" if opset == 10 else "Upsample"
+    if opset == 7:
+        node, initializers = helper.make_node(op, ["x"], ["y"], mode=mode, scales=scales.tolist()), []
+    else:
+        node, initializers = helper.make_node(op, ["x", "s"], ["y"], mode=mode), [numpy_helper.from_array(scales, "s")]
+    graph = helper.make_graph([node], "up", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 7
+    against_onnxruntime(model, x, backend, exact=mode == "nearest")
+
+
+def test_resize_refuses_what_it_cannot_do():
+    for mode, attrs, what in [("cubic", {}, "mode 'cubic'"),
+                              ("linear", {"coordinate_transformation_mode": "tf_crop_and_resize"}, "tf_crop_and_resize"),
+                              ("linear", {"antialias": 1}, "antialias")]:
+        with pytest.raises(convgen.UnsupportedError, match=what):
+            convgen.from_onnx(resize_model((1, 1, 4, 4), mode, [1, 1, 2, 2], **attrs))
+
+
+# -- torch: interpolate and adaptive pools, in the DSL and exported -----------------------------
+
+INTERPOLATIONS = [("nearest", None, (1, 2, 5, 7), {"scale_factor": 1.5}), ("nearest", None, (1, 2, 5, 7), {"size": (3, 11)}),
+                  ("nearest-exact", None, (1, 2, 5, 7), {"scale_factor": (2.5, 0.6)}),
+                  ("bilinear", False, (2, 3, 5, 7), {"scale_factor": 2}), ("bilinear", True, (1, 2, 5, 7), {"size": (9, 4)}),
+                  ("bilinear", False, (1, 2, 6, 9), {"scale_factor": 0.5}), ("linear", True, (1, 3, 7), {"size": 12}),
+                  ("trilinear", False, (1, 2, 3, 5, 4), {"scale_factor": (2, 1.5, 0.75)}),
+                  ("area", None, (1, 2, 10, 7), {"size": (3, 4)})]
+
+
+@given(case=st.sampled_from(INTERPOLATIONS), seed=st.integers(0, 2 ** 16))
+@capped_settings(12)
+def test_dsl_interpolate_matches_torch(case, seed, backend):
+    mode, corners, shape, how = case
+    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    graph = nn.trace(lambda t: nn.interpolate(t, mode=mode, align_corners=corners, **how), shape)
+    expected = TF.interpolate(torch.from_numpy(x), mode=mode, align_corners=corners, **how).numpy()
+    assert_close(convgen.compile(graph, backend=backend)(x), expected, rtol=1e-5, atol=1e-6)
+
+
+@given(ndim=st.integers(1, 3), data=st.data(), kind=st.sampled_from(["avg", "max"]))
+@capped_settings(20)
+def test_dsl_adaptive_pools_match_torch(ndim, data, kind, backend):
+    """Any output size, uneven bins (overlapping, of different lengths) included; None keeps an axis."""
+    spatial = tuple(data.draw(st.integers(1, 13)) for _ in range(ndim))
+    sizes = tuple(data.draw(st.integers(1, d + 2) | st.none()) if ndim > 1 else data.draw(st.integers(1, d + 2))
+                  for d in spatial)   # torch's 1-D pools take no None
+    if all(s is None for s in sizes):
+        sizes = (1,) + sizes[1:]
+    x = np.random.default_rng(sum(spatial)).standard_normal((2, 3) + spatial).astype(np.float32)
+    layer = getattr(nn, f"Adaptive{kind.title()}Pool{ndim}d")(sizes)
+    expected = getattr(torch.nn, f"Adaptive{kind.title()}Pool{ndim}d")(sizes)(torch.from_numpy(x)).numpy()
+    graph = nn.Sequential(layer).to_graph(x.shape)
+    assert_close(convgen.compile(graph, backend=backend)(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_adaptive_pools_pick_their_kernels():
+    """Output 1: the global pool; even bins: an ordinary pool (kernel = stride); uneven: resamples."""
+    ops_of = lambda layer, shape: [n.op for n in nn.Sequential(layer).to_graph(shape).nodes]  # noqa: E731
+    assert ops_of(nn.AdaptiveAvgPool2d(1), (1, 3, 7, 9)) == ["global_pool"]
+    assert ops_of(nn.AdaptiveAvgPool2d((7, 7)), (1, 3, 14, 14)) == ["pool"]
+    assert ops_of(nn.AdaptiveMaxPool2d((7, 7)), (1, 3, 10, 10)) == ["resample", "resample"]
+    with pytest.raises(convgen.UnsupportedError, match="return_indices"):
+        nn.AdaptiveMaxPool2d(3, return_indices=True)
+    with pytest.raises(convgen.ShapeError, match="output size 0"):
+        nn.Sequential(nn.AdaptiveAvgPool2d((0, 2))).to_graph((1, 1, 4, 4))
+
+
+class _Head(torch.nn.Module):
+    """A VGG-style head on an uneven map and a U-Net-style upsampling path."""
+
+    def __init__(self, pool):
+        super().__init__()
+        self.conv, self.pool = torch.nn.Conv2d(3, 4, 3), pool
+        self.up = torch.nn.Upsample(scale_factor=2, mode="bilinear")
+        self.near = torch.nn.Upsample(scale_factor=1.5, mode="nearest")
+        self.corners = torch.nn.Upsample(size=(5, 9), mode="bilinear", align_corners=True)
+
+    def forward(self, x):
+        y = torch.relu(self.conv(x))
+        return self.pool(y), self.up(y), self.near(y), self.corners(y)
+
+
+def _export(module, x, dynamo: bool) -> bytes:
+    buffer = io.BytesIO()
+    if dynamo:
+        buffer.write(torch.onnx.export(module, (x,), dynamo=True, verbose=False).model_proto.SerializeToString())
+    else:
+        torch.onnx.export(module, (x,), buffer, dynamo=False, opset_version=17)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("dynamo", [False, True])
+def test_torch_exported_interpolation_and_even_adaptive_pools(dynamo, backend):
+    """AdaptiveAvgPool2d((7, 7)) on a 14x14 map (both exporters write AveragePool), bilinear, nearest x1.5 and
+    align_corners upsampling (Resize)."""
+    torch.manual_seed(0)
+    module = _Head(torch.nn.AdaptiveAvgPool2d((7, 7))).eval()
+    x = torch.randn(1, 3, 16, 16)
+    compiled = convgen.compile(convgen.from_onnx(_export(module, x, dynamo)), backend=backend)
+    with torch.no_grad():
+        expected = [t.numpy() for t in module(x)]
+    for actual, wanted in zip(compiled(x.numpy()), expected):
+        assert_close(actual, wanted, rtol=1e-5, atol=1e-6)
+
+
+def test_the_reference_is_the_definition(rng):
+    """The op's numpy reference against plain loops, and the kinds' checks."""
+    x = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    attrs = resample.ResampleAttrs(1, "linear", ((0, 4), (2,), (1, 3, 4)), ((0.25, 0.75), (1.0,), (0.5, 0.25, 0.25)))
+    loops = np.stack([0.25 * x[:, 0] + 0.75 * x[:, 4], x[:, 2], 0.5 * x[:, 1] + 0.25 * x[:, 3] + 0.25 * x[:, 4]], axis=1)
+    np.testing.assert_allclose(ops.run_reference("resample", attrs, x), loops, rtol=1e-6)
+    biggest = ops.run_reference("resample", resample.ResampleAttrs(1, "max", ((0, 4), (2,))), x)
+    np.testing.assert_array_equal(biggest, np.stack([np.maximum(x[:, 0], x[:, 4]), x[:, 2]], axis=1))
+    t = Tracer().input((1, 5), "x")
+    for bad, what in [(resample.ResampleAttrs(1, "gather", ((0, 1),)), "one source"),
+                      (resample.ResampleAttrs(1, "max", ((5,),)), "outside"),
+                      (resample.ResampleAttrs(2, "max", ((0,),)), "axis 2"),
+                      (resample.ResampleAttrs(1, "linear", ((0,),)), "one weight")]:
+        with pytest.raises(convgen.ShapeError, match=what):
+            t.tracer.emit("r", "resample", bad, [t])
+
+
+def test_kernels_propagate_nan_and_infinity(backend):
+    """A max over a bin with a NaN is NaN (torch); a linear tap of weight 0 is not read (inf * 0)."""
+    x = np.array([[[1.0, np.nan, 3.0, np.inf, 2.0]]], np.float32)
+    graph = nn.trace(lambda t: nn.adaptive_max_pool1d(t, 3), x.shape)
+    np.testing.assert_array_equal(convgen.compile(graph, backend=backend)(x),
+                                  TF.adaptive_max_pool1d(torch.from_numpy(x), 3).numpy())
+    taps = shapes.interpolate_linear_taps(5, 9, None, True)   # even outputs sit on inputs: one tap
+    graph = nn.trace(lambda t: nn.interpolate(t, size=9, mode="linear", align_corners=True), x.shape)
+    got = convgen.compile(graph, backend=backend)(np.where(np.isnan(x), np.float32(0), x))
+    assert got[0, 0, 6] == np.inf and len(resample.linear_plan(2, taps).sources[6]) == 1
