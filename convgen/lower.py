@@ -758,4 +758,4 @@ def lower_global_lp_pool(node: Node, ctx: LowerContext) -> KernelSpec:
                       [("x", node.inputs[0])], [("y", node.output)])
 
 
-from . import lower_cast, lower_movement, lower_reduce, lower_resample  # noqa: E402,F401  (register the conversions', copies', reductions' and resamples' lowerings)
+from . import lower_cast, lower_movement, lower_norm, lower_reduce, lower_resample  # noqa: E402,F401  (register the conversions', copies', normalizations', reductions' and resamples' lowerings)

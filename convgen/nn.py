@@ -1087,7 +1087,7 @@ class Dropout(Identity):
 
 # Layer families in modules of their own, reached as nn.<name> (they import this module, so they
 # load on first use rather than from here).
-_FAMILIES = {"convgen.nn_activations", "convgen.nn_reductions", "convgen.nn_resize"}
+_FAMILIES = {"convgen.nn_activations", "convgen.nn_norm", "convgen.nn_reductions", "convgen.nn_resize"}
 
 
 def __getattr__(name: str):

@@ -698,3 +698,28 @@ def normalize_axes(layer: str, dims, rank: int) -> tuple[int, ...]:
     if len(set(axes)) != len(axes):
         raise ShapeError(f"{layer}: dim {list(items)} names an axis twice")
     return tuple(sorted(axes))
+
+
+# -- normalizations ----------------------------------------------------------------------
+
+def normalized_axes(layer: str, rank: int, axis: int, end_axis: int | None = None) -> tuple[int, int]:
+    """The axes [begin, end) a layer normalization takes its statistics over: from `axis` (negative: from
+    the end) to `end_axis` (None: the rank, as ONNX LayerNormalization)."""
+    begin = axis + rank if axis < 0 else axis
+    end = rank if end_axis is None else (end_axis + rank if end_axis < 0 else end_axis)
+    if not 0 <= begin < end <= rank:
+        raise ShapeError(f"{layer}: normalized axes {axis}..{end_axis} (axes [{begin}, {end})) are out of range "
+                         f"for rank {rank}")
+    return begin, end
+
+
+def normalization_view(shape: Sequence[int], begin: int, end: int) -> tuple[int, int, int]:
+    """A tensor seen as [outer][reduced][inner] for statistics over axes [begin, end): mean and variance
+    per (outer, inner) pair over the reduced elements, which lie `inner` apart."""
+    return math.prod(shape[:begin]), math.prod(shape[begin:end]), math.prod(shape[end:])
+
+
+def check_norm_groups(layer: str, channels: int, groups: int) -> None:
+    if groups < 1 or channels % groups:
+        raise ShapeError(f"{layer}: axis 1 (channels): {channels} channels are not divisible into "
+                         f"num_groups={groups} groups")

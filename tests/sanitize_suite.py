@@ -99,6 +99,17 @@ def _matrix_products(shape):
     return nn.graph(a @ b, a @ np.ones((shape[1], 3), np.float32), gemm, name="edge")
 
 
+def _norms(shape):
+    """Rows of 1 and of 3 x 16 + 5 floats; columns of 61 (3 vectors and 13 single ones) and of 1; groups."""
+    x = nn.Input(shape, name="x")
+    channels = nn.Input((shape[0], shape[1], 61), name="c", tracer=x.tracer)
+    x.tracer.constant("g", RNG.standard_normal(shape[1]))
+    over_channels = x.tracer.emit(None, "layer_norm", ops.LayerNormAttrs(1, 1e-5, 2), [channels, "g", "g"])
+    return nn.graph(nn.layer_norm(x, shape[-1:]), nn.layer_norm(x, shape[-2:], eps=0.1),
+                    over_channels, nn.LayerNorm(1)(nn.reshape(x, *shape, 1)), nn.GroupNorm(3, shape[1])(x),
+                    nn.InstanceNorm2d(shape[1], affine=True)(x), name="edge")
+
+
 def _onnx_graph(nodes, constants: dict[str, np.ndarray], outputs: list[str]):
     """A one-input ONNX graph ("x", float32) of `nodes`, imported: for ops only ONNX import emits."""
     from onnx import TensorProto, helper, numpy_helper
@@ -212,6 +223,7 @@ GRAPH_CASES: dict[str, tuple[Callable, tuple[int, ...]]] = {
     "global lp pool": (seq(nn.GlobalLpPool(1.5)), (2, 3, 5, 7)),
     "pads of every mode, crops": (_pads, (1, 2, 4, 5)),
     "lrn, prelu": (seq(nn.LocalResponseNorm(3), nn.PReLU(5)), (1, 5, 3, 7)),
+    "layer norm rows and channels, group norm, instance norm": (_norms, (2, 6, 1, 53)),
     "matmul, gemm with transposes": (_matrix_products, (3, 17)),
     "casts and a per-channel quantize/dequantize pair": (_casts_and_quantization(), (1, 3, 5, 17)),
     "min, max, pow with a tensor exponent, 17-wide rows": (_min_max_pow(), (2, 3, 5, 17)),

@@ -34,5 +34,5 @@ def data(node: NodeView, i: int = 0) -> Tensor:
     return node.as_float32(value, i)
 
 
-from . import (convert_activations, convert_movement, convert_pointwise, convert_reductions,  # noqa: E402,F401
-               convert_tensors, convert_types, convert_windows)  # (registration)
+from . import (convert_activations, convert_movement, convert_norm, convert_pointwise,  # noqa: E402,F401
+               convert_reductions, convert_tensors, convert_types, convert_windows)  # (registration)

@@ -14,7 +14,7 @@ from llvmlite import ir
 from ... import __version__
 from ...lower import Buffer, Kernel, LoweredModel
 from ..c import signature
-from . import conv, conv_transpose, convert, dense, elementwise, lp_pool, pad, pool, reduce, resample, strided, winograd
+from . import conv, conv_transpose, convert, dense, elementwise, lp_pool, norm, pad, pool, reduce, resample, strided, winograd
 from .convert import element_type
 from .emitter import I8, I32, I64, PTR, Emitter, Index, Ptr, Var
 
@@ -26,6 +26,7 @@ FAMILIES: dict[str, Family] = {
     "conv_transpose": conv_transpose.conv_transpose, "lp_pool": lp_pool.lp_pool,
     "global_lp_pool": lp_pool.global_lp_pool,
     "activation": elementwise.activation, "batch_norm": elementwise.batch_norm, "lrn": elementwise.lrn,
+    "normalize": norm.normalize,
     "strided": strided.strided, "pad": pad.pad, "resample": resample.resample,
     "linear": dense.linear, "softmax": dense.softmax, "concat": dense.concat, "reduce": reduce.reduce,
     "cast": convert.cast, "quantize": convert.quantize, "dequantize": convert.dequantize,
