@@ -167,6 +167,15 @@ def _norm_reductions():
     return _onnx_graph(nodes, {}, ["y_l1", "y_l2", "y_sq"])
 
 
+def _dilated_avg_pools():
+    from onnx import helper
+    nodes = [helper.make_node("AveragePool", ["x"], ["y_exclude"], kernel_shape=[2, 3], dilations=[3, 2],
+                              strides=[2, 1], pads=[1, 2, 2, 1], ceil_mode=1, count_include_pad=0),
+             helper.make_node("AveragePool", ["x"], ["y_include"], kernel_shape=[3, 2], dilations=[2, 3],
+                              strides=[1, 3], pads=[2, 1, 1, 2], ceil_mode=1, count_include_pad=1)]
+    return _onnx_graph(nodes, {}, ["y_exclude", "y_include"])
+
+
 GRAPH_CASES: dict[str, tuple[Callable, tuple[int, ...]]] = {
     "conv 1x1 on 1x1": (seq(nn.Conv2d(1, 1, 1)), (1, 1, 1, 1)),
     "conv kernel = input": (seq(nn.Conv2d(3, 5, 5)), (2, 3, 5, 5)),
@@ -231,6 +240,7 @@ GRAPH_CASES: dict[str, tuple[Callable, tuple[int, ...]]] = {
     "reductions over channel, batch, mixed and every axis, 37-wide rows": (_reductions, (2, 17, 3, 37)),
     "reductions on 1 element": (_reductions, (1, 1, 1, 1)),
     "l1, l2, sum of squares reductions": (_norm_reductions(), (2, 3, 5, 17)),
+    "dilated avg pools, ceil over the end, taps missing the input": (_dilated_avg_pools(), (1, 3, 2, 17)),
 }
 
 # Weights as run-time inputs: the kernels pack them per call (a different code path).

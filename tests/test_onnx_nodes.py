@@ -55,8 +55,6 @@ REJECTED: dict[str, str] = {
     # reductions of an empty axis (convgen's tensors have none), of booleans (no bool element type)
     "test_reduce_*bool*": "element type bool",
     "test_reduce_*_empty_set*": "every dimension must be >= 1",
-    # pooling features convgen does not have
-    "test_averagepool_*dilations*": "dilated average pooling",
     # batched MatMul (B of rank 3 or more): convgen has no batched matrix product
     "test_matmul_[34]d": "no batched matrix product",
     "test_matmul_1d_3d": "no batched matrix product",

@@ -79,8 +79,6 @@ def _max_pool(node: NodeView) -> list:
 def _average_pool(node: NodeView) -> list:
     x = data(node)
     kernel, stride, pads, dilation = _pool_window(node, x)
-    if any(d != 1 for d in dilation):
-        raise node.unsupported(f"dilated average pooling (dilations {list(dilation)}) is not supported")
     attrs = ops.PoolAttrs("avg", kernel, stride, pads, dilation, ceil_mode=bool(node.attr("ceil_mode", 0)),
                           count_include_pad=bool(node.attr("count_include_pad", 0)), pad_limit="window")
     return [node.emit("pool", attrs, [x])]

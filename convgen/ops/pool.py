@@ -55,8 +55,6 @@ def _infer_pool(layer: str, attrs: PoolAttrs, types: list[TensorType]) -> tuple[
     check_input_types(layer, types, 1)
     if attrs.kind not in POOL_KINDS:
         raise ShapeError(f"{layer}: unknown pool kind {attrs.kind!r}")
-    if attrs.kind == "avg" and any(d != 1 for d in attrs.dilation):
-        raise ShapeError(f"{layer}: average pooling takes no dilation, got {attrs.dilation}")
     if attrs.index_layout not in INDEX_LAYOUTS or attrs.pad_limit not in PAD_LIMITS:
         raise ShapeError(f"{layer}: index_layout must be one of {INDEX_LAYOUTS} and pad_limit one of "
                          f"{PAD_LIMITS}, got {attrs.index_layout!r}, {attrs.pad_limit!r}")
@@ -134,16 +132,17 @@ def onnx_indices(layout: str, plane_index: np.ndarray, in_shape: tuple[int, ...]
 
 
 def avg_pool_divisor(attrs: PoolAttrs, in_spatial, out_spatial) -> np.ndarray:
-    """Per output position: the window size counted as torch counts it."""
+    """Per output position: the taps counted, as torch (and onnxruntime, dilated) count them: those inside
+    the padded input (not a ceil_mode window's overhang), or inside the input unless padding counts."""
     if attrs.divisor_override is not None:
         return np.full(out_spatial, float(attrs.divisor_override))
     counts = []
-    for i, k, s, o, (pb, pe) in zip(in_spatial, attrs.kernel, attrs.stride, out_spatial, attrs.pads):
-        start = np.arange(o) * s - pb
-        end = np.minimum(start + k, i + pe)
-        if not attrs.count_include_pad:
-            start, end = np.maximum(start, 0), np.minimum(end, i)
-        counts.append(end - start)
+    for i, k, s, d, o, (pb, pe) in zip(in_spatial, attrs.kernel, attrs.stride, attrs.dilation, out_spatial,
+                                       attrs.pads):
+        taps = (np.arange(o) * s - pb)[:, None] + np.arange(k)[None, :] * d
+        low, high = (-pb, i + pe) if attrs.count_include_pad else (0, i)
+        # a dilated window's taps may all miss the input (size 1, taps at -1 and 1): onnxruntime's average is 0
+        counts.append(np.maximum(((taps >= low) & (taps < high)).sum(axis=1), 1))
     divisor = np.ones(out_spatial)
     for axis, c in enumerate(counts):
         divisor = divisor * c.reshape([-1 if a == axis else 1 for a in range(len(counts))])

@@ -45,22 +45,25 @@ def _avg_row_count(e: Emitter, p: dict, d0: Index, h0: Index) -> ir.Value | None
     the divisor needs none."""
     if p["DIVISOR"] or p["KIND"] != "avg":
         return None
-    ends = [e.imin(start + p[f"K{a}"], p[f"I{a}"] + p[f"P{a}E"]) for start, a in ((d0, "D"), (h0, "H"))]
-    starts: list[IntLike] = [d0, h0]
-    if not p["COUNT_INCLUDE_PAD"]:
-        starts = [e.imax(s, 0) for s in starts]
-        ends = [e.imin(end, p[f"I{a}"]) for end, a in zip(ends, "DH")]
-    return e.to_float((ends[0] - starts[0]) * (ends[1] - starts[1]))
+    return e.to_float(_counted_taps(e, p, d0, "D") * _counted_taps(e, p, h0, "H"))
+
+
+def _counted_taps(e: Emitter, p: dict, s: Index, axis: str) -> IntLike:
+    """How many taps along `axis` of the window starting at `s` the divisor counts (templates/pool.c.j2's
+    counted_taps): before the end of the padded input, past the left padding unless padding counts."""
+    k, d, size = p[f"K{axis}"], p[f"D{axis}"], p[f"I{axis}"]
+    end = size + p[f"P{axis}E"] if p["COUNT_INCLUDE_PAD"] else size
+    if d == 1:
+        return e.imin(s + k, end) - (s if p["COUNT_INCLUDE_PAD"] else e.imax(s, 0))
+    last = e.imin((end - 1 - s) // d, k - 1)
+    if p["COUNT_INCLUDE_PAD"]:
+        return last + 1
+    return e.imax(last + 1 - e.iselect(e.icmp(">=", s, 0), 0, (d - 1 - s) // d), 1)   # all taps may miss
 
 
 def _avg_width(e: Emitter, p: dict, ow: Index) -> ir.Value:
-    """The window's width at output column `ow` clipped to the padded input (then to the input, unless
-    padding counts), as a float."""
-    w0 = ow * p["SW"] - p["PW"]
-    we, ws = e.imin(w0 + p["KW"], p["IW"] + p["PWE"]), w0
-    if not p["COUNT_INCLUDE_PAD"]:
-        ws, we = e.imax(ws, 0), e.imin(we, p["IW"])
-    return e.to_float(we - ws)
+    """The window's width at output column `ow` (its counted taps), as a float."""
+    return e.to_float(_counted_taps(e, p, ow * p["SW"] - p["PW"], "W"))
 
 
 def _avg_divisor(e: Emitter, p: dict, row_count: ir.Value | None, ow: Index, widths: Ptr | None = None) -> ir.Value:
