@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..ir import Graph
+from .channels_last_norm import channels_last_norm
 from .dead_code import eliminate_dead_nodes
 from .fold_batch_norm import fold_batch_norm
 from .fold_scale_shift import fold_scale_shift
@@ -17,6 +18,7 @@ PIPELINE: tuple[Pass, ...] = (
     verify_types,        # declared types are what the ops infer (hand-built and imported graphs)
     eliminate_dead_nodes,
     match_activations,   # x * sigmoid(x), GELU's erf and tanh forms... => one activation
+    channels_last_norm,  # permute -> layer_norm(C) [-> linear...] -> permute back => NCHW, 1x1 convs
     fold_batch_norm,     # conv -> bn          => conv
     fold_scale_shift,    # conv -> * s + t     => conv (per-channel constants)
     fuse_activations,    # conv/linear/bn/arithmetic -> act => one layer with an epilogue

@@ -1,0 +1,111 @@
+"""The normalization kernels beside torch and onnxruntime, one thread, on benchmark-sized layers.
+
+    PYTHONPATH=. python benchmarks/norms.py [--repeats 15]
+
+Each layer is a torch module exported with the TorchScript exporter at opset 17 (what onnxruntime runs
+and convgen imports); the frameworks' loops interleave, and the median of the repeats is printed per
+framework in microseconds (outputs preallocated for convgen, checked against torch first).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import time
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class ChannelsLastLayerNorm(nn.Module):
+    """ConvNeXt's LayerNorm over the channels of an NCHW map: permute, LayerNorm, permute back."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.ln = nn.LayerNorm(channels, eps=1e-6)
+
+    def forward(self, x):
+        return self.ln(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class ConvNeXtBlock(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.dw = nn.Conv2d(d, d, 7, padding=3, groups=d)
+        self.ln = nn.LayerNorm(d, eps=1e-6)
+        self.pw1, self.act, self.pw2 = nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d)
+        self.gamma = nn.Parameter(torch.full((d,), 0.5))
+
+    def forward(self, x):
+        y = self.ln(self.dw(x).permute(0, 2, 3, 1))
+        return x + (self.gamma * self.pw2(self.act(self.pw1(y)))).permute(0, 3, 1, 2)
+
+
+LAYERS = {
+    "layernorm 3136x96 (last axis)": (lambda: nn.LayerNorm(96), (1, 3136, 96)),
+    "layernorm 197x768 (ViT-B)": (lambda: nn.LayerNorm(768), (1, 197, 768)),
+    "channels-last layernorm 96x56x56": (lambda: ChannelsLastLayerNorm(96), (1, 96, 56, 56)),
+    "groupnorm 32 groups 128x56x56": (lambda: nn.GroupNorm(32, 128), (1, 128, 56, 56)),
+    "instancenorm 64x112x112": (lambda: nn.InstanceNorm2d(64, affine=True), (1, 64, 112, 112)),
+    "convnext block 96x56x56": (lambda: ConvNeXtBlock(96), (1, 96, 56, 56)),
+}
+
+
+def _export(module: nn.Module, x: torch.Tensor) -> bytes:
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (x,), buffer, dynamo=False, opset_version=17, input_names=["x"])
+    return buffer.getvalue()
+
+
+def _loop(fn, seconds: float = 0.2) -> float:
+    fn()
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        fn()
+        calls += 1
+    return (time.perf_counter() - start) / calls
+
+
+def main() -> None:
+    import convgen
+    import onnxruntime
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
+    print(f"{'layer':36} {'torch':>9} {'ort':>9} {'convgen C':>10} {'LLVM':>9}   (us, 1 thread, median of {args.repeats})")
+    for name, (build, shape) in LAYERS.items():
+        torch.manual_seed(0)
+        module = build().eval()
+        x = torch.randn(shape)
+        data = _export(module, x)
+        xn = x.numpy()
+        with torch.no_grad():
+            expected = module(x).numpy()
+        session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        runs = {"torch": lambda: module(x), "ort": lambda: session.run(None, {"x": xn})}
+        graph = convgen.from_onnx(data)
+        for backend in ("c", "llvm"):
+            model = convgen.compile(graph, backend=backend, threads=1)
+            out = np.empty(expected.shape, np.float32)
+            got = model(xn)
+            assert np.allclose(got, expected, rtol=1e-3, atol=1e-4 * max(1.0, np.abs(expected).max())), name
+            runs[backend] = (lambda m, o: lambda: m(xn, out=o))(model, out)
+        times: dict[str, list[float]] = {k: [] for k in runs}
+        with torch.no_grad():
+            for _ in range(args.repeats):
+                for key, fn in runs.items():
+                    times[key].append(_loop(fn, 0.05) * 1e6)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print(f"{name:36} {med['torch']:9.1f} {med['ort']:9.1f} {med['c']:10.1f} {med['llvm']:9.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
