@@ -1,6 +1,6 @@
 """The normalization kernels beside torch and onnxruntime, one thread, on benchmark-sized layers.
 
-    PYTHONPATH=. python benchmarks/norms.py [--repeats 15]
+    PYTHONPATH=. python benchmarks/norms.py [--repeats 15] [--only groupnorm]
 
 Each layer is a torch module exported with the TorchScript exporter at opset 17 (what onnxruntime runs
 and convgen imports); the frameworks' loops interleave, and the median of the repeats is printed per
@@ -76,12 +76,15 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--only", default="", help="layers whose name contains this")
     args = parser.parse_args()
     torch.set_num_threads(1)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
     print(f"{'layer':36} {'torch':>9} {'ort':>9} {'convgen C':>10} {'LLVM':>9}   (us, 1 thread, median of {args.repeats})")
     for name, (build, shape) in LAYERS.items():
+        if args.only not in name:
+            continue
         torch.manual_seed(0)
         module = build().eval()
         x = torch.randn(shape)

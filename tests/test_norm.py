@@ -294,3 +294,31 @@ def test_torch_exports_match_torch_and_onnxruntime(dynamo, backend, exported_nor
     got = convgen.compile(convgen.from_onnx(data), backend=backend)(x)
     assert_close(got, expected)
     assert_close(got, onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0])
+
+
+class _GroupNorms(torch.nn.Module):
+    """GroupNorm as torch exports it (reshape -> InstanceNormalization -> reshape -> Mul -> Add), with and
+    without affine, on 1-D and 2-D maps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = torch.nn.GroupNorm(4, 12), torch.nn.GroupNorm(3, 12, affine=False, eps=1e-3)
+
+    def forward(self, x):
+        y = self.b(self.a(x))
+        return y, self.a(y.flatten(2))
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript17", "dynamo"])
+def test_exported_group_norm_is_one_group_norm(dynamo, backend):
+    from convgen.passes import optimize
+    torch.manual_seed(0)
+    module = _randomized(_GroupNorms())
+    x = torch.from_numpy(_x((2, 12, 5, 7), 3))
+    with torch.no_grad():
+        expected = [t.numpy() for t in module(x)]
+    graph = convgen.from_onnx(torch_export(module, x, dynamo))
+    assert {n.op for n in graph.nodes} >= {"reshape", "instance_norm", "mul", "add"}
+    assert [n.op for n in optimize(graph).nodes if n.op != "reshape"] == ["group_norm"] * 3
+    for got, want in zip(convgen.compile(graph, backend=backend)(x.numpy()), expected):
+        assert_close(got, want)

@@ -9,6 +9,7 @@ from .dead_code import eliminate_dead_nodes
 from .fold_batch_norm import fold_batch_norm
 from .fold_scale_shift import fold_scale_shift
 from .fuse_activation import fuse_activations
+from .fuse_group_norm import fuse_group_norm
 from .match_activations import match_activations
 from .verify import verify_types
 
@@ -19,6 +20,7 @@ PIPELINE: tuple[Pass, ...] = (
     eliminate_dead_nodes,
     match_activations,   # x * sigmoid(x), GELU's erf and tanh forms... => one activation
     channels_last_norm,  # permute -> layer_norm(C) [-> linear...] -> permute back => NCHW, 1x1 convs
+    fuse_group_norm,     # reshape -> instance_norm -> reshape [-> * w + b] => group_norm (torch's GroupNorm)
     fold_batch_norm,     # conv -> bn          => conv
     fold_scale_shift,    # conv -> * s + t     => conv (per-channel constants)
     fuse_activations,    # conv/linear/bn/arithmetic -> act => one layer with an epilogue

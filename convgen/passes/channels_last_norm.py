@@ -36,7 +36,8 @@ def _nchw(t: TensorType) -> TensorType:
     return TensorType(tuple(t.shape[a] for a in _to_first(t.ndim)), t.dtype)
 
 
-def _only_consumer(graph: Graph, value: str) -> Node | None:
+def only_consumer(graph: Graph, value: str) -> Node | None:
+    """The one layer reading `value`, which is no graph output; else None."""
     users = graph.consumers(value)
     return users[0] if len(users) == 1 and value not in graph.outputs else None
 
@@ -89,7 +90,7 @@ def _rewrite(graph: Graph, node: Node, constants: dict) -> Node | None:
 def _chain(graph: Graph, first: Node) -> tuple[list[Node], Node] | None:
     """The layers from the transpose `first` to the transpose back, or None."""
     rank = first.type.ndim
-    chain, node = [], _only_consumer(graph, first.output)
+    chain, node = [], only_consumer(graph, first.output)
     if node is None or node.op != "layer_norm":
         return None
     while node is not None:
@@ -98,7 +99,7 @@ def _chain(graph: Graph, first: Node) -> tuple[list[Node], Node] | None:
         if len(node.outputs) != 1 or node.type.ndim != rank:
             return None
         chain.append(node)
-        node = _only_consumer(graph, node.output)
+        node = only_consumer(graph, node.output)
     return None
 
 

@@ -15,7 +15,7 @@ from ..ir import Graph, Node
 FOLDABLE = ("add", "sub", "mul", "div")
 
 
-def _per_channel(constant: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray | None:
+def per_channel(constant: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray | None:
     """The constant as one value per output channel, or None when it varies along another axis
     (or would change the output's shape by broadcasting)."""
     rank = len(out_shape)
@@ -53,7 +53,7 @@ def _fold_one(graph: Graph, node: Node) -> tuple[Node, dict[str, np.ndarray], st
     if (conv.attrs.activation is not None or len(graph.consumers(conv.output)) != 1 or conv.output in graph.outputs
             or not all(v in graph.constants for v in conv.inputs[1:])):
         return None
-    constant = _per_channel(graph.constants[node.inputs[1 - sides[0]]], conv.type.shape)
+    constant = per_channel(graph.constants[node.inputs[1 - sides[0]]], conv.type.shape)
     # infinities and NaN would meet the weights' zeros: inf * 0 is NaN where x * inf is not
     affine = None if constant is None or not np.all(np.isfinite(constant)) else _affine(node, sides[0] == 0, constant)
     if affine is None:
