@@ -144,6 +144,18 @@ def _min_max_pow():
     return _onnx_graph(nodes, {"c": c, "e": e}, ["y_min", "y_max", "y_pow"])
 
 
+def _comparisons_and_where():
+    from onnx import helper
+    c = np.linspace(-1.0, 1.0, 17, dtype=np.float32)
+    mask = np.arange(17) % 3 == 0
+    nodes = [helper.make_node(op, ["x", "c"], [f"t_{op}"]) for op in ("Greater", "Less", "Equal", "GreaterOrEqual",
+                                                                      "LessOrEqual")]
+    nodes += [helper.make_node("Xor", ["t_Greater", "t_Equal"], ["t_xor"]), helper.make_node("Not", ["t_xor"], ["t_not"]),
+              helper.make_node("Where", ["t_not", "x", "c"], ["y_where"]),
+              helper.make_node("Where", ["m", "c", "x"], ["y_masked"])]
+    return _onnx_graph(nodes, {"c": c, "m": mask}, ["y_where", "y_masked"])
+
+
 def _slice_and_expand():
     from onnx import helper
     ints = lambda *v: np.array(v, np.int64)  # noqa: E731
@@ -237,6 +249,7 @@ GRAPH_CASES: dict[str, tuple[Callable, tuple[int, ...]]] = {
     "casts and a per-channel quantize/dequantize pair": (_casts_and_quantization(), (1, 3, 5, 17)),
     "min, max, pow with a tensor exponent, 17-wide rows": (_min_max_pow(), (2, 3, 5, 17)),
     "slice with negative steps, expand": (_slice_and_expand(), (1, 3, 7, 17)),
+    "comparisons, logic, where with run-time and constant conditions": (_comparisons_and_where(), (2, 3, 5, 17)),
     "reductions over channel, batch, mixed and every axis, 37-wide rows": (_reductions, (2, 17, 3, 37)),
     "reductions on 1 element": (_reductions, (1, 1, 1, 1)),
     "l1, l2, sum of squares reductions": (_norm_reductions(), (2, 3, 5, 17)),

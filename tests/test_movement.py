@@ -182,10 +182,11 @@ def test_where_with_a_constant_condition(value, backend, rng):
     check(model, x, backend)
 
 
-def test_where_mixed_condition_is_refused():
-    model = _where_model(np.array([True, False]), (2, 2), np.zeros(2, np.float32))
-    with pytest.raises(convgen.UnsupportedError, match="mixes both sides"):
-        convgen.from_onnx(model)
+def test_where_with_a_mixed_constant_condition(backend, rng):
+    """A mask that picks both sides: the where layer reads it as 0/1 (broadcast against x and the other)."""
+    x = rng.standard_normal((2, 3, 2)).astype(np.float32)
+    check(_where_model(np.array([[True], [False], [True]]), x.shape, rng.standard_normal((2,)).astype(np.float32)),
+          x, backend)
 
 
 def test_constant_of_shape_feeds_a_run_time_op(backend, rng):

@@ -243,12 +243,16 @@ def _resize(node: NodeView) -> list:
 
 @converter("Where")
 def _where(node: NodeView) -> list:
-    """A condition known at import that picks one side everywhere: that side, broadcast to the output."""
-    condition = node.const(0, "condition").astype(bool)
+    """A condition known at import that picks one side everywhere: that side, broadcast to the output; else
+    the where layer (ops.binary), its condition a comparison's run-time 0/1 or the constant mask as 0/1."""
+    condition = node.input(0)
+    if isinstance(condition, Tensor):
+        return [node.emit("where", ops.BinaryAttrs(), [condition, node.operand(1), node.operand(2)])]
+    condition = condition.astype(bool)
     shape = shapes.broadcast_shape(node.label, condition.shape, node.shape_of(1), node.shape_of(2))
     if not (condition.all() or not condition.any()):
-        raise node.unsupported("a condition that mixes both sides; convgen takes Where whose constant condition "
-                               "picks one side everywhere")
+        mask = node.ctx.constant(node.input_names[0], condition.astype(np.float32))
+        return [node.emit("where", ops.BinaryAttrs(), [mask, node.operand(1), node.operand(2)])]
     side = 1 if condition.all() else 2
     value = node.input(side)
     if not isinstance(value, Tensor):

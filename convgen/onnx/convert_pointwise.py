@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .. import ops
 from ..errors import ShapeError
 from .context import NodeView
@@ -65,6 +67,26 @@ def _binary(node: NodeView) -> list:
     """numpy broadcasting on run-time values and constants alike (ops.binary)."""
     operands = [node.operand(i) for i in range(len(node.input_names)) if node.has_input(i)]
     return [node.emit(node.op_type.lower(), ops.BinaryAttrs(), operands)]
+
+
+COMPARISONS = {"Greater": "greater", "Less": "less", "Equal": "equal", "GreaterOrEqual": "greater_equal",
+               "LessOrEqual": "less_equal"}
+
+
+@converter(*COMPARISONS)
+def _compare(node: NodeView) -> list:
+    """A boolean result as float32 0 and 1 (convgen has no bool element type): Where, Not, And, Or, Xor and
+    Cast to float read it so."""
+    return [node.emit(COMPARISONS[node.op_type], ops.BinaryAttrs(), [node.operand(0), node.operand(1)])]
+
+
+@converter("Not", "And", "Or", "Xor")
+def _logic(node: NodeView) -> list:
+    """On 0/1 values: Not is x == 0, And min, Or max, Xor !=."""
+    if node.op_type == "Not":
+        return [node.emit("equal", ops.BinaryAttrs(), [node.operand(0), node.ctx.constant(node.name + "_zero", np.zeros(()))])]
+    op = {"And": "min", "Or": "max", "Xor": "not_equal"}[node.op_type]
+    return [node.emit(op, ops.BinaryAttrs(), [node.operand(0), node.operand(1)])]
 
 
 @converter("BatchNormalization")

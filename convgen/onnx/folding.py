@@ -73,6 +73,20 @@ def _binary(node: NodeView, arrays: Arrays) -> list[np.ndarray]:
     return [BINARY[node.op_type](a, b).astype(np.result_type(a, b))]
 
 
+LOGIC = {"Greater": np.greater, "Less": np.less, "Equal": np.equal, "GreaterOrEqual": np.greater_equal,
+         "LessOrEqual": np.less_equal, "And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor}
+
+
+@folder(*LOGIC, "Not", "Where")
+def _logic(node: NodeView, arrays: Arrays) -> list[np.ndarray]:
+    """Comparisons, logic and Where on values known at import (masks, shape arithmetic)."""
+    if node.op_type == "Not":
+        return [np.logical_not(arrays[0])]
+    if node.op_type == "Where":
+        return [np.where(arrays[0].astype(bool), arrays[1], arrays[2])]
+    return [LOGIC[node.op_type](*arrays)]
+
+
 @folder("Sum")
 def _sum(node: NodeView, arrays: Arrays) -> list[np.ndarray]:
     total = arrays[0]

@@ -5,7 +5,9 @@ tanh polynomial, Hardswish (before opset 14) as x * HardSigmoid(x), in whatever 
 association the exporter's decomposition happens to produce.  Rather than one structural pattern
 per spelling, a candidate is matched by value: a connected set of elementwise nodes that reads one
 run-time value x (and otherwise only scalar constants), whose interior values nobody else reads,
-is evaluated in float64 on sample points and compared with each activation in CANDIDATES.  A set
+is evaluated in float64 on sample points and compared with each activation in CANDIDATES, and with
+softplus(beta, threshold) for the betas and thresholds among the set's scalars (torch's dynamo
+exporter writes Softplus as Where(beta * x > threshold, x, Softplus(beta * x) / beta)).  A set
 that agrees to 1e-6 everywhere becomes that one activation node (then fusable into a conv).
 """
 from __future__ import annotations
@@ -14,11 +16,11 @@ import numpy as np
 
 from ..ir import Graph, Node
 from ..ops import Activation
-from ..ops.binary import KINDS as BINARY_KINDS
+from ..ops.binary import evaluate
 
 CANDIDATES = (Activation("silu"), Activation("gelu"), Activation("gelu_tanh"), Activation("mish"),
               Activation("hard_swish"), Activation("hard_sigmoid", (1.0 / 6.0, 0.5)))
-SCALAR_OPS = ("add", "sub", "mul", "div")
+SCALAR_OPS = ("add", "sub", "mul", "div", "greater", "less", "greater_equal", "less_equal")
 MAX_NODES = 10   # the longest spelling (GELU's tanh form) has 9 nodes
 # the sample points: every branch of every candidate (hard sigmoid's corners at -3 and 3, mish's 20)
 SAMPLES = np.concatenate([np.linspace(-8.0, 8.0, 161), [-30.0, -3.0, -1e-3, 0.0, 1e-3, 3.0, 25.0]])
@@ -43,6 +45,8 @@ class _Graph:
         """A node the matcher may absorb: an activation, or scalar-constant arithmetic on one value."""
         if node.op == "activation":
             return True
+        if node.op == "where":   # a selection between values of the set
+            return node.attrs.activation is None
         if node.op not in SCALAR_OPS or node.attrs.activation is not None:
             return False
         return sum(self.scalar(v) is None for v in node.inputs) >= 1 and len(node.inputs) == 2
@@ -86,8 +90,18 @@ def _evaluate(g: _Graph, cone: list[Node], x: str) -> np.ndarray:
             if node.op == "activation":
                 values[node.output] = node.attrs.apply(args[0])
             else:
-                values[node.output] = BINARY_KINDS[node.op].numpy(np.float64(args[0]), np.float64(args[1]))
+                values[node.output] = evaluate(node.op, *(np.float64(a) for a in args))
     return values[cone[-1].output]
+
+
+def _candidates(g: _Graph, cone: list[Node]) -> list[Activation]:
+    """CANDIDATES, after softplus with each beta and threshold the cone's scalars could be."""
+    scalars = {abs(c) for n in cone for v in n.inputs
+               if (c := g.scalar(v)) is not None and c != 0 and np.isfinite(c) and np.isfinite(1.0 / c)}
+    if not any(n.op == "where" for n in cone):
+        return list(CANDIDATES)
+    betas = sorted(scalars | {1.0 / c for c in scalars} | {1.0})
+    return [Activation("softplus", (b, t)) for b in betas for t in sorted(scalars | {20.0})] + list(CANDIDATES)
 
 
 def _match(g: _Graph, root: Node) -> tuple[list[Node], str, Activation] | None:
@@ -106,7 +120,7 @@ def _match(g: _Graph, root: Node) -> tuple[list[Node], str, Activation] | None:
         if cone is None or len(cone) < 2:
             continue
         y = _evaluate(g, cone, x)
-        for candidate in CANDIDATES:
+        for candidate in _candidates(g, cone):
             expected = candidate.apply(SAMPLES)
             if np.all(np.abs(y - expected) <= 1e-6 * (1.0 + np.abs(expected))):
                 return cone, x, candidate

@@ -23,6 +23,19 @@ def _pick(e: Emitter, op: str, a: ir.Value, b: ir.Value) -> ir.Value:
     return e.b.select(e.b.or_(e.fcmp(op, a, b), e.is_nan(a)), a, b)
 
 
+def _truth(op: str, ordered: bool = True) -> Combine:
+    """1.0 where `a op b` holds, else 0.0 (C's comparisons: false on NaN, != true)."""
+    def compare(e: Emitter, a: ir.Value, b: ir.Value) -> ir.Value:
+        holds = e.fcmp(op, a, b) if ordered else e.b.fcmp_unordered(op, a, b)
+        return e.b.select(holds, e.f32(1.0), e.f32(0.0))
+    return compare
+
+
+def _where(e: Emitter, c: ir.Value, a: ir.Value, b: ir.Value) -> ir.Value:
+    """c != 0.0f ? a : b (a NaN c picks a, as C's != does)."""
+    return e.b.select(e.b.fcmp_unordered("!=", c, e.f32(0.0)), a, b)
+
+
 # The op table: how two operands combine (the templates' EXPRESSIONS).
 OPERATORS: dict[str, Combine] = {
     "add": lambda e, a, b: e.b.fadd(a, b), "sub": lambda e, a, b: e.b.fsub(a, b),
@@ -30,7 +43,11 @@ OPERATORS: dict[str, Combine] = {
     "sum": lambda e, a, b: e.b.fadd(a, b), "prelu": _prelu,
     "min": lambda e, a, b: _pick(e, "<", a, b), "max": lambda e, a, b: _pick(e, ">", a, b),
     "pow": lambda e, a, b: e.intrinsic("llvm.pow", [a, b]),
+    "greater": _truth(">"), "less": _truth("<"), "equal": _truth("=="), "not_equal": _truth("!=", ordered=False),
+    "greater_equal": _truth(">="), "less_equal": _truth("<="),
 }
+# Ops that read all their operands at once (the templates' SELECTIONS).
+SELECTIONS: dict[str, Callable[..., ir.Value]] = {"where": _where}
 
 
 def _offset(strides: list[int], outer: list[Index]) -> Index | int:
@@ -43,6 +60,8 @@ def _offset(strides: list[int], outer: list[Index]) -> Index | int:
 
 def _expression(e: Emitter, p: dict, operands: list[Ptr], i: Index) -> ir.Value:
     values = [x[i * strides[-1]] for x, strides in zip(operands, p["STRIDES"])]
+    if p["OP"] in SELECTIONS:
+        return SELECTIONS[p["OP"]](e, *values)
     if p["OP"] == "copy":
         if len(values) != 1:
             raise CompileError("copy takes one operand")
