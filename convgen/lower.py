@@ -346,14 +346,6 @@ def lower_pool(node: Node, ctx: LowerContext) -> KernelSpec:
     return KernelSpec("pool", p, [("x", node.inputs[0])], outputs, scratch)
 
 
-@lowering("global_pool")
-def lower_global_pool(node: Node, ctx: LowerContext) -> KernelSpec:
-    x = ctx.type(node.inputs[0])
-    return KernelSpec("global_pool", dict(N=x.shape[0], C=x.shape[1], SIZE=math.prod(x.shape[2:]),
-                                          KIND=node.attrs.kind, LANES=ctx.target.max_vector_width),
-                      [("x", node.inputs[0])], [("y", node.output)])
-
-
 @lowering("activation")
 def lower_activation(node: Node, ctx: LowerContext) -> KernelSpec:
     return KernelSpec("activation", dict(**_batch_and_inner(node.type), activation=activation_params(node.attrs)),

@@ -1,4 +1,5 @@
-"""Lowering of reduce (convgen/ops/reduce.py) to the reduction kernel (templates/reduce.c.j2)."""
+"""Lowering of reduce (convgen/ops/reduce.py) and of the global pools to the reduction kernel
+(templates/reduce.c.j2)."""
 from __future__ import annotations
 
 import math
@@ -7,14 +8,26 @@ from . import shapes
 from .errors import UnsupportedError
 from .ir import Node
 from .lower import KernelSpec, LowerContext, lowering
+from .ops.reduce import ReduceAttrs
 
 
 @lowering("reduce")
 def lower_reduce(node: Node, ctx: LowerContext) -> KernelSpec:
+    return reduce_spec(node, ctx, node.attrs)
+
+
+@lowering("global_pool")
+def lower_global_pool(node: Node, ctx: LowerContext) -> KernelSpec:
+    """A global pool is the mean or max over every spatial axis: the same kernel."""
+    rank = ctx.type(node.inputs[0]).ndim
+    return reduce_spec(node, ctx, ReduceAttrs("mean" if node.attrs.kind == "avg" else "max", tuple(range(2, rank))))
+
+
+def reduce_spec(node: Node, ctx: LowerContext, a: ReduceAttrs) -> KernelSpec:
     """The kernel walks one sample's input in C order through the fewest loops (reduction_loops), each
     either reduced or kept; the output is indexed by the kept loops only.  A reduced batch axis makes the
     whole tensor one sample (N = 1)."""
-    a, shape = node.attrs, ctx.type(node.inputs[0]).shape
+    shape = ctx.type(node.inputs[0]).shape
     per_sample = 0 not in a.axes
     if not per_sample and ctx.dynamic_batch:
         raise UnsupportedError(f"layer {node.name!r} (reduce) reduces the batch axis; compile it with a fixed batch")

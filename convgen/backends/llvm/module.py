@@ -22,7 +22,7 @@ Family = Callable[[Emitter, Kernel, dict[str, Ptr], Ptr], None]
 FAMILIES: dict[str, Family] = {
     "conv_direct": conv.conv_direct, "conv_rowwise": conv.conv_rowwise, "conv_pixels": conv.conv_pixels, "locally_connected": conv.locally_connected,
     "conv_winograd": winograd.conv_winograd,
-    "pool": pool.pool, "global_pool": pool.global_pool,
+    "pool": pool.pool,
     "conv_transpose": conv_transpose.conv_transpose, "lp_pool": lp_pool.lp_pool,
     "global_lp_pool": lp_pool.global_lp_pool,
     "activation": elementwise.activation, "batch_norm": elementwise.batch_norm, "lrn": elementwise.lrn,

@@ -1,13 +1,13 @@
 """Pooling family, as templates/pool.c.j2: max and average windows over a padded copy of the
-input, and the global pools.  Semantics of torch: -inf padding for max (NaN wins), the index
-starts at the window's first tap past the left padding, ceil_mode windows clipped at the
-padded edge."""
+input (the global pools lower to backends/llvm/reduce.py).  Semantics of torch: -inf padding for
+max (NaN wins), the index starts at the window's first tap past the left padding, ceil_mode
+windows clipped at the padded edge."""
 from __future__ import annotations
 
 from llvmlite import ir
 
 from ...lower import Kernel
-from .emitter import F32, I1, I32, Emitter, Index, IntLike, Ptr
+from .emitter import F32, I1, Emitter, Index, IntLike, Ptr
 from .parallel import Capture, parallel_for
 from .window import pad_input
 
@@ -218,27 +218,3 @@ def pool(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
     else:
         parallel_for(e, p["THREADS"], [p["N"] * p["C"], p["OD"], p["OH"]], ["plane", "od", "oh"], captures,
                      lambda e, index, cap: _pool_row(e, p, index, cap), "rows")
-
-
-def global_pool(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
-    p = k.params
-    x, y = args["x"], args["y"]
-    with e.loop(p["N"] * p["C"], name="plane") as plane:
-        xp = x + plane * p["SIZE"]
-        if p["KIND"] == "max":
-            window_max = _Max(e, e.f32(float("-inf")))
-            with e.loop(p["SIZE"], name="i") as i:
-                window_max.step(xp[i])
-            y[plane] = window_max.result()
-        else:  # LANES partial sums in a vector, then the lanes in order, then the rest
-            lanes, whole = p["LANES"], p["SIZE"] // p["LANES"] * p["LANES"]
-            part = e.var(e.zeros(lanes), "part")
-            with e.loop(whole, step=lanes, name="i") as i:
-                part.set(e.b.fadd(part.get(), xp.load_vector(i, lanes)))
-            total = e.var(e.f32(0.0), "sum")
-            for v in range(lanes):
-                total.set(e.b.fadd(total.get(), e.b.extract_element(part.get(), ir.Constant(I32, v))))
-            with e.loop(p["SIZE"], start=whole, name="i") as i:
-                total.set(e.b.fadd(total.get(), xp[i]))
-            y[plane] = e.b.fdiv(total.get(), e.f32(float(p["SIZE"])))
-
