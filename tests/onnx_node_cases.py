@@ -37,7 +37,7 @@ CASE_MODULES = {
     "Split": "split", "Expand": "expand", "Tile": "tile", "DepthToSpace": "depthtospace",
     "SpaceToDepth": "spacetodepth", "Resize": "resize", "Upsample": "upsample", "Where": "where",
     "Greater": "greater", "Less": "less", "Equal": "equal", "GreaterOrEqual": "greater_or_equal",
-    "LessOrEqual": "less_or_equal", "Not": "not_", "And": "and_", "Or": "or_", "Xor": "xor",
+    "LessOrEqual": "less_or_equal", "Not": "not_", "And": "and_", "Or": "or_", "Xor": "xor", "GatherND": "gathernd",
     "ReduceMean": "reducemean", "ReduceMax": "reducemax", "ReduceMin": "reducemin", "ReduceSum": "reducesum",
     "ReduceProd": "reduceprod", "ReduceSumSquare": "reducesumsquare", "ReduceL1": "reducel1",
     "ReduceL2": "reducel2", "ReduceLogSum": "reduce_log_sum",

@@ -228,3 +228,33 @@ def test_kernels_propagate_nan_and_infinity(backend):
     graph = nn.trace(lambda t: nn.interpolate(t, size=9, mode="linear", align_corners=True), x.shape)
     got = convgen.compile(graph, backend=backend)(np.where(np.isnan(x), np.float32(0), x))
     assert got[0, 0, 6] == np.inf and len(resample.linear_plan(2, taps).sources[6]) == 1
+
+
+UNEVEN = [("avg (3, 4) on 10x10", torch.nn.AdaptiveAvgPool2d((3, 4)), 12),
+          ("avg 7 on 12x12", torch.nn.AdaptiveAvgPool2d((7, 7)), 14)]
+
+
+@pytest.mark.parametrize("name,pool,size", UNEVEN, ids=[u[0] for u in UNEVEN])
+def test_torch_dynamo_uneven_adaptive_pools(name, pool, size, backend):
+    """TorchScript refuses uneven bins; dynamo writes Transpose, GatherND with constant indices, then ReduceMean
+    (or masked Where, Gathers, Adds and a Div): imported node by node, against torch."""
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), pool).eval()
+    x = torch.randn(2, 3, size, size)
+    compiled = convgen.compile(convgen.from_onnx(_export(module, x, dynamo=True)), backend=backend)
+    with torch.no_grad():
+        assert_close(compiled(x.numpy()), module(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4), data=st.data())
+@capped_settings(10)
+def test_gather_nd_with_constant_indices_matches_onnxruntime(shape, data, backend):
+    k = data.draw(st.integers(1, len(shape)))
+    count = data.draw(st.integers(1, 6))
+    indices = np.array([[data.draw(st.integers(-d, d - 1)) for d in shape[:k]] for _ in range(count)], np.int64)
+    node = helper.make_node("GatherND", ["x", "i"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(indices.reshape(count, 1, k), "i")])
+    x = np.random.default_rng(count).standard_normal(shape).astype(np.float32)
+    against_onnxruntime(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), x, backend, exact=True)

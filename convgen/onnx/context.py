@@ -23,7 +23,7 @@ Value = Union[Tensor, np.ndarray]
 # is only moved, compared or clipped); other ops refuse integer inputs rather than round or not wrap.
 INTEGER_EXACT = {"MaxPool", "GlobalMaxPool", "Relu", "Clip", "Concat", "Transpose", "Reshape", "Flatten",
                  "Squeeze", "Unsqueeze", "Identity", "Pad", "Max", "Min", "Resize", "Upsample", "DepthToSpace",
-                 "SpaceToDepth", "Split", "Slice", "Gather", "Expand", "Tile", "Where",
+                 "SpaceToDepth", "Split", "Slice", "Gather", "Expand", "Tile", "Where", "GatherND",
                  "Greater", "Less", "Equal", "GreaterOrEqual", "LessOrEqual"}
 
 

@@ -1,4 +1,4 @@
-"""Converters of data movement on run-time values: Slice, Split, Gather (constant indices), Expand, Tile,
+"""Converters of data movement on run-time values: Slice, Split, Gather and GatherND (constant indices), Expand, Tile,
 DepthToSpace, SpaceToDepth: each a slice or an expand (convgen/ops/movement.py), with reshapes and
 transposes around it; Resize / Upsample (nearest and linear): whole-factor nearest the same way, the
 rest resample layers (convgen/ops/resample.py)."""
@@ -16,7 +16,7 @@ from .context import NodeView
 from .converters import COMPILE_TIME_INPUTS, converter, data
 from .folding import axes_of
 
-COMPILE_TIME_INPUTS.update({"Where": (0,), "Split": (1,), "Expand": (1,), "Tile": (1,), "Resize": (1, 2, 3), "Upsample": (1,)})
+COMPILE_TIME_INPUTS.update({"Where": (0,), "GatherND": (1,), "Split": (1,), "Expand": (1,), "Tile": (1,), "Resize": (1, 2, 3), "Upsample": (1,)})
 
 
 def _slice(node: NodeView, x: Tensor, ranges: dict[int, tuple[int, int, int]], suffix: str = "") -> Tensor:
@@ -88,6 +88,26 @@ def _gather(node: NodeView) -> list:
         pieces = [_slice(node, x, {axis: (i, 1, 1)}, suffix=f"_{j}") for j, i in enumerate(flat)]
         gathered = node.emit("concat", ops.ConcatAttrs(axis), pieces)
     return [_reshape(node, gathered, x.shape[:axis] + indices.shape + x.shape[axis + 1:], "_shape")]
+
+
+@converter("GatherND")
+def _gather_nd(node: NodeView) -> list:
+    """Constant indices (batch_dims 0) into the leading k axes: one gather of rows of the input viewed as
+    (d0 * ... * dk-1, rest) (torch's dynamo exporter writes adaptive pooling with uneven bins so)."""
+    x = data(node)
+    indices = node.const(1, "indices").astype(np.int64)
+    if node.attr("batch_dims", 0):
+        raise node.unsupported(f"batch_dims={node.attr('batch_dims')} (convgen takes 0)")
+    k = indices.shape[-1] if indices.ndim else 0
+    if indices.ndim < 1 or not 1 <= k <= x.ndim or indices.size == 0:
+        raise ShapeError(f"{node.label}: indices of shape {list(indices.shape)} for data of shape {list(x.shape)}")
+    leading = np.array(x.shape[:k])
+    if np.any((indices < -leading) | (indices >= leading)):
+        raise ShapeError(f"{node.label}: indices out of range for the leading axes {list(x.shape[:k])}")
+    flat = np.ravel_multi_index(tuple(np.where(indices < 0, indices + leading, indices).reshape(-1, k).T), x.shape[:k])
+    rows = _reshape(node, x, (int(np.prod(leading)),) + x.shape[k:], "_rows")
+    picked = node.emit("resample", resample.nearest_plan(0, flat.tolist()), [rows], suffix="_gather")
+    return [_reshape(node, picked, indices.shape[:-1] + x.shape[k:], "_shape")]
 
 
 @converter("Expand")
