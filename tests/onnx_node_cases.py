@@ -42,6 +42,8 @@ CASE_MODULES = {
     "ReduceProd": "reduceprod", "ReduceSumSquare": "reducesumsquare", "ReduceL1": "reducel1",
     "ReduceL2": "reducel2", "ReduceLogSum": "reduce_log_sum",
     "ReduceLogSumExp": "reduce_log_sum_exp",
+    "LayerNormalization": "layernormalization", "InstanceNormalization": "instance_normalization",
+    "GroupNormalization": "groupnormalization",
 }
 
 

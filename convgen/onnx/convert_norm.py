@@ -37,13 +37,16 @@ def _inputs(node: NodeView, x: Tensor, shape: tuple[int, ...]) -> list:
 
 @converter("LayerNormalization")
 def _layer_norm(node: NodeView) -> list:
-    """Y only: the Mean and InvStdDev outputs are for training (None: nobody may read them)."""
+    """Y only: the Mean and InvStdDev outputs are training statistics convgen does not compute."""
+    if any(node.output_names[1:]):
+        raise node.unsupported("the Mean and InvStdDev outputs (training statistics) are not computed; "
+                               "only Y is")
     x = data(node)
     axis = int(node.attr("axis", -1))
     begin, end = shapes.normalized_axes(node.label, x.type.ndim, axis)
     attrs = ops.LayerNormAttrs(begin, float(node.attr("epsilon", 1e-5)))
     y = node.emit("layer_norm", attrs, _inputs(node, x, x.shape[begin:end]))
-    return [y, None, None]
+    return [y]
 
 
 @converter("InstanceNormalization")

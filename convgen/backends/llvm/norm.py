@@ -39,9 +39,13 @@ def _row_sum(e: Emitter, p: dict, xr: Ptr, mean: ir.Value | None) -> ir.Value:
     folded = parts[0].get()
     for part in parts[1:]:
         folded = e.b.fadd(folded, part.get())
-    total = e.var(e.f32(0.0), "total")
-    for lane in range(vw):
-        total.set(e.b.fadd(total.get(), e.b.extract_element(folded, ir.Constant(I32, lane))))
+    # the lanes pairwise (halves, quarters, ...): log2(VW) dependent adds, not VW (short rows)
+    lanes = [e.b.extract_element(folded, ir.Constant(I32, lane)) for lane in range(vw)]
+    half = vw // 2
+    while half >= 1:
+        lanes = [e.b.fadd(lanes[lane], lanes[lane + half]) for lane in range(half)] + lanes[half:]
+        half //= 2
+    total = e.var(lanes[0], "total")
     with e.loop(r, start=single, name="i") as i:
         total.set(e.b.fadd(total.get(), term(xr[i], 1)))
     return total.get()
