@@ -217,7 +217,7 @@ def conv_geometry(node: Node, ctx: LowerContext) -> tuple[dict, schedule.ConvSch
     sched = schedule.conv_schedule(oc // g, p["OW"], ops.get("conv").flops(a, [x, w_type], node.types),
                                    ctx.target, ctx.threads, stride_w=p["SW"],
                                    one_row=pointwise or p["OD"] * p["OH"] == 1,
-                                   weight_bytes=w_type.nbytes, kernel_w=p["KW"])
+                                   weight_bytes=w_type.nbytes, kernel_w=p["KW"], out_height=p["OH"])
     if ctx.winograd and winograd_applies(p, ctx.is_constant(node.inputs[1])):
         flops = ops.get("conv").flops(a, [x, w_type], node.types)
         m = schedule.choose_winograd(p["N"], p["CG"], p["OCG"], g, p["OH"], p["OW"], flops, ctx.target)
@@ -290,7 +290,8 @@ def lower_conv(node: Node, ctx: LowerContext) -> KernelSpec:
                  WPACK_OFFSET=align(scratch) // 4)
         if sched.path == "direct":
             out_floats = p["OC"] * p["OD"] * p["OH"] * p["OW"]
-            p.update(VW=sched.vector_width, OCV=sched.oc_vectors, RW=sched.row_tile,
+            p.update(VW=sched.vector_width, OCV=sched.oc_vectors, RW=sched.row_tile, RH=sched.tile_rows,
+                     OHB=math.ceil(p["OH"] / sched.tile_rows),
                      ACTIVATION_AFTER=schedule.activation_after_layer(out_floats, p["OW"], ctx.target.max_vector_width,
                                                                       sched.threads))
         else:

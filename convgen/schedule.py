@@ -29,6 +29,7 @@ class ConvSchedule:
     blocks_inner: bool = False  # channel blocks innermost (input row reused) rather than outermost
     winograd_m: int = 0  # "winograd": the output tile edge m of F(m x m, 3 x 3); row_tile: tiles per register tile
     chunk_tiles: int = 0  # "winograd": tiles whose transformed input is held (in L2) at once
+    tile_rows: int = 1   # "direct": output rows in the register tile (2-D tiles over rows shorter than it)
 
 
 @dataclass(frozen=True)
@@ -51,20 +52,31 @@ def _vector_width_for(channels: int, target: Target) -> int:
 
 
 def accumulator_budget(target: Target, path: str = "direct") -> int:
-    """Vector registers for accumulators.
+    """Vector registers for accumulators, from the register file.
 
-    Half the register file: the rest holds weights and broadcast inputs.  Measured on a
-    32-register AVX-512 host (3x3 64x56x56 conv, 1 thread): 28 accumulators made gcc spill
-    (45 % of peak), 22 gave 82 %, 16 gave 80 % and the best 7x7/stride-2 and dilated layers.
-    The pixels path on a 16-register host (AVX2) takes 12: besides them its tile holds only its input
-    vectors and one broadcast weight.  Measured on a Zen 3, 1 thread, C / LLVM us, 8 -> 12:
-    1x1 256->64 56x56 3014 / 2080 -> 1724 / 1665, conv1d 64x16000 k3 12136 / 7304 -> 9501 / 6572.
-    The direct path there stays at 8: 12 (6-pixel rows) measured slower on both backends
-    (3x3 64x56x56 3327 / 2942 -> 4704 / 3304, 7x7 stride 2 LLVM 3046 -> 3621).
+    16 registers (AVX2), measured on a Zen 3, 1 thread: the direct path takes 8 (12, in 6-pixel rows,
+    measured slower on both backends: 3x3 64x56x56 C / LLVM 3327 / 2942 -> 4704 / 3304 us, 7x7 stride 2
+    LLVM 3046 -> 3621); the pixels path 12, besides them its tile holds only its input vectors and one
+    broadcast weight (1x1 256->64 56x56 3014 / 2080 -> 1724 / 1665, conv1d 64x16000 k3 12136 / 7304
+    -> 9501 / 6572 for 8 -> 12).
+    32 registers (AVX-512): the direct path takes 28 as oneDNN does, leaving its 2 weight vectors, a
+    broadcast and a spare (register_fit bounds wider channel tiles); gcc keeps them in registers with the
+    hints of model.c.j2 and LLVM with the same barrier, which gcc and LLVM otherwise spilled (3x3 256x14x14,
+    14 x 2 tile, Sapphire Rapids, 1 thread, C 2160 -> 1355 us).  The pixels path keeps half the file
+    (14 channels x 2 vectors measured no faster in C, and LLVM spilled them).
     """
-    if path == "pixels" and target.vector_registers <= 16:
-        return 12
-    return target.vector_registers // 2
+    if target.vector_registers <= 16:
+        return 12 if path == "pixels" else 8
+    if path == "pixels":
+        return target.vector_registers // 2
+    return target.vector_registers - 4
+
+
+def register_fit(target: Target, oc_vectors: int, pixels: int = 2) -> int:
+    """The most accumulators a direct tile of `oc_vectors` channel vectors can hold: its weight vectors
+    (held for the tile's pixels; a 1-pixel tile reads each in its FMA), one broadcast and one spare take
+    the rest of the register file."""
+    return max(1, target.vector_registers - 2 - (oc_vectors if pixels > 1 else 0))
 
 
 # A direct convolution's output up to this many floats (one sample) stays in L1 for a last activation pass.
@@ -105,10 +117,12 @@ def _row_tile(out_width: int, oc_vectors: int, max_rows: int, wide_rows: int) ->
 
 def conv_schedule(out_channels_per_group: int, out_width: int, flops: int, target: Target, threads: int, *,
                   stride_w: int = 1, one_row: bool = False, weight_bytes: int = 0,
-                  kernel_w: int = 1) -> ConvSchedule:
+                  kernel_w: int = 1, out_height: int = 1, budget: int = 0) -> ConvSchedule:
     """The cost model: rowwise below 4 output channels per group; pixels when the output is one long row
     of consecutive pixels (1-D, or a 1x1 stride-1 plane flattened: vector loads of input, contiguous
-    stores, no lane scatter; measured 1.1-1.4x faster there, slower on 2-D 3x3 rows); else direct."""
+    stores, no lane scatter; measured 1.1-1.4x faster there, slower on 2-D 3x3 rows); else direct, its
+    register tile sized by the target's register file (accumulator_budget, register_fit, or `budget`
+    accumulators where given)."""
     ocg = out_channels_per_group
     inner = weight_bytes <= BLOCKS_INNER_MAX_WEIGHT_BYTES
     if ocg < 4:
@@ -116,17 +130,34 @@ def conv_schedule(out_channels_per_group: int, out_width: int, flops: int, targe
     if stride_w == 1 and one_row and out_width >= 2 * target.max_vector_width:
         return pixels_schedule(ocg, out_width, target, threads_for(flops, threads), inner)
     width = _vector_width_for(ocg, target)
+    budget = budget or accumulator_budget(target)
     oc_vectors = 2 if ocg >= 2 * width else 1
-    # short rows leave accumulators idle: spend them on more channel vectors (1-pixel rows: LeNet's C5
-    # 1.9 -> 1.4 us with 8 independent FMA chains instead of 2)
-    oc_vectors = max(oc_vectors, min(math.ceil(ocg / width), accumulator_budget(target) // out_width))
-    budget = accumulator_budget(target)
+    if out_height == 1:
+        # short rows leave accumulators idle: spend them on more channel vectors (1-pixel rows: LeNet's C5
+        # 1.9 -> 1.4 us with 8 independent FMA chains instead of 2); with rows to stack, 2-D tiles instead
+        wider = min(math.ceil(ocg / width), budget // out_width)
+        while wider > oc_vectors and wider * out_width > register_fit(target, wider, out_width):
+            wider -= 1
+        oc_vectors = max(oc_vectors, wider)
+    budget = min(budget, register_fit(target, oc_vectors))
     max_rows = max(1, budget // oc_vectors)
     # a quarter more accumulators where that shortens the remainder tile; not under kernels wider than 3,
     # whose overlapping broadcasts LLVM keeps live across the columns (LeNet-5 C3, 5x5, 2 x 5 tile: 10 -> 17 us)
-    wide_rows = max(1, (budget + budget // 4) // oc_vectors) if kernel_w <= 3 else max_rows
+    wide = min(budget + budget // 4, register_fit(target, oc_vectors))
+    wide_rows = max(1, wide // oc_vectors) if kernel_w <= 3 else max_rows
     row_tile = _row_tile(out_width, oc_vectors, max_rows, wide_rows)
-    return ConvSchedule("direct", width, oc_vectors, row_tile, threads_for(flops, threads), inner)
+    return ConvSchedule("direct", width, oc_vectors, row_tile, threads_for(flops, threads), inner,
+                        tile_rows=_tile_rows(out_height, out_width, row_tile, oc_vectors, budget))
+
+
+def _tile_rows(out_height: int, out_width: int, row_tile: int, oc_vectors: int, budget: int) -> int:
+    """Output rows per register tile: where a whole row leaves at least half the budget idle (7-pixel rows
+    x 2 vectors on 28 accumulators), as many rows as the budget holds, balanced over the map's rows
+    (7 rows: 2 + 2 + 2 + 1)."""
+    if row_tile < out_width or 2 * out_width * oc_vectors > budget:
+        return 1
+    most = min(out_height, budget // (out_width * oc_vectors))
+    return math.ceil(out_height / math.ceil(out_height / most))
 
 
 def pixels_schedule(ocg: int, out_width: int, target: Target, threads: int, inner: bool) -> ConvSchedule:
@@ -186,8 +217,11 @@ def dense_schedule(out_features: int, flops: int, target: Target, threads: int) 
 def conv_transpose_schedule(out_channels_per_group: int, row_length: int, flops: int, target: Target,
                             threads: int) -> ConvSchedule:
     """Always the direct tile (output channels in vectors, at least 4 lanes): a transposed row splits
-    into stride phases too short to vectorize over pixels.  row_length: the longest phase."""
-    return conv_schedule(max(out_channels_per_group, 4), row_length, flops, target, threads)
+    into stride phases too short to vectorize over pixels.  row_length: the longest phase.  Half the
+    register file for accumulators, as measured before the direct path took 28 on AVX-512: its tile
+    has no register hints."""
+    return conv_schedule(max(out_channels_per_group, 4), row_length, flops, target, threads,
+                         budget=target.vector_registers // 2)
 
 
 # -- Winograd F(m x m, 3 x 3) -------------------------------------------------------------------

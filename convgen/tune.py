@@ -72,9 +72,12 @@ def candidates(graph: Graph, node: Node, target: Target, threads: int, winograd:
     width = schedule._vector_width_for(p["OCG"], target)
     for ocv in (1, 2, 4):
         if ocv <= math.ceil(p["OCG"] / width):
-            for accumulators in (budget * 3 // 4, budget, budget * 3 // 2):
+            # up to the budget: past it, the tile no longer fits the register file (register_fit)
+            for accumulators in (budget // 2, budget * 3 // 4, budget):
                 found.append(ConvSchedule("direct", width, ocv, _balanced(p["OW"], max(1, accumulators // ocv)),
                                           default.threads, default.blocks_inner))
+    if default.path == "direct" and default.tile_rows > 1:   # the 2-D tile against one row at a time
+        found.append(dataclasses.replace(default, tile_rows=1))
     if p["SW"] == 1:
         vw = target.max_vector_width
         for channels, vectors in ((8, 2), (4, 4), (16, 1), (12, 2)):

@@ -274,9 +274,9 @@ def test_show_code_prints_a_layers_llvm_ir():
     # the kernel, its full register tile and, when the row tile does not divide 40, the remainder
     # tile (the tile depends on the host's vector registers: 14 + 12 on AVX-512, 4 on AVX2)
     (kernel,) = [k for k in model._lowered.kernels if k.op == "conv"]
-    row_tile, width = kernel.params["RW"], kernel.params["VW"]
+    row_tile, width, rows = kernel.params["RW"], kernel.params["VW"], kernel.params["RH"]
     tiles = [row_tile] + ([40 % row_tile] if 40 % row_tile else [])
-    assert functions == ["layer0_conv_0"] + [f"layer0_conv_0.tile{t}" for t in tiles]
+    assert functions == ["layer0_conv_0"] + [f"layer0_conv_0.tile{rows}x{t}" for t in tiles]
     assert f"llvm.fma.v{width}f32" in conv
     assert "convgen_tanhf" in conv and "pool" not in conv
     assert model.show_code("2").startswith('; layer "2" (pool)')

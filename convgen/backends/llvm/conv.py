@@ -25,43 +25,59 @@ def _tile_function(e: Emitter, name: str) -> tuple[ir.Function, Emitter]:
     return fn, e.sibling(fn)
 
 
-def _direct_tile(e: Emitter, k: Kernel, rows: int) -> ir.Function:
-    """void tile(xt, wt, bt, yt, oc_valid): `rows` output pixels of one row x OCV vectors of channels."""
+def _direct_tile(e: Emitter, k: Kernel, tile_rows: int, rows: int) -> ir.Function:
+    """void tile(xt, wt, bt, yt, oc_valid): `tile_rows` output rows x `rows` pixels along each x OCV
+    vectors of channels."""
     p = k.params
-    fn, te = _tile_function(e, f"{k.fn}.tile{rows}")
+    fn, te = _tile_function(e, f"{k.fn}.tile{tile_rows}x{rows}")
     xt, wt, bt, yt = (te.arg_ptr(i) for i in range(4))
-    acc = _accumulate_tile(te, p, rows, xt, wt)
-    store_tile(te, p, rows, acc, bt, yt, te.arg_index(4), activation_too=False)
+    acc = _accumulate_tile(te, p, rows, xt, wt, tile_rows)
+    store_tile(te, p, rows, acc, bt, yt, te.arg_index(4), activation_too=False, tile_rows=tile_rows,
+               row_step=p["OW"])
     te.ret()
     return fn
 
 
-def _accumulate_tile(e: Emitter, p: dict, rows: int, xt: Ptr, wt: Ptr) -> list[list]:
+def unshared(e: Emitter, ptr: Ptr) -> Ptr:
+    """The template's UNSHARED_LOADS: the pointer through an empty asm, so loads through it are not merged
+    with earlier loads of the same address; else the overlapping input broadcasts of every kernel column
+    stay live at once and a 28-accumulator tile spills (3x3 256x14x14, 14 x 2 tile, Sapphire Rapids, 1
+    thread: 2432 -> 1335 us)."""
+    barrier = ir.InlineAsm(ir.FunctionType(PTR, [PTR]), "", "=r,0")
+    return Ptr(e, e.b.call(barrier, [ptr.value]))
+
+
+def _accumulate_tile(e: Emitter, p: dict, rows: int, xt: Ptr, wt: Ptr, tile_rows: int = 1) -> list[list]:
     """The reduction over input channels and the kernel window; weights stream in packed order.
-    The C template's register hints (IN_REGISTER, UNSHARED_LOADS) have no counterpart here: LLVM
-    keeps each loaded weight in a register and schedules the shared broadcasts itself."""
+    Pixel (rr, r) of the tile is acc[rr * rows + r].  The C template's IN_REGISTER hint has no
+    counterpart here: LLVM keeps each loaded weight in a register."""
     vw, ocv = p["VW"], p["OCV"]
-    acc = [[e.var(e.zeros(vw), f"acc{r}_{j}") for j in range(ocv)] for r in range(rows)]
+    acc = [[e.var(e.zeros(vw), f"acc{r}_{j}") for j in range(ocv)] for r in range(tile_rows * rows)]
     with e.loop(p["CG"], name="c") as c, e.loop(p["KD"], name="kd") as kd, e.loop(p["KH"], name="kh") as kh:
         xk = xt + ((c * p["XD"] + kd * p["DD"]) * p["XH"] + kh * p["DH"]) * p["XW"]
         wk = wt + ((c * p["KD"] + kd) * p["KH"] + kh) * (p["KW"] * ocv * vw)
-        with e.loop(p["KW"], name="kw") as kw:
+        # the column loop kept rolled: unrolled, LLVM hoisted the next column's weights over the FMAs and
+        # spilled a 28-accumulator tile (3x3 dilated 256x28x28, 14 x 2 tile: 12 spill slots in the loop)
+        with e.loop(p["KW"], name="kw", unroll=False) as kw:
             wv = [wk.load_vector((kw * ocv + j) * vw, vw) for j in range(ocv)]
-            for r in range(rows):  # unrolled: the accumulators stay in registers
-                xv = e.splat(xk[r * p["SW"] + kw * p["DW"]], vw)
-                for j in range(ocv):
-                    acc[r][j].set(e.fma(wv[j], xv, acc[r][j].get()))
+            xw = unshared(e, xk + kw * p["DW"])
+            for rr in range(tile_rows):  # unrolled: the accumulators stay in registers
+                for r in range(rows):
+                    xv = e.splat(xw[rr * (p["SH"] * p["XW"]) + r * p["SW"]], vw)
+                    for j in range(ocv):
+                        acc[rr * rows + r][j].set(e.fma(wv[j], xv, acc[rr * rows + r][j].get()))
     return acc
 
 
 def store_tile(e: Emitter, p: dict, rows: int, acc: list[list], bt: Ptr, yt: Ptr, oc_valid: Index,
-               pixel_step: int = 1, activation_too: bool = True) -> None:
+               pixel_step: int = 1, activation_too: bool = True, tile_rows: int = 1, row_step: int = 0) -> None:
     """Epilogue: bias, activation (unless activation_too is False: the direct path applies it over
     whole rows afterwards, where it vectorizes), scatter the channel lanes to their NCHW planes
-    (pixels `pixel_step` apart)."""
+    (pixels `pixel_step` apart; a 2-D tile's `tile_rows` rows `row_step` apart)."""
     vw, ocv = p["VW"], p["OCV"]
-    lanes = Ptr(e, e.alloca(ir.ArrayType(vector(vw), rows * ocv), name="lanes"))
-    for r in range(rows):
+    pixels = tile_rows * rows
+    lanes = Ptr(e, e.alloca(ir.ArrayType(vector(vw), pixels * ocv), name="lanes"))
+    for r in range(pixels):
         for j in range(ocv):
             e.b.store(acc[r][j].get(), (lanes + (r * ocv + j) * vw).value, align=4)
     out_plane = p["OD"] * p["OH"] * p["OW"]
@@ -71,9 +87,10 @@ def store_tile(e: Emitter, p: dict, rows: int, acc: list[list], bt: Ptr, yt: Ptr
             oc = v + j * vw
             bias = bt[oc] if p["HAS_BIAS"] else e.f32(0.0)
             yp = yt + oc * out_plane
-            for r in range(rows):
-                s = e.b.fadd(lanes[(r * ocv + j) * vw + v], bias)
-                yp[r * pixel_step] = activation.apply(e, p["activation"], s) if activation_too else s
+            for rr in range(tile_rows):
+                for r in range(rows):
+                    s = e.b.fadd(lanes[((rr * rows + r) * ocv + j) * vw + v], bias)
+                    yp[rr * row_step + r * pixel_step] = activation.apply(e, p["activation"], s) if activation_too else s
 
 
 def conv_weight_index(p: dict, g: Index, oc: Index, c: Index, kk: Index) -> Index:
@@ -96,10 +113,12 @@ def pack_weights(e: Emitter, p: dict, w: Ptr, wp: Ptr, source=conv_weight_index)
 
 def conv_direct(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
     p = k.params
-    tail = p["OW"] % p["RW"]
-    tiles = {p["RW"]: _direct_tile(e, k, p["RW"])}
-    if tail:
-        tiles[tail] = _direct_tile(e, k, tail)
+    tail, rows_tail = p["OW"] % p["RW"], p["OH"] % p["RH"]
+    tiles = {}
+    for rh in [p["RH"]] + ([rows_tail] if rows_tail else []):
+        tiles[rh, p["RW"]] = _direct_tile(e, k, rh, p["RW"])
+        if tail:
+            tiles[rh, tail] = _direct_tile(e, k, rh, tail)
     xs = pad_input(e, p, args["x"], scratch, 0.0)
     if p["PACK_AT_RUNTIME"]:
         wp = scratch + p["WPACK_OFFSET"]
@@ -108,39 +127,51 @@ def conv_direct(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> No
         wp = args["w"]  # packed at compile time: [G][OCB][CG][KK][TILE]
     tile, kk_count = p["OCV"] * p["VW"], p["KD"] * p["KH"] * p["KW"]
 
-    def row(e: Emitter, index: list[Index], cap: dict[str, Capture]) -> None:
-        n, g, ob, od, oh = index
+    def row_block(e: Emitter, index: list[Index], cap: dict[str, Capture]) -> None:
+        n, g, ob, od, ohb = index
+        oh = ohb * p["RH"]
         oc0 = g * p["OCG"] + ob * tile
         oc_valid = e.imin(p["OCG"] - ob * tile, tile)
         wt = cap["wp"] + (g * p["OCB"] + ob) * (p["CG"] * kk_count * tile)
         bt = cap["b"] + oc0 if p["HAS_BIAS"] else Ptr(e, ir.Constant(PTR, None))
         xrow = cap["xs"] + (((n * p["C"] + g * p["CG"]) * p["XD"] + od * p["SD"]) * p["XH"] + oh * p["SH"]) * p["XW"]
         yrow = cap["y"] + (((n * p["OC"] + oc0) * p["OD"] + od) * p["OH"] + oh) * p["OW"]
-        full = p["OW"] // p["RW"]
-        with e.loop(full, name="tile") as t:  # output pixels along the row, RW at a time
-            ow = t * p["RW"]
-            e.b.call(tiles[p["RW"]], [(xrow + ow * p["SW"]).value, wt.value, bt.value, (yrow + ow).value,
-                                      e.int_value(oc_valid)])
-        if tail:  # the remainder tile
-            ow = full * p["RW"]
-            e.b.call(tiles[tail], [(xrow + ow * p["SW"]).value, wt.value, bt.value, (yrow + ow).value,
-                                   e.int_value(oc_valid)])
-        if p["activation"] is not None and not p["ACTIVATION_AFTER"]:  # over each channel's finished row
+
+        def along_rows(e: Emitter, rh: int) -> None:
+            full = p["OW"] // p["RW"]
+            with e.loop(full, name="tile") as t:  # output pixels along the rows, RW at a time
+                ow = t * p["RW"]
+                e.b.call(tiles[rh, p["RW"]], [(xrow + ow * p["SW"]).value, wt.value, bt.value, (yrow + ow).value,
+                                              e.int_value(oc_valid)])
+            if tail:  # the remainder tile
+                ow = full * p["RW"]
+                e.b.call(tiles[rh, tail], [(xrow + ow * p["SW"]).value, wt.value, bt.value, (yrow + ow).value,
+                                           e.int_value(oc_valid)])
+        if rows_tail:
+            with e.if_else(e.icmp("<", ohb, p["OHB"] - 1)) as (then, otherwise):
+                with then:
+                    along_rows(e, p["RH"])
+                with otherwise:  # the remainder rows
+                    along_rows(e, rows_tail)
+        else:
+            along_rows(e, p["RH"])
+        if p["activation"] is not None and not p["ACTIVATION_AFTER"]:  # over each channel's finished rows
+            count = e.imin(p["OH"] - oh, p["RH"]) * p["OW"]
             with e.loop(oc_valid, name="t") as t:
                 yp = yrow + t * (p["OD"] * p["OH"] * p["OW"])
-                with e.loop(p["OW"], name="i") as i:
+                with e.loop(count, name="i") as i:
                     yp[i] = activation.apply(e, p["activation"], yp[i])
 
     captures: dict[str, Capture] = {"xs": xs, "wp": wp, "y": args["y"]}
     if p["HAS_BIAS"]:
         captures["b"] = args["b"]
-    # threads over batch, groups, channel blocks and output rows (blocks innermost with BLOCKS_INNER)
-    names = ["n", "g", "od", "oh", "ob"] if p["BLOCKS_INNER"] else ["n", "g", "ob", "od", "oh"]
-    extents = {"n": p["N"], "g": p["G"], "ob": p["OCB"], "od": p["OD"], "oh": p["OH"]}
+    # threads over batch, groups, channel blocks and blocks of output rows (blocks innermost with BLOCKS_INNER)
+    names = ["n", "g", "od", "ohb", "ob"] if p["BLOCKS_INNER"] else ["n", "g", "ob", "od", "ohb"]
+    extents = {"n": p["N"], "g": p["G"], "ob": p["OCB"], "od": p["OD"], "ohb": p["OHB"]}
 
     def reordered(e: Emitter, index: list[Index], cap: dict[str, Capture]) -> None:
         named = dict(zip(names, index))
-        row(e, [named[i] for i in ("n", "g", "ob", "od", "oh")], cap)
+        row_block(e, [named[i] for i in ("n", "g", "ob", "od", "ohb")], cap)
     parallel_for(e, p["THREADS"], [extents[i] for i in names], names, captures, reordered, "rows")
     if p["activation"] is not None and p["ACTIVATION_AFTER"]:  # over the whole output, in one pass
         y = args["y"]

@@ -250,9 +250,9 @@ class Emitter:
     # -- control flow -------------------------------------------------------------------
     @contextlib.contextmanager
     def loop(self, stop: IntLike, start: IntLike = 0, step: int = 1, name: str = "i",
-             vector_width: int = 0) -> Iterator[Index]:
+             vector_width: int = 0, unroll: bool = True) -> Iterator[Index]:
         """for (int64_t i = start; i < stop; i += step); with vector_width, a hint that the vectorizer
-        take that many iterations at a time."""
+        take that many iterations at a time; unroll=False keeps the loop rolled."""
         before = self.b.block
         header = self.b.append_basic_block(f"{name}.cond")
         body = self.b.append_basic_block(f"{name}.body")
@@ -268,6 +268,8 @@ class Emitter:
         back = self.b.branch(header)
         if vector_width:
             back.set_metadata("llvm.loop", self._vectorize_hint(vector_width))
+        elif not unroll:
+            back.set_metadata("llvm.loop", self._no_unroll())
         self.function.blocks.remove(done)  # list the exit after the body, for readable IR
         self.function.blocks.append(done)
         self.b.position_at_end(done)
@@ -296,6 +298,13 @@ class Emitter:
                  self.module.add_metadata([ir.MetaDataString(self.module, "llvm.loop.unroll.disable")])]
         loop_id = self.module.add_metadata([*hints, ir.MetaDataString(self.module, f"loop{len(self.module.metadata)}")])
         loop_id.operands = (loop_id, *hints)
+        return loop_id
+
+    def _no_unroll(self) -> ir.MDValue:
+        """A loop ID asking the unroller to leave the loop rolled."""
+        hint = self.module.add_metadata([ir.MetaDataString(self.module, "llvm.loop.unroll.disable")])
+        loop_id = self.module.add_metadata([hint, ir.MetaDataString(self.module, f"loop{len(self.module.metadata)}")])
+        loop_id.operands = (loop_id, hint)
         return loop_id
 
     @contextlib.contextmanager
