@@ -104,11 +104,11 @@ def _verified(module: llvm.ModuleRef, source: str, stage: str) -> llvm.ModuleRef
     return module
 
 
-def _parsed(source: str, weights_source: str | None) -> llvm.ModuleRef:
+def _parsed(source: str, weights_source: str | None, context=None) -> llvm.ModuleRef:
     try:
-        module = llvm.parse_assembly(source)
+        module = llvm.parse_assembly(source, context=context)
         if weights_source is not None:
-            module.link_in(llvm.parse_assembly(weights_source))
+            module.link_in(llvm.parse_assembly(weights_source, context=context))
     except RuntimeError as e:
         raise CompileError(f"convgen generated invalid LLVM IR: {e}", str(e)) from e
     return _verified(module, source, "convgen's generated module")
@@ -122,19 +122,20 @@ def _optimize(module: llvm.ModuleRef, machine: llvm.TargetMachine, slp: bool) ->
     builder.getModulePassManager().run(module, builder)
 
 
-def optimized_module(source: str, weights_source: str | None, machine: llvm.TargetMachine) -> llvm.ModuleRef:
+def optimized_module(source: str, weights_source: str | None, machine: llvm.TargetMachine,
+                     context=None) -> llvm.ModuleRef:
     """Parse, link in the weights, verify, run the SPEED_LEVEL pipeline (vectorizers and unrolling on), and
     verify again before code generation.  LLVM's SLP vectorizer can emit a use before its definition: a
     max pool 5x5 stride (1, 2) padding (0, 1) ceil_mode on 2x5x8x6 (separable path, its column buffer
     unrolled into one block) gave a shufflevector of a select defined further down, and instruction
     selection then aborted ("Already set a value for this node!").  Such a module is optimized again
     without the SLP vectorizer; a module still invalid then is a CompileError."""
-    module = _parsed(source, weights_source)
+    module = _parsed(source, weights_source, context)
     _optimize(module, machine, slp=True)
     try:
         return _verified(module, source, "LLVM's optimized module")
     except CompileError:
-        module = _parsed(source, weights_source)
+        module = _parsed(source, weights_source, context)
         _optimize(module, machine, slp=False)
         return _verified(module, source, "LLVM's optimized module (without the SLP vectorizer)")
 
@@ -164,11 +165,34 @@ def _link_command(linker: list[str], objects: str, output: str, openmp: bool) ->
     return linker + ["-o", output, objects] + libraries
 
 
+# Contexts of failed compiles, never disposed: their modules may live on in a traceback.
+_KEPT_CONTEXTS: list = []
+
+
+def _object_code(source: str, weights_source: str | None, machine: llvm.TargetMachine) -> bytes:
+    """The module's object code, built in an LLVM context of its own, disposed after: in llvmlite's
+    global context every compile's constants and types stayed interned for the life of the process
+    (a LeNet-5 compile left 500 KiB resident, 216 KiB with its own context; benchmarks/soak.py)."""
+    context = llvm.create_context()
+    try:
+        module = optimized_module(source, weights_source, machine, context)
+        try:
+            return machine.emit_object(module)
+        finally:
+            module.close()   # before its context
+    except BaseException:
+        _KEPT_CONTEXTS.append(context)
+        raise
+    finally:
+        if not _KEPT_CONTEXTS or _KEPT_CONTEXTS[-1] is not context:
+            context.close()
+
+
 def _from_object(source: str, weights_source: str | None, output: Path, make) -> None:
     """Compile to a PIC object model.o in a temporary directory beside `output`; `make(directory)` turns
     it into a file there and returns its name, which then replaces `output` atomically."""
     machine = target_machine()
-    obj = machine.emit_object(optimized_module(source, weights_source, machine))
+    obj = _object_code(source, weights_source, machine)
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=".build-") as tmp:
         build = Path(tmp)
