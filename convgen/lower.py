@@ -264,9 +264,14 @@ def lower_winograd(node: Node, ctx: LowerContext, p: dict, sched: schedule.ConvS
     p.update(M_OFFSET=align(4 * v_floats) // 4, XB_OFFSET=align(align(4 * v_floats) + 4 * m_floats) // 4)
     xb_bytes = p["N"] * p["G"] * p["CB"] * (th * m + 2) * (tw * m + 2) * cv * 4
     packed = {"w": pack_winograd_weights(ctx.graph.constants[node.inputs[1]], m, p["G"], p["OCB"], tile, p["CGP"])}
-    return KernelSpec("conv_winograd", p, [("x", node.inputs[0]), ("w", node.inputs[1]),
-                                           ("b", node.inputs[2] if len(node.inputs) == 3 else None)],
-                      [("y", node.output)], 4 * p["XB_OFFSET"] + xb_bytes, packed)
+    return KernelSpec("conv_winograd", p, conv_operands(node, node.inputs[1]), [("y", node.output)],
+                      4 * p["XB_OFFSET"] + xb_bytes, packed)
+
+
+def conv_operands(node: Node, w_value: str) -> list[tuple[str, str | None]]:
+    """x, w, b (None: no bias) and, for a residual conv, r: the skip its epilogue adds (ConvAttrs.residual)."""
+    operands = [("x", node.inputs[0]), ("w", w_value), ("b", node.inputs[2] if len(node.inputs) >= 3 else None)]
+    return operands + ([("r", node.inputs[3])] if node.attrs.residual else [])
 
 
 @lowering("conv")
@@ -275,7 +280,8 @@ def lower_conv(node: Node, ctx: LowerContext) -> KernelSpec:
     p, sched = conv_geometry(node, ctx)
     sched = ctx.schedules.get(node.name, sched)
     g = p["G"]
-    p.update(THREADS=sched.threads, HAS_BIAS=len(node.inputs) == 3, activation=activation_params(a.activation))
+    p.update(THREADS=sched.threads, HAS_BIAS=len(node.inputs) >= 3, RESIDUAL=a.residual,
+             activation=activation_params(a.activation))
     if sched.path == "winograd":
         return lower_winograd(node, ctx, p, sched)
     scratch = _pad_scratch_bytes(p)
@@ -310,9 +316,7 @@ def lower_conv(node: Node, ctx: LowerContext) -> KernelSpec:
         p.update(OWB=sched.row_tile, PLANE_PAD=p["PAD_COPY"] and p["CG"] == 1)
         if p["PLANE_PAD"]:
             scratch = sched.threads * _padded_plane_bytes(p)
-    return KernelSpec("conv_" + sched.path, p, [("x", node.inputs[0]), ("w", w_value),
-                                                ("b", node.inputs[2] if len(node.inputs) == 3 else None)],
-                      [("y", node.output)], scratch, packed)
+    return KernelSpec("conv_" + sched.path, p, conv_operands(node, w_value), [("y", node.output)], scratch, packed)
 
 
 @lowering("locally_connected")

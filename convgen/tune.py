@@ -113,9 +113,9 @@ def _measure_layer(graph: Graph, node: Node, target: Target, threads: int, backe
 
 def _single_layer_graph(graph: Graph, node: Node) -> Graph:
     """The layer alone: its activation input as the graph input, its constants kept."""
-    x = node.inputs[0]
     constants = {v: graph.constants[v] for v in node.inputs[1:] if v in graph.constants}
-    inputs = [(x, graph.type_of(x))] + [(v, graph.type_of(v)) for v in node.inputs[1:] if v not in constants]
+    runtime = dict.fromkeys(v for v in node.inputs if v not in constants)  # a residual skip may be x itself
+    inputs = [(v, graph.type_of(v)) for v in runtime]
     return dataclasses.replace(graph, name="tune", inputs=tuple(inputs), nodes=(node,), outputs=(node.output,),
                                constants=constants, output_names=None)
 

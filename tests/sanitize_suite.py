@@ -49,6 +49,16 @@ def _residual(shape):
     return nn.graph(nn.relu(x + y), name="edge")
 
 
+def _conv_plus_skip(conv: nn.Module, act=nn.relu):
+    """act(skip + conv(x)), the skip a second input: the add fuses into the conv's epilogue."""
+    def build(shape):
+        x = nn.Input(shape, name="x")
+        y = conv(x)
+        skip = nn.Input(y.shape, name="skip", tracer=x.tracer)
+        return nn.graph(act(skip + y), name="edge")
+    return build
+
+
 def _concat(shape):
     x = nn.Input(shape, name="x")
     parts = [nn.Conv2d(shape[1], c, 1)(x) for c in (1, 3, 17)]
@@ -225,6 +235,14 @@ GRAPH_CASES: dict[str, tuple[Callable, tuple[int, ...]]] = {
     "batch norm alone": (seq(nn.BatchNorm2d(3)), (2, 3, 5, 7)),
     "batch norm after pool": (seq(nn.MaxPool2d(2), nn.BatchNorm2d(17), nn.Sigmoid()), (1, 17, 3, 5)),
     "residual add": (_residual, (1, 3, 5, 5)),
+    # the residual add fused into each conv path's epilogue: direct (17 channels, a prime row: the row pass),
+    # direct small (the whole-output pass), pixels with its tail tiles, Winograd's clipped last tiles
+    "fused residual, direct, prime row": (_conv_plus_skip(nn.Conv2d(5, 17, 3, padding=1, bias=False)), (2, 5, 15, 37)),
+    "fused residual, direct, whole-output pass": (_conv_plus_skip(nn.Conv2d(3, 5, 3, stride=2), lambda t: t),
+                                                 (1, 3, 9, 11)),
+    "fused residual, pixels tail tiles": (_conv_plus_skip(nn.Conv1d(3, 11, 3, padding=1)), (2, 3, 75)),
+    "fused residual, winograd, uneven pads": (_conv_plus_skip(nn.Conv2d(33, 40, 3, padding=((0, 2), (2, 1))),
+                                                              nn.silu), (1, 33, 17, 19)),
     "linear 1 -> 1": (seq(nn.Flatten(), nn.Linear(1, 1)), (1, 1)),
     "linear 17 -> 33, relu": (seq(nn.Flatten(), nn.Linear(17, 33), nn.ReLU()), (3, 17)),
     "softmax rows of 1 and 19": (seq(nn.Flatten(), nn.Linear(6, 19), nn.Softmax(dim=1)), (2, 6)),

@@ -130,9 +130,10 @@ def _linear_producer(x_in, rng):
 
 
 def _add_producer(x_in, rng):
-    conv = set_params(nn.Conv2d(3, 3, 1), weight=rng.standard_normal((3, 3, 1, 1)), bias=rng.standard_normal(3))
-    torch_fn = lambda t: t + TF.conv2d(t, t64(conv.param("weight")), t64(conv.param("bias")))  # noqa: E731
-    return x_in + conv(x_in), torch_fn, "add"
+    # not x + conv(x): that add fuses into the conv as its residual input (tests/test_residual.py)
+    pool = nn.MaxPool2d(3, stride=1, padding=1)
+    torch_fn = lambda t: t + TF.max_pool2d(t, 3, stride=1, padding=1)  # noqa: E731
+    return x_in + pool(x_in), torch_fn, "add"
 
 
 def _batch_norm_producer(x_in, rng):

@@ -40,6 +40,35 @@ def test_resnet18_winograd_weights_grow_by_at_most_the_transform_points(resnet18
     assert fast.workspace_bytes < 3 * peak_activation_bytes(graph)
 
 
+def test_fused_residual_skip_stays_alive_and_apart_from_the_output(resnet18_direct):
+    """Each of ResNet-18's 8 residual adds fused into a conv: the skip it reads is planned live until that conv
+    (an arena buffer no value written before it overlaps) and shares no bytes with the conv's input or output."""
+    graph, model = resnet18_direct
+    fused = [k for k in model.kernels if k.op == "conv" and k.params["RESIDUAL"]]
+    assert len(fused) == 8 and "add" not in {k.op for k in model.kernels}
+    for i, k in enumerate(model.kernels):
+        spans = {a.name: (a.buffer.offset, a.buffer.offset + _nbytes(graph, model, k, a.name))
+                 for a in k.args if a.buffer.kind == "arena"}
+        if k in fused:
+            r = spans["r"]
+            assert all(r[1] <= s[0] or s[1] <= r[0] for name, s in spans.items() if name != "r"), k.layer
+            # no kernel between the skip's producer and this conv writes over it
+            producer = max(j for j, other in enumerate(model.kernels[:i])
+                           if any(a.is_output and a.buffer == k.arg("r").buffer for a in other.args))
+            for other in model.kernels[producer + 1:i]:
+                for a in other.args:
+                    if a.is_output and a.buffer.kind == "arena":
+                        end = a.buffer.offset + _nbytes(graph, model, other, a.name)
+                        assert end <= r[0] or r[1] <= a.buffer.offset, (k.layer, other.layer)
+
+
+def _nbytes(graph, model, kernel, arg: str) -> int:
+    """Bytes of a conv kernel's x / r / y argument (the arena values this test looks at)."""
+    node = graph.node(kernel.layer)
+    value = {"x": node.inputs[0], "y": node.output, "r": node.inputs[-1]}.get(arg)
+    return graph.type_of(value).nbytes if value else 0
+
+
 def test_arena_reuses_memory_of_dead_values():
     offsets, size = plan_arena([Interval("a", 100, 0, 1), Interval("b", 100, 1, 2), Interval("c", 100, 2, 3)])
     assert offsets["a"] == offsets["c"] != offsets["b"] and size == 128 * 2

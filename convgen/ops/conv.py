@@ -1,13 +1,15 @@
 """Convolution (1-D/2-D/3-D, groups, dilation) and the locally connected layer.
 
-conv inputs: x (N, C, *spatial), weight (OC, C/groups, *kernel), optional bias (OC,).
+conv inputs: x (N, C, *spatial), weight (OC, C/groups, *kernel), optional bias (OC,); with
+attrs.residual, always the bias and then a fourth input, a tensor of the output's shape added before the
+activation (passes/fuse_residual.py makes these from conv -> add: a bias of zeros where there was none).
 locally_connected inputs: x, weight (*out_spatial, OC, C, *kernel), optional bias (OC, *out_spatial):
 a convolution whose weights are not shared across positions.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -26,6 +28,7 @@ class ConvAttrs:
     dilation: tuple[int, ...]
     groups: int = 1
     activation: Activation | None = None
+    residual: bool = False   # y = activation(conv(x) + bias + skip), skip the fourth input
 
     @property
     def ndim(self) -> int:
@@ -61,7 +64,11 @@ def _check_param(layer: str, what: str, t: TensorType, expected: tuple[int, ...]
 
 
 def _infer_conv(layer: str, attrs: ConvAttrs, types: list[TensorType]) -> tuple[TensorType, ...]:
-    check_input_types(layer, types, (2, 3))
+    check_input_types(layer, types, 4 if attrs.residual else (2, 3))
+    if attrs.residual:
+        out = _infer_conv(layer, replace(attrs, residual=False), types[:3])
+        _check_param(layer, "residual input", types[3], out[0].shape)
+        return out
     x, w = types[0], types[1]
     shapes.check_rank(layer, w.shape, attrs.ndim + 2, "weight")
     out_channels = w.shape[0]
@@ -74,9 +81,9 @@ def _infer_conv(layer: str, attrs: ConvAttrs, types: list[TensorType]) -> tuple[
 
 
 def _window_flops(in_channels_per_output: int, attrs, ins: list[TensorType], outs: tuple[TensorType, ...]) -> int:
-    """A multiply and an add per tap of every output, plus its bias."""
+    """A multiply and an add per tap of every output, plus its bias (and a residual conv's skip)."""
     macs_per_output = in_channels_per_output * math.prod(attrs.kernel)
-    return outs[0].size * (2 * macs_per_output + (1 if len(ins) == 3 else 0))
+    return outs[0].size * (2 * macs_per_output + len(ins) - 2)
 
 
 def window_of(attrs, x: TensorType) -> tuple[tuple[int, int, int], ...]:
@@ -91,7 +98,8 @@ def _pad_input(x: np.ndarray, attrs) -> np.ndarray:
     return np.pad(x.astype(np.float64), [(0, 0), (0, 0)] + [tuple(p) for p in attrs.pads])
 
 
-def conv_reference(attrs: ConvAttrs, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+def conv_reference(attrs: ConvAttrs, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None,
+                   skip: np.ndarray | None = None) -> np.ndarray:
     n, c = x.shape[:2]
     oc, g = w.shape[0], attrs.groups
     out_spatial = shapes.window_output_shape("reference", x.shape[2:], attrs.kernel, attrs.stride,
@@ -107,6 +115,8 @@ def conv_reference(attrs: ConvAttrs, x: np.ndarray, w: np.ndarray, b: np.ndarray
     out = out.reshape((n, oc) + out_spatial)
     if b is not None:
         out += b.astype(np.float64).reshape((1, oc) + (1,) * len(out_spatial))
+    if attrs.residual:
+        out += skip.astype(np.float64)
     return apply_optional(attrs.activation, out).astype(np.float32)
 
 

@@ -10,6 +10,7 @@ from .fold_batch_norm import fold_batch_norm
 from .fold_scale_shift import fold_scale_shift
 from .fuse_activation import fuse_activations
 from .fuse_group_norm import fuse_group_norm
+from .fuse_residual import fuse_residual_adds
 from .match_activations import match_activations
 from .verify import verify_types
 
@@ -23,6 +24,7 @@ PIPELINE: tuple[Pass, ...] = (
     fuse_group_norm,     # reshape -> instance_norm -> reshape [-> * w + b] => group_norm (torch's GroupNorm)
     fold_batch_norm,     # conv -> bn          => conv
     fold_scale_shift,    # conv -> * s + t     => conv (per-channel constants)
+    fuse_residual_adds,  # conv -> + skip      => conv with a residual input (before its activation fuses)
     fuse_activations,    # conv/linear/bn/arithmetic -> act => one layer with an epilogue
     eliminate_dead_nodes,
 )

@@ -12,13 +12,15 @@ from .parallel import Capture, parallel_for, thread_number
 from .window import pad_input, pad_plane
 
 
-def _tile_function(e: Emitter, name: str) -> tuple[ir.Function, Emitter]:
-    """An always-inline `void tile(xt, wt, bt, yt, oc_valid)` with noalias pointers, and its emitter."""
-    fn = ir.Function(e.module, ir.FunctionType(VOID, [PTR, PTR, PTR, PTR, I64]), name)
+def _tile_function(e: Emitter, name: str, pointers: tuple[str, ...] = ("xt", "wt", "bt", "yt")
+                   ) -> tuple[ir.Function, Emitter]:
+    """An always-inline `void tile(xt, wt, bt, yt, oc_valid)` (or other `pointers`, then oc_valid) with
+    noalias pointers, and its emitter."""
+    fn = ir.Function(e.module, ir.FunctionType(VOID, [PTR] * len(pointers) + [I64]), name)
     fn.linkage = "internal"
     fn.attributes.add("alwaysinline")
     fn.attributes.add("nounwind")
-    for arg, arg_name in zip(fn.args, ("xt", "wt", "bt", "yt", "oc_valid")):
+    for arg, arg_name in zip(fn.args, pointers + ("oc_valid",)):
         arg.name = arg_name
         if isinstance(arg.type, ir.PointerType):
             arg.add_attribute("noalias")
@@ -93,6 +95,14 @@ def store_tile(e: Emitter, p: dict, rows: int, acc: list[list], bt: Ptr, yt: Ptr
                     yp[rr * row_step + r * pixel_step] = activation.apply(e, p["activation"], s) if activation_too else s
 
 
+def finish(e: Emitter, p: dict, value: ir.Value, skip: Ptr | None, at: IntLike) -> ir.Value:
+    """The epilogue of one output element, as `finish` in templates/conv.c.j2: a residual conv
+    (ConvAttrs.residual) adds skip[at], its fourth input at the output's position, then the activation."""
+    if p["RESIDUAL"]:
+        value = e.b.fadd(value, skip[at])
+    return activation.apply(e, p["activation"], value)
+
+
 def conv_weight_index(p: dict, g: Index, oc: Index, c: Index, kk: Index) -> Index:
     """Where weight (group g, output channel oc, input channel c, tap kk) is in (OC, CG, KD, KH, KW)."""
     return ((g * p["OCG"] + oc) * p["CG"] + c) * (p["KD"] * p["KH"] * p["KW"]) + kk
@@ -135,7 +145,8 @@ def conv_direct(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> No
         wt = cap["wp"] + (g * p["OCB"] + ob) * (p["CG"] * kk_count * tile)
         bt = cap["b"] + oc0 if p["HAS_BIAS"] else Ptr(e, ir.Constant(PTR, None))
         xrow = cap["xs"] + (((n * p["C"] + g * p["CG"]) * p["XD"] + od * p["SD"]) * p["XH"] + oh * p["SH"]) * p["XW"]
-        yrow = cap["y"] + (((n * p["OC"] + oc0) * p["OD"] + od) * p["OH"] + oh) * p["OW"]
+        row_at = (((n * p["OC"] + oc0) * p["OD"] + od) * p["OH"] + oh) * p["OW"]
+        yrow = cap["y"] + row_at
 
         def along_rows(e: Emitter, rh: int) -> None:
             full = p["OW"] // p["RW"]
@@ -155,16 +166,21 @@ def conv_direct(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> No
                     along_rows(e, rows_tail)
         else:
             along_rows(e, p["RH"])
-        if p["activation"] is not None and not p["ACTIVATION_AFTER"]:  # over each channel's finished rows
+        if (p["activation"] is not None or p["RESIDUAL"]) and not p["ACTIVATION_AFTER"]:
+            # the skip and the activation over each channel's finished rows (the skip: the output's layout)
             count = e.imin(p["OH"] - oh, p["RH"]) * p["OW"]
+            srow = cap["r"] + row_at if p["RESIDUAL"] else None
             with e.loop(oc_valid, name="t") as t:
                 yp = yrow + t * (p["OD"] * p["OH"] * p["OW"])
+                sp = srow + t * (p["OD"] * p["OH"] * p["OW"]) if srow else None
                 with e.loop(count, name="i") as i:
-                    yp[i] = activation.apply(e, p["activation"], yp[i])
+                    yp[i] = finish(e, p, yp[i], sp, i)
 
     captures: dict[str, Capture] = {"xs": xs, "wp": wp, "y": args["y"]}
     if p["HAS_BIAS"]:
         captures["b"] = args["b"]
+    if p["RESIDUAL"]:
+        captures["r"] = args["r"]
     # threads over batch, groups, channel blocks and blocks of output rows (blocks innermost with BLOCKS_INNER)
     names = ["n", "g", "od", "ohb", "ob"] if p["BLOCKS_INNER"] else ["n", "g", "ob", "od", "ohb"]
     extents = {"n": p["N"], "g": p["G"], "ob": p["OCB"], "od": p["OD"], "ohb": p["OHB"]}
@@ -173,16 +189,18 @@ def conv_direct(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> No
         named = dict(zip(names, index))
         row_block(e, [named[i] for i in ("n", "g", "ob", "od", "ohb")], cap)
     parallel_for(e, p["THREADS"], [extents[i] for i in names], names, captures, reordered, "rows")
-    if p["activation"] is not None and p["ACTIVATION_AFTER"]:  # over the whole output, in one pass
+    if (p["activation"] is not None or p["RESIDUAL"]) and p["ACTIVATION_AFTER"]:  # over the whole output
         y = args["y"]
         with e.loop(p["N"] * p["OC"] * p["OD"] * p["OH"] * p["OW"], name="i") as i:
-            y[i] = activation.apply(e, p["activation"], y[i])
+            y[i] = finish(e, p, y[i], args.get("r"), i)
 
 
 def _rowwise_row(e: Emitter, p: dict, cap: dict[str, Capture], xg: Ptr, n: Index, oc: Index, od: Index,
                  oh: Index) -> None:
     """One output row (n, oc, od, oh); `xg`: the (padded) input planes of its group."""
-    yrow = cap["y"] + (((n * p["OC"] + oc) * p["OD"] + od) * p["OH"] + oh) * p["OW"]
+    row_at = (((n * p["OC"] + oc) * p["OD"] + od) * p["OH"] + oh) * p["OW"]
+    yrow = cap["y"] + row_at
+    srow = cap["r"] + row_at if p["RESIDUAL"] else None   # the skip has the output's layout
     # blocks of OWB output pixels accumulate in a row buffer the optimizer keeps in vectors
     acc = Ptr(e, e.alloca(ir.ArrayType(F32, p["OWB"]), name="acc"))
     with e.loop(p["OW"], step=p["OWB"], name="ow0") as ow0:
@@ -197,7 +215,7 @@ def _rowwise_row(e: Emitter, p: dict, cap: dict[str, Capture], xg: Ptr, n: Index
             with e.loop(count, name="i") as i:
                 acc[i] = e.muladd(wv, xk[i * p["SW"]], acc[i])
         with e.loop(count, name="i") as i:
-            yrow[ow0 + i] = activation.apply(e, p["activation"], acc[i])
+            yrow[ow0 + i] = finish(e, p, acc[i], srow, ow0 + i)
 
 
 def conv_rowwise(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
@@ -206,6 +224,8 @@ def conv_rowwise(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> N
     captures: dict[str, Capture] = {"w": args["w"], "y": args["y"]}
     if p["HAS_BIAS"]:
         captures["b"] = args["b"]
+    if p["RESIDUAL"]:
+        captures["r"] = args["r"]
     if p["PLANE_PAD"]:
         assert p["CG"] == 1, "one input plane per group"
 
@@ -258,8 +278,8 @@ def _pixel_tile(e: Emitter, k: Kernel, rows: int, lanes: int) -> ir.Function:
     """void tile(xt, wt, bt, yt, oc_valid): MR output channels x `rows` vectors of `lanes` pixels
     (lanes 1: scalars), as pixel_tile in templates/conv.c.j2."""
     p = k.params
-    fn, te = _tile_function(e, f"{k.fn}.tile{rows}x{lanes}")
-    xt, wt, bt, yt = (te.arg_ptr(i) for i in range(4))
+    fn, te = _tile_function(e, f"{k.fn}.tile{rows}x{lanes}", ("xt", "wt", "bt", "st", "yt"))
+    xt, wt, bt, st, yt = (te.arg_ptr(i) for i in range(5))
     mr = p["MR"]
     zero = te.zeros(lanes) if lanes > 1 else te.f32(0.0)
     acc = [[te.var(zero, f"acc{i}_{r}") for r in range(rows)] for i in range(mr)]
@@ -274,14 +294,15 @@ def _pixel_tile(e: Emitter, k: Kernel, rows: int, lanes: int) -> ir.Function:
                 wv = te.splat(wv, lanes) if lanes > 1 else wv
                 for r in range(rows):
                     acc[i][r].set(te.fma(wv, xv[r], acc[i][r].get()))
-    _store_pixels(te, p, rows, lanes, acc, bt, yt, te.arg_index(4))
+    _store_pixels(te, p, rows, lanes, acc, bt, st, yt, te.arg_index(5))
     te.ret()
     return fn
 
 
-def _store_pixels(e: Emitter, p: dict, rows: int, lanes: int, acc: list[list], bt: Ptr, yt: Ptr,
+def _store_pixels(e: Emitter, p: dict, rows: int, lanes: int, acc: list[list], bt: Ptr, st: Ptr, yt: Ptr,
                   oc_valid: Index) -> None:
-    """Epilogue: bias, contiguous stores into each channel's plane, then the activation in place."""
+    """Epilogue: bias, contiguous stores into each channel's plane, then the skip (st, a residual conv's)
+    and the activation in place."""
     out_plane = p["OD"] * p["OH"] * p["OW"]
     for i in range(p["MR"]):
         with e.if_then(e.icmp("<", i, oc_valid)):  # rows past oc_valid are the last block's zero padding
@@ -291,9 +312,10 @@ def _store_pixels(e: Emitter, p: dict, rows: int, lanes: int, acc: list[list], b
             for r in range(rows):
                 value = e.b.fadd(acc[i][r].get(), bias)
                 e.b.store(value, (yp + r * lanes).value, align=4)
-            if p["activation"] is not None:
+            if p["activation"] is not None or p["RESIDUAL"]:
+                sp = st + i * out_plane if p["RESIDUAL"] else None
                 with e.loop(rows * lanes, name="t") as t:
-                    yp[t] = activation.apply(e, p["activation"], yp[t])
+                    yp[t] = finish(e, p, yp[t], sp, t)
 
 
 def conv_pixels(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
@@ -314,13 +336,15 @@ def conv_pixels(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> No
         named = dict(zip(names, index))
         n, g, od, oh, q = (named[i] for i in ("n", "g", "od", "oh", "q"))
         xrow = cap["xs"] + (((n * p["C"] + g * p["CG"]) * p["XD"] + od * p["SD"]) * p["XH"] + oh * p["SH"]) * p["XW"]
-        yrow = cap["y"] + (((n * p["OC"] + g * p["OCG"]) * p["OD"] + od) * p["OH"] + oh) * p["OW"]
+        row_at = (((n * p["OC"] + g * p["OCG"]) * p["OD"] + od) * p["OH"] + oh) * p["OW"]
+        yrow, srow = cap["y"] + row_at, cap["r"] + row_at if p["RESIDUAL"] else None
 
         def run(e: Emitter, ob: Index, key: tuple[int, int], offset: IntLike) -> None:
             wt = cap["wp"] + (g * p["OCB"] + ob) * (p["CG"] * kk_count * mr)
             bt = cap["b"] + (g * p["OCG"] + ob * mr) if p["HAS_BIAS"] else Ptr(e, ir.Constant(PTR, None))
-            yt = yrow + (ob * (mr * p["OD"] * p["OH"] * p["OW"]) + offset)
-            e.b.call(tiles[key], [(xrow + offset).value, wt.value, bt.value, yt.value,
+            at = ob * (mr * p["OD"] * p["OH"] * p["OW"]) + offset
+            st = srow + at if srow else Ptr(e, ir.Constant(PTR, None))   # the skip: the output's layout
+            e.b.call(tiles[key], [(xrow + offset).value, wt.value, bt.value, st.value, (yrow + at).value,
                                   e.int_value(e.imin(p["OCG"] - ob * mr, mr))])
 
         def blocks(e: Emitter, body) -> None:
@@ -339,6 +363,8 @@ def conv_pixels(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> No
     captures: dict[str, Capture] = {"xs": xs, "wp": wp, "y": args["y"]}
     if p["HAS_BIAS"]:
         captures["b"] = args["b"]
+    if p["RESIDUAL"]:
+        captures["r"] = args["r"]
     # threads over batch, groups, output rows and chunks of TPC tiles; channel blocks inside each tile
     # (BLOCKS_INNER: its input serves every block) or outermost (a block's weights serve every row)
     names = ["n", "g", "od", "oh", "q"] if p["BLOCKS_INNER"] else ["n", "g", "ob", "od", "oh", "q"]

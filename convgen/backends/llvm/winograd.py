@@ -10,7 +10,7 @@ from typing import Sequence
 from llvmlite import ir
 
 from ...lower import Kernel
-from . import activation
+from .conv import finish
 from .emitter import F32, I64, PTR, VOID, Emitter, Index, IntLike, Ptr, vector
 from .parallel import Capture, parallel_for, thread_number
 
@@ -40,12 +40,12 @@ def _transform(e: Emitter, matrix: list[list[float]], d: list[list[ir.Value]]) -
 
 
 def _tile_function(e: Emitter, name: str) -> tuple[ir.Function, Emitter]:
-    """An always-inline `void tile(vt, ut, bt, yt, mb, oc_valid, t0)` with noalias pointers."""
-    fn = ir.Function(e.module, ir.FunctionType(VOID, [PTR] * 5 + [I64, I64]), name)
+    """An always-inline `void tile(vt, ut, bt, st, yt, mb, oc_valid, t0)` with noalias pointers."""
+    fn = ir.Function(e.module, ir.FunctionType(VOID, [PTR] * 6 + [I64, I64]), name)
     fn.linkage = "internal"
     fn.attributes.add("alwaysinline")
     fn.attributes.add("nounwind")
-    for arg, arg_name in zip(fn.args, ("vt", "ut", "bt", "yt", "mb", "oc_valid", "t0")):
+    for arg, arg_name in zip(fn.args, ("vt", "ut", "bt", "st", "yt", "mb", "oc_valid", "t0")):
         arg.name = arg_name
         if isinstance(arg.type, ir.PointerType):
             arg.add_attribute("noalias")
@@ -70,10 +70,11 @@ def _products(e: Emitter, p: dict, rows: int, vt: Ptr, ut: Ptr, mb: Ptr) -> None
                 e.b.store(acc[r][j].get(), (mb + (pt * rows + r) * tile + j * vw).value, align=4)
 
 
-def store_output(e: Emitter, p: dict, o: list[list[ir.Value]], bt: Ptr, yt: Ptr, oc_valid: Index,
+def store_output(e: Emitter, p: dict, o: list[list[ir.Value]], bt: Ptr, st: Ptr, yt: Ptr, oc_valid: Index,
                  j: Index, t: Index) -> None:
-    """Epilogue of one output tile `o` (M x M vectors of VW channels, vector j of the block): bias,
-    activation, the channel lanes to their NCHW planes; the map's last tiles clipped."""
+    """Epilogue of one output tile `o` (M x M vectors of VW channels, vector j of the block): bias, the
+    skip (st, a residual conv's), activation, the channel lanes to their NCHW planes; the map's last
+    tiles clipped."""
     m, vw, ow = p["M"], p["VW"], p["OW"]
     lanes = Ptr(e, e.alloca(ir.ArrayType(vector(vw), m * m), name="lanes"))
     for i in range(m):
@@ -85,10 +86,11 @@ def store_output(e: Emitter, p: dict, o: list[list[ir.Value]], bt: Ptr, yt: Ptr,
     with e.loop(e.imin(vw, oc_valid - j * vw), name="v") as v:
         oc = j * vw + v
         bias = bt[oc] if p["HAS_BIAS"] else e.f32(0.0)
-        yp = yt + oc * (p["OH"] * ow) + oh0 * ow + ow0
+        at = oc * (p["OH"] * ow) + oh0 * ow + ow0
+        yp, sp = yt + at, st + at if p["RESIDUAL"] else None
         with e.loop(rows, name="i") as i, e.loop(cols, name="jj") as jj:
             z = e.b.fadd(lanes[(i * m + jj) * vw + v], bias)
-            yp[i * ow + jj] = activation.apply(e, p["activation"], z)
+            yp[i * ow + jj] = finish(e, p, z, sp, i * ow + jj)
 
 
 def _gemm_tile(e: Emitter, k: Kernel, rows: int) -> ir.Function:
@@ -96,13 +98,13 @@ def _gemm_tile(e: Emitter, k: Kernel, rows: int) -> ir.Function:
     then the output transform A^T m A of each tile and its epilogue."""
     p = k.params
     fn, te = _tile_function(e, f"{k.fn}.tile{rows}")
-    vt, ut, bt, yt, mb = (te.arg_ptr(i) for i in range(5))
-    oc_valid, t0 = te.arg_index(5), te.arg_index(6)
+    vt, ut, bt, st, yt, mb = (te.arg_ptr(i) for i in range(6))
+    oc_valid, t0 = te.arg_index(6), te.arg_index(7)
     _products(te, p, rows, vt, ut, mb)
     a, vw, tile = p["A"], p["VW"], p["OCV"] * p["VW"]
     with te.loop(rows, name="r") as r, te.loop(p["OCV"], name="j") as j:
         m = [[mb.load_vector(((x * a + y) * rows + r) * tile + j * vw, vw) for y in range(a)] for x in range(a)]
-        store_output(te, p, _transform(te, p["AT"], m), bt, yt, oc_valid, j, t0 + r)
+        store_output(te, p, _transform(te, p["AT"], m), bt, st, yt, oc_valid, j, t0 + r)
     te.ret()
     return fn
 
@@ -190,10 +192,12 @@ def conv_winograd(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> 
             oc0 = g * p["OCG"] + ob * tile
             oc_valid = e.imin(p["OCG"] - ob * tile, tile)
             bt = cap["b"] + oc0 if p["HAS_BIAS"] else Ptr(e, ir.Constant(PTR, None))
-            yt = cap["y"] + (cap["n"] * p["OC"] + oc0) * (p["OH"] * p["OW"])
+            at = (cap["n"] * p["OC"] + oc0) * (p["OH"] * p["OW"])
+            yt = cap["y"] + at
+            st = cap["r"] + at if p["RESIDUAL"] else Ptr(e, ir.Constant(PTR, None))  # the skip: the output's layout
             t0 = cap["t_first"] + rt * r_tile
-            call = lambda rows: e.b.call(tiles_fn[rows], [vt.value, ut.value, bt.value, yt.value, mb.value,  # noqa: E731
-                                                          e.int_value(oc_valid), e.int_value(t0)])
+            pointers = [vt.value, ut.value, bt.value, st.value, yt.value, mb.value]
+            call = lambda rows: e.b.call(tiles_fn[rows], pointers + [e.int_value(oc_valid), e.int_value(t0)])  # noqa: E731
             if not tail:
                 call(r_tile)
             else:   # remainder tile: the last chunk's last `tail` tiles
@@ -215,5 +219,7 @@ def conv_winograd(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> 
             "groups_of_r": groups_of_r if isinstance(groups_of_r, Index) else e.const(groups_of_r)}
         if p["HAS_BIAS"]:
             captures["b"] = args["b"]
+        if p["RESIDUAL"]:
+            captures["r"] = args["r"]
         parallel_for(e, p["THREADS"], [p["G"], p["OCB"], -(-tb // r_tile)], ["g", "ob", "rt"], captures,
                      register_tile, "products")
