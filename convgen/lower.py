@@ -298,6 +298,7 @@ def lower_conv(node: Node, ctx: LowerContext) -> KernelSpec:
             out_floats = p["OC"] * p["OD"] * p["OH"] * p["OW"]
             p.update(VW=sched.vector_width, OCV=sched.oc_vectors, RW=sched.row_tile, RH=sched.tile_rows,
                      OHB=math.ceil(p["OH"] / sched.tile_rows),
+                     FULL_HINTS=schedule.fills_register_file(sched, ctx.target),
                      ACTIVATION_AFTER=schedule.activation_after_layer(out_floats, p["OW"], ctx.target.max_vector_width,
                                                                       sched.threads))
         else:

@@ -59,17 +59,23 @@ def accumulator_budget(target: Target, path: str = "direct") -> int:
     LLVM 3046 -> 3621); the pixels path 12, besides them its tile holds only its input vectors and one
     broadcast weight (1x1 256->64 56x56 3014 / 2080 -> 1724 / 1665, conv1d 64x16000 k3 12136 / 7304
     -> 9501 / 6572 for 8 -> 12).
-    32 registers (AVX-512): the direct path takes 28 as oneDNN does, leaving its 2 weight vectors, a
-    broadcast and a spare (register_fit bounds wider channel tiles); gcc keeps them in registers with the
-    hints of model.c.j2 and LLVM with the same barrier, which gcc and LLVM otherwise spilled (3x3 256x14x14,
-    14 x 2 tile, Sapphire Rapids, 1 thread, C 2160 -> 1355 us).  The pixels path keeps half the file
-    (14 channels x 2 vectors measured no faster in C, and LLVM spilled them).
+    32 registers (AVX-512): one-row direct tiles keep half the file: 14 x 2 tiles on 28-pixel rows measured
+    slower than 7 x 2 (Sapphire Rapids, 1 thread, quiet run, C / LLVM us: 3x3 stride 2 128x56 1252 / 1207
+    -> 1397 / 1426, dilated 256x28 4777 / 4757 -> 5103 / 5149).  2-D tiles over short rows ("rows") take
+    28 as oneDNN does, leaving 2 weight vectors, a broadcast and a spare, held in registers by the _FULL
+    hints of model.c.j2 and LLVM's barrier (3x3 512x7x7, 2 rows x 7 x 2: C 1294 -> 1228 us).  The pixels
+    path keeps half the file (14 channels x 2 vectors measured no faster in C, and LLVM spilled them).
     """
     if target.vector_registers <= 16:
         return 12 if path == "pixels" else 8
-    if path == "pixels":
-        return target.vector_registers // 2
-    return target.vector_registers - 4
+    if path == "rows":
+        return target.vector_registers - 4
+    return target.vector_registers // 2
+
+
+def fills_register_file(sched: ConvSchedule, target: Target) -> bool:
+    """A direct tile with more accumulators than half the register file, which needs the register hints."""
+    return sched.tile_rows * sched.row_tile * sched.oc_vectors > target.vector_registers // 2
 
 
 def register_fit(target: Target, oc_vectors: int, pixels: int = 2) -> int:
@@ -146,8 +152,9 @@ def conv_schedule(out_channels_per_group: int, out_width: int, flops: int, targe
     wide = min(budget + budget // 4, register_fit(target, oc_vectors))
     wide_rows = max(1, wide // oc_vectors) if kernel_w <= 3 else max_rows
     row_tile = _row_tile(out_width, oc_vectors, max_rows, wide_rows)
+    rows_budget = min(max(budget, accumulator_budget(target, "rows")), register_fit(target, oc_vectors))
     return ConvSchedule("direct", width, oc_vectors, row_tile, threads_for(flops, threads), inner,
-                        tile_rows=_tile_rows(out_height, out_width, row_tile, oc_vectors, budget))
+                        tile_rows=_tile_rows(out_height, out_width, row_tile, oc_vectors, rows_budget))
 
 
 def _tile_rows(out_height: int, out_width: int, row_tile: int, oc_vectors: int, budget: int) -> int:

@@ -60,9 +60,9 @@ def _accumulate_tile(e: Emitter, p: dict, rows: int, xt: Ptr, wt: Ptr, tile_rows
         wk = wt + ((c * p["KD"] + kd) * p["KH"] + kh) * (p["KW"] * ocv * vw)
         # the column loop kept rolled: unrolled, LLVM hoisted the next column's weights over the FMAs and
         # spilled a 28-accumulator tile (3x3 dilated 256x28x28, 14 x 2 tile: 12 spill slots in the loop)
-        with e.loop(p["KW"], name="kw", unroll=False) as kw:
+        with e.loop(p["KW"], name="kw", unroll=not p["FULL_HINTS"]) as kw:
             wv = [wk.load_vector((kw * ocv + j) * vw, vw) for j in range(ocv)]
-            xw = unshared(e, xk + kw * p["DW"])
+            xw = unshared(e, xk + kw * p["DW"]) if p["FULL_HINTS"] else xk + kw * p["DW"]
             for rr in range(tile_rows):  # unrolled: the accumulators stay in registers
                 for r in range(rows):
                     xv = e.splat(xw[rr * (p["SH"] * p["XW"]) + r * p["SW"]], vw)
