@@ -63,8 +63,10 @@ def test_convnext_block_runs_without_transposes(dynamo, backend, block):
     graph = convgen.from_onnx(files[dynamo])
     assert [n.op for n in graph.nodes].count("transpose") == 2
     optimized = optimize(graph)
-    # depthwise conv, LayerNorm over axis 1, 1x1 conv + GELU, 1x1 conv with bias and layer scale, residual
-    assert [n.op for n in optimized.nodes] == ["conv", "layer_norm", "conv", "conv", "add"]
+    # depthwise conv, LayerNorm over axis 1, 1x1 conv + GELU, 1x1 conv with bias and layer scale and the
+    # residual add fused into its epilogue (passes/fuse_residual.py)
+    assert [n.op for n in optimized.nodes] == ["conv", "layer_norm", "conv", "conv"]
+    assert len(optimized.nodes[-1].inputs) == 4    # x, weight, bias and the skip
     got = convgen.compile(graph, backend=backend)(x)
     assert_close(got, expected)
     runtime = onnxruntime.InferenceSession(files[dynamo], providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
@@ -107,7 +109,12 @@ def _chain_graph(shape, tail: str):
 def test_chains_match_the_reference(backend, shape, tail, seed):
     graph = _chain_graph(shape, tail)
     transposes = [n.op for n in optimize(graph).nodes].count("transpose")
-    assert transposes == (0 if tail in ("none", "scale") else 2)
+    # a permute that moves at most one axis longer than 1 moves no data, and another pass may drop it
+    moves_data = sum(d > 1 for d in shape[1:]) > 1
+    if tail in ("none", "scale"):
+        assert transposes == 0
+    else:
+        assert transposes == 2 if moves_data else transposes <= 2
     x = (np.random.default_rng(seed).standard_normal(shape) * 3 + 2).astype(np.float32)
     got = convgen.compile(graph, backend=backend)(x)
     for g, e in zip(got if isinstance(got, tuple) else (got,), reference_outputs(graph, x)):
