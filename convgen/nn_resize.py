@@ -101,9 +101,6 @@ class _AdaptiveAvgPool(_AdaptivePool):
     """torch.nn.AdaptiveAvgPoolNd: the mean of each bin."""
     kind = "avg"
 
-    def __init__(self, output_size) -> None:
-        super().__init__(output_size)
-
 
 class AdaptiveAvgPool1d(_AdaptiveAvgPool):
     ndim = 1
