@@ -67,6 +67,22 @@ def test_nearest_resize_matches_onnxruntime(shape, data, coordinates, rounding, 
     against_onnxruntime(model, x, backend, exact=True)
 
 
+@pytest.mark.parametrize("size,out,coordinates,rounding", [
+    (7, 2, "asymmetric", "round_prefer_ceil"),          # float32 reads 3.4999998 for 3.5
+    (20, 6, "half_pixel", "round_prefer_ceil"),         # onnxruntime issue 28291
+    (14, 19, "half_pixel", "round_prefer_floor"),
+    (38, 15, "half_pixel_symmetric", "round_prefer_floor"),  # its coordinate is summed in double
+    (28, 62, "half_pixel_symmetric", "round_prefer_ceil"),
+    (11, 29, "half_pixel_symmetric", "ceil")])
+def test_nearest_ties_as_onnxruntime_takes_them(size, out, coordinates, rounding, backend):
+    """Coordinates a float32 rounding error away from a half or an integer: onnxruntime's index, found in CI
+    on a drawn (1, 2, 1, 1, 7) -> 2 case."""
+    model = resize_model((1, 2, 1, 1, size), "nearest", None, [1, 2, 1, 1, out],
+                         coordinate_transformation_mode=coordinates, nearest_mode=rounding)
+    x = np.random.default_rng(size).standard_normal((1, 2, 1, 1, size)).astype(np.float32)
+    against_onnxruntime(model, x, backend, exact=True)
+
+
 @given(shape=st.lists(st.integers(1, 7), min_size=1, max_size=3).map(lambda s: (1, 2, *s)), data=st.data(),
        coordinates=st.sampled_from(["asymmetric", "half_pixel", "pytorch_half_pixel", "align_corners",
                                     "half_pixel_symmetric"]), by_sizes=st.booleans())
