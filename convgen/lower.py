@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import ops, schedule, shapes, winograd
+from . import ops, schedule, schedule_gemm, shapes, winograd
 from .errors import UnsupportedError
 from .ir import Graph, Node, TensorType
 from .memory import Interval, align, plan_arena
@@ -218,6 +218,9 @@ def conv_geometry(node: Node, ctx: LowerContext) -> tuple[dict, schedule.ConvSch
                                    ctx.target, ctx.threads, stride_w=p["SW"],
                                    one_row=pointwise or p["OD"] * p["OH"] == 1,
                                    weight_bytes=w_type.nbytes, kernel_w=p["KW"], out_height=p["OH"])
+    if gemm_applies(p, ctx) and ctx.is_constant(node.inputs[1]):
+        sched = schedule_gemm.gemm_schedule(oc, ops.get("conv").flops(a, [x, w_type], node.types), ctx.target,
+                                            ctx.threads)
     if ctx.winograd and winograd_applies(p, ctx.is_constant(node.inputs[1])):
         flops = ops.get("conv").flops(a, [x, w_type], node.types)
         m = schedule.choose_winograd(p["N"], p["CG"], p["OCG"], g, p["OH"], p["OW"], flops, ctx.target)
@@ -225,6 +228,13 @@ def conv_geometry(node: Node, ctx: LowerContext) -> tuple[dict, schedule.ConvSch
             sched = schedule.winograd_schedule(m, p["CG"], p["OCG"], g, p["OH"], p["OW"], flops, ctx.target,
                                                ctx.threads)
     return p, sched
+
+
+def gemm_applies(p: dict, ctx: LowerContext) -> bool:
+    """A 1x1 stride-1 unpadded layer (viewed as one long row) of one group runs as a matrix product
+    (lower_conv1x1) where its plane holds a register tile; its weights are packed at compile time."""
+    pointwise = p["OD"] * p["OH"] == 1 and p["KD"] * p["KH"] * p["KW"] == 1 and p["SW"] == 1 and not p["PAD_COPY"]
+    return pointwise and p["G"] == 1 and schedule_gemm.applies(p["OW"], p["OC"], ctx.target)
 
 
 def winograd_applies(p: dict, constant_weights: bool) -> bool:
@@ -284,6 +294,8 @@ def lower_conv(node: Node, ctx: LowerContext) -> KernelSpec:
              activation=activation_params(a.activation))
     if sched.path == "winograd":
         return lower_winograd(node, ctx, p, sched)
+    if sched.path == "gemm":
+        return lower_conv1x1.lower_conv_gemm(node, ctx, p, sched)
     scratch = _pad_scratch_bytes(p)
     packed = {}
     if sched.path in ("direct", "pixels"):
@@ -756,4 +768,4 @@ def lower_global_lp_pool(node: Node, ctx: LowerContext) -> KernelSpec:
                       [("x", node.inputs[0])], [("y", node.output)])
 
 
-from . import lower_cast, lower_movement, lower_norm, lower_reduce, lower_resample  # noqa: E402,F401  (register the conversions', copies', normalizations', reductions' and resamples' lowerings)
+from . import lower_cast, lower_conv1x1, lower_movement, lower_norm, lower_reduce, lower_resample  # noqa: E402,F401  (register the conversions', copies', normalizations', reductions' and resamples' lowerings; the 1x1 matrix product)

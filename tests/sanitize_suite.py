@@ -241,6 +241,9 @@ GRAPH_CASES: dict[str, tuple[Callable, tuple[int, ...]]] = {
     "fused residual, direct, whole-output pass": (_conv_plus_skip(nn.Conv2d(3, 5, 3, stride=2), lambda t: t),
                                                  (1, 3, 9, 11)),
     "fused residual, pixels tail tiles": (_conv_plus_skip(nn.Conv1d(3, 11, 3, padding=1)), (2, 3, 75)),
+    # 1x1 as a matrix product: a partial channel block (17 on 13-14), two K blocks, tail tiles down to single pixels
+    "1x1 gemm, K blocks and tail tiles, relu": (seq(nn.Conv2d(301, 17, 1), nn.ReLU()), (2, 301, 7, 11)),
+    "fused residual, 1x1 gemm": (_conv_plus_skip(nn.Conv2d(5, 9, 1)), (1, 5, 6, 13)),
     "fused residual, winograd, uneven pads": (_conv_plus_skip(nn.Conv2d(33, 40, 3, padding=((0, 2), (2, 1))),
                                                               nn.silu), (1, 33, 17, 19)),
     "linear 1 -> 1": (seq(nn.Flatten(), nn.Linear(1, 1)), (1, 1)),

@@ -1,0 +1,137 @@
+"""1x1 convolution as a matrix product per sample, Y[OC][P] = W[OC][C] x X[C][P], as
+templates/conv1x1.c.j2: threads over (sample, block of NC pixels); per K block of KC input channels the
+thread packs its pixels' input rows into register-tile panels ([KC][tile width]), then runs, tile by
+tile, every block of MR output channels over them; K blocks after the first add to the output rows, the
+last adds the bias, the skip and the activation.  Weights arrive packed at compile time: [OCB][C][MR]."""
+from __future__ import annotations
+
+from llvmlite import ir
+
+from ...lower import Kernel
+from .conv import finish
+from .emitter import I64, PTR, VOID, Emitter, Index, IntLike, Ptr
+from .parallel import Capture, parallel_for, thread_number
+
+POINTERS = ("xp", "wt", "bt", "st", "yt")
+
+
+def _tile_function(e: Emitter, name: str) -> tuple[ir.Function, Emitter]:
+    """An always-inline `void tile(xp, wt, bt, st, yt, kc, kb, oc_valid)` with noalias pointers."""
+    fn = ir.Function(e.module, ir.FunctionType(VOID, [PTR] * len(POINTERS) + [I64] * 3), name)
+    fn.linkage = "internal"
+    fn.attributes.add("alwaysinline")
+    fn.attributes.add("nounwind")
+    for arg, arg_name in zip(fn.args, POINTERS + ("kc", "kb", "oc_valid")):
+        arg.name = arg_name
+        if isinstance(arg.type, ir.PointerType):
+            arg.add_attribute("noalias")
+    return fn, e.sibling(fn)
+
+
+def _gemm_tile(e: Emitter, k: Kernel, rows: int, lanes: int) -> ir.Function:
+    """The register tile: MR output channels x `rows` vectors of `lanes` pixels (lanes 1: scalars) over
+    the kc input channels of K block kb; xp the tile's packed panel [kc][rows * lanes]."""
+    p = k.params
+    fn, te = _tile_function(e, f"{k.fn}.tile{rows}x{lanes}")
+    xp, wt, bt, st, yt = (te.arg_ptr(i) for i in range(len(POINTERS)))
+    kc, kb, oc_valid = te.arg_index(5), te.arg_index(6), te.arg_index(7)
+    mr, plane = p["MR"], p["P"]
+    zero = te.zeros(lanes) if lanes > 1 else te.f32(0.0)
+
+    def load(ptr: Ptr, at: IntLike) -> ir.Value:
+        return ptr.load_vector(at, lanes) if lanes > 1 else ptr[at]
+
+    # the first K block starts from zero, the others from the partial sums in the output rows
+    first = te.icmp("==", kb, 0)
+    acc = [[te.var(zero, f"acc{j}_{r}") for r in range(rows)] for j in range(mr)]
+    for j in range(mr):
+        with te.if_then(te.b.and_(te.b.not_(first), te.icmp("<", j, oc_valid))):
+            for r in range(rows):
+                acc[j][r].set(load(yt, j * plane + r * lanes))
+    # the reduction over the block's input channels: `rows` input vectors, MR weight broadcasts
+    with te.loop(kc, name="c") as c:
+        xv = [load(xp, (c * rows + r) * lanes) for r in range(rows)]
+        for j in range(mr):  # unrolled: the accumulators stay in registers
+            wv = wt[c * mr + j]
+            wv = te.splat(wv, lanes) if lanes > 1 else wv
+            for r in range(rows):
+                acc[j][r].set(te.fma(wv, xv[r], acc[j][r].get()))
+    # stores; after the last K block the bias, then the skip and the activation in place
+    last = te.icmp("==", kb, p["KB"] - 1)
+    for j in range(mr):
+        with te.if_then(te.icmp("<", j, oc_valid)):  # rows past oc_valid: the last block's zero padding
+            bias = te.b.select(last, bt[j], te.f32(0.0)) if p["HAS_BIAS"] else te.f32(0.0)
+            bias = te.splat(bias, lanes) if lanes > 1 else bias
+            yp = yt + j * plane
+            for r in range(rows):
+                te.b.store(te.b.fadd(acc[j][r].get(), bias), (yp + r * lanes).value, align=4)
+            if p["activation"] is not None or p["RESIDUAL"]:
+                with te.if_then(last):
+                    sp = st + j * plane if p["RESIDUAL"] else None
+                    with te.loop(rows * lanes, name="t") as t:
+                        yp[t] = finish(te, p, yp[t], sp, t)
+    te.ret()
+    return fn
+
+
+def _pack(e: Emitter, p: dict, xb: Ptr, xn: Ptr, k0: Index, kc: IntLike, full: IntLike, last_block: ir.Value) -> None:
+    """Tile t's panel [kc][its width] at xb + kc * (its first pixel in the block), row by row of the input:
+    one contiguous read per channel row."""
+    nr = p["NV"] * p["VW"]
+    with e.loop(kc, name="c") as c:
+        xs = xn + (k0 + c) * p["P"]
+        with e.loop(full, name="t") as t, e.loop(nr, name="q") as q:
+            xb[kc * (t * nr) + c * nr + q] = xs[t * nr + q]
+        for rows, lanes, offset in p["TAIL"]:
+            with e.if_then(last_block), e.loop(rows * lanes, name="q") as q:
+                xb[kc * offset + c * (rows * lanes) + q] = xs[offset + q]
+
+
+def conv_gemm(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
+    p = k.params
+    nr, mr, plane = p["NV"] * p["VW"], p["MR"], p["P"]
+    # the template's _Static_asserts
+    assert p["OCB"] * mr >= p["OC"] > (p["OCB"] - 1) * mr and p["KB"] * p["KC"] >= p["C"] > (p["KB"] - 1) * p["KC"]
+    assert p["NC"] % nr == 0 and (p["PB"] - 1) * p["NC"] + p["LAST_FULL"] * nr + sum(
+        r * l for r, l, _ in p["TAIL"]) == plane
+    tiles = {(p["NV"], p["VW"]): _gemm_tile(e, k, p["NV"], p["VW"])}
+    for rows, lanes, _ in p["TAIL"]:
+        tiles[rows, lanes] = _gemm_tile(e, k, rows, lanes)
+    null = Ptr(e, ir.Constant(PTR, None))
+
+    def block(e: Emitter, index: list[Index], cap: dict[str, Capture]) -> None:
+        n, pb = index
+        xb = cap["scratch"] + thread_number(e, p["THREADS"]) * (p["KC"] * p["NC"])
+        last_block = e.icmp("==", pb, p["PB"] - 1)
+        full = e.iselect(last_block, e.const(p["LAST_FULL"]), e.const(p["NC"] // nr))
+        xn = cap["x"] + n * (p["C"] * plane) + pb * p["NC"]
+        at = n * (p["OC"] * plane) + pb * p["NC"]
+        yn, sn = cap["y"] + at, cap["r"] + at if p["RESIDUAL"] else None   # the skip: the output's layout
+        with e.loop(p["KB"], name="kb") as kb:
+            k0 = kb * p["KC"]
+            kc = e.imin(p["C"] - k0, p["KC"])
+            _pack(e, p, xb, xn, k0, kc, full, last_block)
+
+            def run(ob: Index, key: tuple[int, int], offset: IntLike) -> None:
+                wt = cap["w"] + (ob * p["C"] + k0) * mr
+                bt = cap["b"] + ob * mr if p["HAS_BIAS"] else null
+                out = ob * (mr * plane) + offset
+                st = sn + out if sn else null
+                e.b.call(tiles[key], [(xb + kc * offset).value, wt.value, bt.value, st.value, (yn + out).value,
+                                      e.int_value(kc), e.int_value(kb), e.int_value(e.imin(p["OC"] - ob * mr, mr))])
+
+            # tiles outer, channel blocks inner: the tile's input panel serves every block from L1
+            with e.loop(full, name="t") as t, e.loop(p["OCB"], name="ob") as ob:
+                run(ob, (p["NV"], p["VW"]), t * nr)
+            if p["TAIL"]:  # the plane's last pixels: the tail tiles
+                with e.if_then(last_block), e.loop(p["OCB"], name="ob") as ob:
+                    for rows, lanes, offset in p["TAIL"]:
+                        run(ob, (rows, lanes), offset)
+
+    captures: dict[str, Capture] = {"x": args["x"], "w": args["w"], "y": args["y"], "scratch": scratch}
+    if p["HAS_BIAS"]:
+        captures["b"] = args["b"]
+    if p["RESIDUAL"]:
+        captures["r"] = args["r"]
+    # threads over samples and pixel blocks; each packs its own panels into scratch [THREADS][KC * NC]
+    parallel_for(e, p["THREADS"], [p["N"], p["PB"]], ["n", "pb"], captures, block, "blocks")

@@ -1,0 +1,87 @@
+"""How a 1x1 convolution runs as a matrix product: Y[OC][P] = W[OC][C] x X[C][P] per sample (NCHW:
+each input and output channel is one contiguous row of P pixels).  The register tile, the cache
+blocks and the threads, from the target's facts; templates/conv1x1.c.j2 and
+backends/llvm/conv1x1.py take them as plain integers.
+
+The micro-kernel holds MR output channels x NV vectors of VW pixels in registers: per input channel,
+NV vector loads of the packed input panel and MR weight broadcasts feed MR * NV FMAs (as BLIS's
+sgemm kernels: the broadcast side is the weights, packed at compile time as [OCB][C][MR]).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .schedule import ConvSchedule, row_tail, threads_for
+from .target import Target
+
+
+@dataclass(frozen=True)
+class GemmBlocks:
+    kc: int             # input channels per K block: the packed input micro-panel [KC][NR] stays in L1
+    nc: int             # pixels per block, whole register tiles: a thread's packed panels [KC][NC] stay in L2
+    last_full: int      # full register tiles in the last pixel block
+    tail: list[list[int]]  # the last block's tail tiles after them, [vectors, lanes, offset in the block]
+
+
+# Vector registers besides the accumulators and the NV input vectors: one weight broadcast, one spare.
+SPARE_REGISTERS = 2
+
+
+def register_tile(target: Target, out_channels: int) -> tuple[int, int]:
+    """(MR, NV): the most accumulators MR x NV whose input vectors and broadcast fit the register file
+    with a spare (MR * NV + NV + 2 <= registers; 16 ymm: 6 x 2 as BLIS's haswell kernel, 32 zmm: 14 x 2),
+    NV at least 2 so each broadcast feeds two FMAs; among equal counts the fewest loads per FMA
+    ((MR + NV) / (MR * NV)).  MR is then balanced over the output channels' blocks (64 channels on 14:
+    5 blocks of 13, not 4 of 14 and one of 8)."""
+    registers = target.vector_registers
+    best = None
+    for nv in range(2, registers):
+        mr = (registers - SPARE_REGISTERS - nv) // nv
+        if mr < 1:
+            break
+        key = (mr * nv, -(mr + nv) / (mr * nv))
+        if best is None or key > best[0]:
+            best = (key, mr, nv)
+    _, mr, nv = best
+    mr = min(mr, out_channels)
+    return math.ceil(out_channels / math.ceil(out_channels / mr)), nv
+
+
+def k_block(in_channels: int, nr: int, target: Target) -> int:
+    """Input channels per K block: the input micro-panel [KC][NR] in half of L1 (the weights' [KC][MR]
+    panel streams through the rest), balanced over the input channels."""
+    most = max(8, target.l1d_bytes // 2 // (4 * nr))
+    return math.ceil(in_channels / math.ceil(in_channels / most))
+
+
+def pixel_block(pixels: int, kc: int, out_channels: int, nr: int, target: Target) -> int:
+    """Pixels per block, whole register tiles: the block's packed input [KC][NC] and its output rows
+    [OC][NC] (read back between K blocks) in a quarter of L2."""
+    most = max(1, target.l2_bytes // 4 // (4 * (kc + out_channels)) // nr) * nr
+    return min(most, math.ceil(pixels / nr) * nr)
+
+
+def gemm_schedule(out_channels: int, flops: int, target: Target, threads: int) -> ConvSchedule:
+    """The matrix product's register tile as a ConvSchedule (path "gemm": oc_vectors holds MR output
+    channels, row_tile NV pixel vectors of vector_width), so tuning measures it beside the other paths."""
+    mr, nv = register_tile(target, out_channels)
+    return ConvSchedule("gemm", target.max_vector_width, mr, nv, threads_for(flops, threads))
+
+
+def gemm_blocks(sched: ConvSchedule, in_channels: int, out_channels: int, pixels: int, batch: int,
+                target: Target) -> GemmBlocks:
+    """The cache blocks of a "gemm" schedule; pixel blocks shrink (down to one tile) until every thread has one."""
+    nr = sched.row_tile * sched.vector_width
+    kc = k_block(in_channels, nr, target)
+    nc = pixel_block(pixels, kc, out_channels, nr, target)
+    while sched.threads > 1 and batch * math.ceil(pixels / nc) < sched.threads and nc > nr:
+        nc = max(nr, nc // 2 // nr * nr)
+    last = pixels - (math.ceil(pixels / nc) - 1) * nc
+    return GemmBlocks(kc, nc, last // nr, row_tail(last, sched.row_tile, sched.vector_width))
+
+
+def applies(pixels: int, out_channels: int, target: Target) -> bool:
+    """The matrix product runs 1x1 layers with at least two vectors of pixels and a few output channels
+    (below 4 the rowwise path); shorter maps (7x7) stay on the channel-vector paths."""
+    return out_channels >= 4 and pixels >= 2 * target.max_vector_width

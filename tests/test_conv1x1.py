@@ -1,0 +1,118 @@
+"""1x1 stride-1 convolutions as a matrix product (convgen/schedule_gemm.py, templates/conv1x1.c.j2,
+backends/llvm/conv1x1.py): the register tile and cache blocks chosen for simulated AVX2 (16 ymm) and
+AVX-512 (32 zmm) targets, and drawn layers against torch in float64 on both backends and on each ISA the
+host runs: odd channel counts, channels and planes that are not multiples of the tile (partial channel
+blocks, tail tiles of whole, halved and single pixels), several K blocks and pixel blocks, batch > 1,
+bias, fused activation, a fused residual add, two threads."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, strategies as st
+
+import convgen
+from convgen import nn, schedule_gemm
+from convgen.target import Target
+
+from conftest import BACKENDS, assert_close, capped_settings, t64
+from test_conv_targets import AVX2, AVX512, RUNNABLE, compiled_for
+from test_residual import ACTIVATIONS, _expected, _residual_graph
+
+
+@pytest.mark.parametrize("target, out_channels, tile", [
+    # MR x NV: the most accumulators that leave NV input vectors, a broadcast and a spare (BLIS's haswell
+    # 6 x 16 floats on 16 ymm; 14 x 2 vectors on 32 zmm), MR balanced over the channel blocks
+    (AVX2, 64, (6, 2)), (AVX2, 96, (6, 2)), (AVX2, 4, (4, 2)), (AVX2, 13, (5, 2)),
+    (AVX512, 96, (14, 2)), (AVX512, 384, (14, 2)), (AVX512, 64, (13, 2)), (AVX512, 5, (5, 2)),
+])
+def test_register_tile_follows_each_register_file(target, out_channels, tile):
+    assert schedule_gemm.register_tile(target, out_channels) == tile
+    sched = schedule_gemm.gemm_schedule(out_channels, 10**9, target, 1)
+    assert (sched.path, sched.vector_width, sched.oc_vectors, sched.row_tile) == (
+        "gemm", target.max_vector_width, *tile)
+
+
+@pytest.mark.parametrize("target", [AVX2, AVX512], ids=lambda t: t.name)
+def test_tiles_and_blocks_fit_registers_and_caches(target: Target):
+    for out_channels in (4, 7, 33, 96, 512):
+        mr, nv = schedule_gemm.register_tile(target, out_channels)
+        assert mr * nv + nv + 1 < target.vector_registers and mr <= out_channels
+        sched = schedule_gemm.gemm_schedule(out_channels, 10**9, target, 2)
+        for in_channels, pixels in ((3, 3136), (96, 3136), (384, 784), (1000, 197), (64, 40)):
+            b = schedule_gemm.gemm_blocks(sched, in_channels, out_channels, pixels, 1, target)
+            nr = nv * target.max_vector_width
+            assert b.kc <= in_channels and b.kc * nr * 4 <= max(target.l1d_bytes // 2, 8 * nr * 4)
+            assert b.nc % nr == 0 and b.nc * b.kc * 4 <= target.l2_bytes
+            assert (math.ceil(pixels / b.nc) - 1) * b.nc + b.last_full * nr + sum(r * l for r, l, _ in b.tail) == pixels
+            assert math.ceil(pixels / b.nc) >= min(2, math.ceil(pixels / nr))  # a pixel block per thread
+
+
+def _kernel(model):
+    (kernel,) = [k for k in model._lowered.kernels if k.op == "conv"]
+    return kernel
+
+
+@st.composite
+def gemm_cases(draw, width: int):
+    c, oc = draw(st.integers(1, 300)), draw(st.integers(4, 45))
+    # at least two vectors of pixels; a full tile or not, tails of every kind
+    pixels = draw(st.integers(2 * width, 12 * width + width - 1))
+    h = draw(st.sampled_from([d for d in range(1, 12) if pixels % d == 0]))
+    return dict(c=c, oc=oc, h=h, w=pixels // h, batch=draw(st.integers(1, 3)), bias=draw(st.booleans()),
+                act=draw(st.sampled_from([None, "relu", "silu"])), residual=draw(st.booleans()),
+                threads=draw(st.sampled_from([1, 1, 2])))
+
+
+def _check(case: dict, backend: str, target: Target) -> None:
+    conv = nn.Conv2d(case["c"], case["oc"], 1, bias=case["bias"])
+    rng = np.random.default_rng(case["c"] * 1000 + case["oc"])
+    shape = (case["batch"], case["c"], case["h"], case["w"])
+    x = rng.standard_normal(shape).astype(np.float32)
+    skip = rng.standard_normal((case["batch"], case["oc"], case["h"], case["w"])).astype(np.float32)
+    act = case["act"]
+    if case["residual"]:
+        graph, inputs = _residual_graph(conv, shape, "conv+skip", act, name="gemm"), (x, skip)
+        expected = _expected(conv, x, skip, act, False)
+    else:
+        module = nn.Sequential(conv, nn.ReLU()) if act == "relu" else nn.Sequential(conv, nn.SiLU()) if act else conv
+        graph, inputs = module.to_graph(shape, name="gemm"), (x,)
+        state = conv.state_dict()
+        y = torch.nn.functional.conv2d(t64(x), t64(state["weight"]), t64(state["bias"]) if case["bias"] else None)
+        expected = ACTIVATIONS[act][1](y).numpy()
+    with compiled_for(target):
+        model = convgen.compile(graph, backend=backend, threads=case["threads"])
+    kernel = _kernel(model)
+    assert kernel.template == "conv_gemm" and kernel.params["RESIDUAL"] == case["residual"]
+    assert (kernel.params["MR"], kernel.params["NV"]) == schedule_gemm.register_tile(target, case["oc"])
+    assert_close(model(*inputs), expected)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("target", RUNNABLE, ids=lambda t: t.name)
+@capped_settings(8)
+@given(data=st.data())
+def test_drawn_1x1_convs_match_torch_on_each_target(backend, target, data):
+    _check(data.draw(gemm_cases(target.max_vector_width)), backend, target)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_benchmark_shapes_with_several_k_and_pixel_blocks(backend):
+    """ResNet's 256 -> 64 and ConvNeXt's 96 -> 384 at 28x28 (K blocks, pixel blocks, partial channel
+    blocks of 13 or 14), and 2 threads, with the host's own tiles."""
+    target = RUNNABLE[-1]
+    for c, oc, threads in ((256, 64, 1), (96, 384, 2)):
+        _check(dict(c=c, oc=oc, h=28, w=28, batch=1, bias=True, act="relu", residual=False, threads=threads),
+               backend, target)
+
+
+def test_grouped_padded_and_runtime_weight_1x1_convs_stay_on_other_paths():
+    x_shape = (1, 8, 16, 16)
+    for conv in (nn.Conv2d(8, 16, 1, groups=2), nn.Conv2d(8, 16, 1, padding=1), nn.Conv2d(8, 16, 1, stride=2)):
+        model = convgen.compile(conv.to_graph(x_shape), backend="c")
+        assert _kernel(model).template != "conv_gemm"
+    # a map shorter than two vectors of pixels stays on the channel-vector paths
+    model = convgen.compile(nn.Conv2d(8, 16, 1).to_graph((1, 8, 5, 5)), backend="c")
+    assert _kernel(model).template != "conv_gemm"
