@@ -51,32 +51,33 @@ _PLAIN = frozenset({int, float, bool, str, type(None)})
 _FLOAT32 = np.dtype(np.float32)
 
 
-def _signature(checked: tuple, exact: tuple, threads, x, *others) -> tuple | None:
+def _signature(exact: tuple, checked: tuple, threads, x, *others) -> tuple | None:
     """The index key of a call whose arrays (x, then weight and bias; None: no bias) are float32
-    ndarrays.  `checked`: the arguments whose checks depend on their types (True, 1.0 and 1 are equal
-    but not the same argument, each must meet the checks), typed where they are not plain ints,
-    strings or None; `exact`: the rest (the op, normalized flags, the backend name); then the arrays'
-    shapes and what threads=None means now.  None when an argument is not a plain value or an array
-    needs converting: that call takes the full path every time."""
+    ndarrays, one flat tuple (hashed on every call: nesting costs): `exact`, the op and its normalized
+    arguments (the op's name first, so no two ops' keys line up); `checked`, the arguments whose checks
+    depend on their types (True, 1.0 and 1 are equal but not the same argument, each must meet the
+    checks), typed where they are not plain ints, strings or None; then the arrays' shapes and what
+    threads=None means now.  None when an argument is not a plain value or an array needs
+    converting: that call takes the full path every time."""
+    if type(x) is not np.ndarray or x.dtype is not _FLOAT32:
+        return None
     if not _UNAMBIGUOUS.issuperset(map(type, checked)):
         try:
             checked = tuple(map(_typed, checked))   # tuples, floats, bools: each item with its type
         except TypeError:
             return None
-    if type(x) is not np.ndarray or x.dtype is not _FLOAT32:
-        return None
-    shapes = x.shape
-    if others:
-        shapes = [shapes]
-        for array in others:
-            if array is None:
-                shapes.append(None)
-            elif type(array) is np.ndarray and array.dtype is _FLOAT32:
-                shapes.append(array.shape)
-            else:
-                return None
-        shapes = tuple(shapes)
-    return checked, exact, shapes, default_threads() if threads is None else 0
+    resolved = default_threads() if threads is None else 0
+    if not others:
+        return (*exact, *checked, x.shape, resolved)
+    arrays = [x.shape]
+    for array in others:
+        if array is None:
+            arrays.append(None)
+        elif type(array) is np.ndarray and array.dtype is _FLOAT32:
+            arrays.append(array.shape)
+        else:
+            return None
+    return (*exact, *checked, *arrays, resolved)
 
 
 def _typed(value):
@@ -96,16 +97,9 @@ def _remember(key: tuple | None, model: CompiledModel) -> CompiledModel:
 
 
 def _runner(model: CompiledModel) -> Callable:
-    """What an index hit calls with the arrays: a one-input, one-output model's exact-array closure
-    (what model(x) tries first, without the argument packing of a call: ~0.25 us of 3), else the model."""
-    single = model._single
-    if single is None:
-        return model
-
-    def run(x):
-        y = single(x, None)
-        return model(x) if y is None else y   # None: x needs converting, which model(x) does
-    return run
+    """What an index hit calls with the arrays: a one-input, one-output model's closure (what model(x)
+    runs, without the argument packing of a call), else the model."""
+    return model if model._single is None else model._single
 
 
 def _array(value, what: str) -> np.ndarray:
@@ -143,7 +137,7 @@ def _check_rank(x: np.ndarray, ndim: int, fn: str) -> None:
 
 
 def _conv(ndim: int, input, weight, bias, stride, padding, dilation, groups, backend, threads):
-    key = _signature((stride, padding, dilation, groups, threads), ("conv", ndim, backend), threads, input, weight,
+    key = _signature(("conv", ndim, backend), (stride, padding, dilation, groups, threads), threads, input, weight,
                      bias)
     run = _signatures.get(key)
     if run is not None:
@@ -194,9 +188,8 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
 def _pool(ndim: int, kind: str, input, kernel_size, stride, padding, dilation, ceil_mode, count_include_pad,
           divisor_override, return_indices, backend, threads):
-    key = _signature((kernel_size, stride, padding, dilation, divisor_override, threads),
-                     (kind, ndim, bool(ceil_mode), bool(count_include_pad), bool(return_indices), backend), threads,
-                     input)
+    key = _signature((kind, ndim, bool(ceil_mode), bool(count_include_pad), bool(return_indices), backend),
+                     (kernel_size, stride, padding, dilation, divisor_override, threads), threads, input)
     run = _signatures.get(key)
     if run is not None:
         return run(input)
@@ -280,7 +273,7 @@ def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
 
 def _conv_transpose(ndim: int, input, weight, bias, stride, padding, output_padding, groups, dilation, backend,
                     threads):
-    key = _signature((stride, padding, output_padding, groups, dilation, threads), ("conv_transpose", ndim, backend),
+    key = _signature(("conv_transpose", ndim, backend), (stride, padding, output_padding, groups, dilation, threads),
                      threads, input, weight, bias)
     run = _signatures.get(key)
     if run is not None:
@@ -341,7 +334,7 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
 
 
 def _lp_pool(ndim: int, input, norm_type, kernel_size, stride, ceil_mode, backend, threads):
-    key = _signature((norm_type, kernel_size, stride, threads), ("lp_pool", ndim, bool(ceil_mode), backend), threads,
+    key = _signature(("lp_pool", ndim, bool(ceil_mode), backend), (norm_type, kernel_size, stride, threads), threads,
                      input)
     run = _signatures.get(key)
     if run is not None:

@@ -477,9 +477,12 @@ class CompiledModel:
         ValueError: input 'input': expected shape (1, 1, 8, 8), got (1, 1, 9, 9)
         """
         if self._single is not None and len(args) == 1 and not named:
-            y = self._single(args[0], out)
-            if y is not None:
-                return y
+            return self._single(args[0], out)
+        return self._general_call(args, out, named)
+
+    def _general_call(self, args: tuple, out, named: dict):
+        """A call with the checks and conversions of the module docstring (what __call__ runs unless the
+        one-array closure takes it)."""
         fast = self._fast_buffers(args, out) if self.batch is not None and not named else None
         if fast is not None:   # arrays that need nothing done
             batch, (buffers, outs) = self.batch, fast
@@ -500,38 +503,43 @@ class CompiledModel:
 
     def _single_array_call(self):
         """The fast path of a fixed-batch model with one input and one output as a closure (its
-        lookups done once: a third of a small layer's call): call(x, out) runs and returns the output,
-        or returns None when the arrays need anything done (then the general path runs)."""
+        lookups done once: a third of a small layer's call): call(x, out=None) runs and returns the
+        output; arrays that need anything done go to the general path (_general_call)."""
         if self.batch is None or len(self.input_shapes) != 1 or len(self.output_shapes) != 1:
             return None
         run, weights, batch, local, ffi = self._run, self._weights, self.batch, self._local, self._ffi
         workspace_bytes, exact_workspace = self.workspace_bytes, self._exact_workspace
         in_shape, out_shape, out_dtype = self.input_shapes[0], self.output_shapes[0], self._output_dtypes[0]
-        from_buffer, ndarray, f32, empty = self._ffi.from_buffer, np.ndarray, self._input_dtypes[0], np.empty
+        from_buffer, ndarray, in_dtype, empty = self._ffi.from_buffer, np.ndarray, self._input_dtypes[0], np.empty
         # C types looked up once (from_buffer("float[]", a) parses the name every call); no workspace
-        # call when the model needs none.
+        # call when the model needs none; raw_buffer only for 16-bit floats (a view otherwise not needed).
         in_ctype, out_ctype = ffi.typeof(self._input_ctypes[0]), ffi.typeof(self._output_ctypes[0])
+        in_raw = raw_buffer if raw_buffer(np.empty(0, in_dtype)).dtype != in_dtype else None
+        out_raw = raw_buffer if raw_buffer(np.empty(0, out_dtype)).dtype != out_dtype else None
         no_workspace = ffi.NULL if workspace_bytes == 0 or exact_workspace else None
-        prefix = self.prefix   # not self: the model holds this closure, and no cycle keeps it alive
+        prefix = self.prefix
+        model = weakref.ref(self)   # not self: the model holds this closure, and no cycle keeps it alive
 
-        def call(x, out):
-            if type(x) is not ndarray or x.dtype is not f32 or x.shape != in_shape:
-                return None
+        def call(x, out=None):
+            if type(x) is not ndarray or x.dtype is not in_dtype or x.shape != in_shape:
+                return model()._general_call((x,), out, {})
             flags = x.flags
             if not (flags.c_contiguous and flags.aligned):
-                return None
+                return model()._general_call((x,), out, {})
             if out is None:
                 y = empty(out_shape, out_dtype)
             elif type(out) is ndarray and out.dtype is out_dtype and out.shape == out_shape and out.flags.carray:
                 y = out
             else:
-                return None
+                return model()._general_call((x,), out, {})
             # The buffers of this thread's last arrays, reused for the very same objects (held, so
             # their ids stay unique): a fresh output with the same input wraps only the output.
             last = getattr(local, "single", None)
             if last is None or last[0] is not x or last[1] is not y:
-                x_buffer = last[2] if last is not None and last[0] is x else from_buffer(in_ctype, raw_buffer(x))
-                y_buffer = last[3] if last is not None and last[1] is y else from_buffer(out_ctype, raw_buffer(y))
+                x_buffer = last[2] if last is not None and last[0] is x else from_buffer(
+                    in_ctype, x if in_raw is None else in_raw(x))
+                y_buffer = last[3] if last is not None and last[1] is y else from_buffer(
+                    out_ctype, y if out_raw is None else out_raw(y))
                 last = local.single = (x, y, x_buffer, y_buffer)
             workspace = no_workspace if no_workspace is not None else _thread_workspace(
                 ffi, local, workspace_bytes, exact_workspace)

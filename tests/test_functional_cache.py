@@ -102,3 +102,16 @@ def test_conv_bias_weights_and_norms_are_told_apart(rng):
         for norm in (2, 2.0, 3, 1.5):
             xp = np.abs(x) + 0.1
             assert_close(F.lp_pool2d(xp, norm, 2), TF.lp_pool2d(t(xp), norm, 2).numpy())
+
+
+def test_threads_none_follows_omp_num_threads_between_calls(monkeypatch, rng):
+    """What threads=None means is part of the index key: each value of OMP_NUM_THREADS set between calls
+    runs a kernel built for that many threads, and setting a value back runs its first kernel again."""
+    x = rng.standard_normal((1, 3, 11, 11)).astype(np.float32)
+    for value in ("1", "2", "1"):
+        monkeypatch.setenv("OMP_NUM_THREADS", value)
+        assert_close(F.max_pool2d(x, 3, 2), TF.max_pool2d(t(x), 3, 2).numpy())
+        key = F._signature(("max", 2, False, True, False, "c"), (3, 2, 0, 1, None, None), None, x)
+        attrs = convgen.ops.PoolAttrs("max", (3, 3), (2, 2), ((0, 0), (0, 0)), (1, 1), False, True, None, False)
+        model = F._kernels[("pool", attrs, (x.shape,), "c", int(value))]
+        assert F._signatures[key] is model._single and model.signature["threads"] == int(value)

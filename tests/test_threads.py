@@ -141,3 +141,20 @@ def test_affinity_restricts_the_default_in_a_child_and_a_forked_grandchild():
     before, forked, after, compiled = map(int, out.stdout.split())
     assert before == len(os.sched_getaffinity(0))
     assert (forked, after, compiled) == (1, 1, 1)
+
+
+def test_clearing_the_cores_forgets_what_threads_none_meant(monkeypatch, no_omp):
+    """default_threads keeps its answer per OMP_NUM_THREADS value; re-reading the cores (as the fork
+    handler does) must drop it, or a child with a narrower affinity kept the parent's count."""
+    try:
+        monkeypatch.setattr(threads, "available_cores", lambda: 7)
+        threads._cores.cache_clear()
+        assert resolve_threads(None) == 7
+        monkeypatch.setattr(threads, "available_cores", lambda: 3)
+        assert resolve_threads(None) == 7          # read once ...
+        threads._cores.cache_clear()
+        assert resolve_threads(None) == 3          # ... until cleared
+        monkeypatch.setenv("OMP_NUM_THREADS", "5")
+        assert resolve_threads(None) == 5
+    finally:
+        threads._cores.cache_clear()    # read again lazily, after monkeypatch restores available_cores
