@@ -34,15 +34,16 @@ RUNNABLE = [t for t in (AVX2, AVX512) if set(t.features) <= set(host().features)
 @pytest.mark.parametrize("target, ocg, out_height, out_width, kernel_w, tile", [
     # (oc vectors, pixels along a row, rows) of the benchmark's direct layers: AVX2 keeps its measured 8
     # accumulators (2 vectors x 4 pixels, 5 + 5 + 4 on 14-pixel rows); AVX-512 16 in one-row tiles (2 x 8,
-    # 7 + 7 on 14- and 28-pixel rows) and 28 in 2-D tiles of 2 rows on 7-pixel rows
+    # 7 + 7 + 7 + 7 on 28-pixel rows) and 28 in 2-D tiles of 2 rows on 7- and 14-pixel rows (7 + 7)
     (AVX2, 64, 56, 56, 3, (2, 4, 1)), (AVX2, 256, 14, 14, 3, (2, 5, 1)), (AVX2, 512, 7, 7, 3, (2, 4, 1)),
     (AVX2, 64, 112, 112, 7, (2, 4, 1)), (AVX2, 128, 28, 28, 3, (2, 4, 1)),
-    (AVX512, 64, 56, 56, 3, (2, 8, 1)), (AVX512, 256, 14, 14, 3, (2, 7, 1)), (AVX512, 512, 7, 7, 3, (2, 7, 2)),
+    (AVX512, 64, 56, 56, 3, (2, 8, 1)), (AVX512, 256, 14, 14, 3, (2, 7, 2)), (AVX512, 512, 7, 7, 3, (2, 7, 2)),
     (AVX512, 64, 112, 112, 7, (2, 8, 1)), (AVX512, 128, 28, 28, 3, (2, 7, 1)),
     # a 1-pixel output (LeNet's C5) spends the budget on channel vectors
     (AVX2, 120, 1, 1, 5, (8, 1, 1)), (AVX512, 120, 1, 1, 5, (8, 1, 1)),
-    # 2x2 maps: two rows of two pixels on either file
+    # 2x2 maps: two rows of two pixels on either file; 12-pixel rows: 2 rows of 6 + 6 on AVX-512 only
     (AVX2, 64, 2, 2, 3, (2, 2, 2)), (AVX512, 64, 2, 2, 3, (2, 2, 2)),
+    (AVX2, 64, 12, 12, 3, (2, 4, 1)), (AVX512, 64, 12, 12, 3, (2, 6, 2)),
 ])
 def test_direct_tiles_follow_each_register_file(target, ocg, out_height, out_width, kernel_w, tile):
     sched = schedule.conv_schedule(ocg, out_width, 10**9, target, 1, kernel_w=kernel_w, out_height=out_height)
@@ -135,8 +136,8 @@ def test_register_tiled_paths_match_torch_on_each_target(backend, target, case):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("target", RUNNABLE, ids=lambda t: t.name)
 def test_benchmark_direct_layer_shapes_on_each_target(backend, target):
-    """The 2-D tile (2 rows of 7 pixels on AVX-512) with its remainder row, and the 7 + 7 row tiles, as the
-    benchmark's 7x7 and 14x14 layers have them (fewer channels), against torch."""
+    """The 2-D tiles (2 rows of 7 pixels on AVX-512) with the 7x7 map's remainder row and the 14x14 map's
+    two tiles along each row, as the benchmark's 7x7 and 14x14 layers have them (fewer channels), against torch."""
     rng = np.random.default_rng(3)
     for shape in ((1, 24, 7, 7), (2, 20, 14, 14)):
         module = nn.Sequential(nn.Conv2d(shape[1], 40, 3, padding=1), nn.ReLU())
