@@ -205,8 +205,9 @@ def _flatten_pointwise(p: dict) -> bool:
     return True
 
 
-def conv_geometry(node: Node, ctx: LowerContext) -> tuple[dict, schedule.ConvSchedule]:
-    """A conv's window parameters and the cost model's schedule for it."""
+def conv_geometry(node: Node, ctx: LowerContext, gemm: bool = True) -> tuple[dict, schedule.ConvSchedule]:
+    """A conv's window parameters and the cost model's schedule for it (gemm=False: not the 1x1 matrix
+    product, for tuning's other candidates)."""
     a = node.attrs
     x, w_type = ctx.type(node.inputs[0]), ctx.type(node.inputs[1])
     p = _window_params(x, node.type, a.kernel, a.stride, a.dilation, a.pads)
@@ -218,7 +219,9 @@ def conv_geometry(node: Node, ctx: LowerContext) -> tuple[dict, schedule.ConvSch
                                    ctx.target, ctx.threads, stride_w=p["SW"],
                                    one_row=pointwise or p["OD"] * p["OH"] == 1,
                                    weight_bytes=w_type.nbytes, kernel_w=p["KW"], out_height=p["OH"])
-    if gemm_applies(p, ctx) and ctx.is_constant(node.inputs[1]):
+    # strided 1x1 layers stay direct unless tuning picks the gather (64 -> 128 56x56 stride 2, Sapphire
+    # Rapids, 1 thread: gathered 360 us, direct 88; 256 -> 512 14x14: 95 against 70)
+    if gemm and gemm_applies(p, ctx) and ctx.is_constant(node.inputs[1]) and p["SD"] * p["SH"] * p["SW"] == 1:
         sched = schedule_gemm.gemm_schedule(oc, ops.get("conv").flops(a, [x, w_type], node.types), ctx.target,
                                             ctx.threads)
     if ctx.winograd and winograd_applies(p, ctx.is_constant(node.inputs[1])):
@@ -231,10 +234,10 @@ def conv_geometry(node: Node, ctx: LowerContext) -> tuple[dict, schedule.ConvSch
 
 
 def gemm_applies(p: dict, ctx: LowerContext) -> bool:
-    """A 1x1 stride-1 unpadded layer (viewed as one long row) of one group runs as a matrix product
-    (lower_conv1x1) where its plane holds a register tile; its weights are packed at compile time."""
-    pointwise = p["OD"] * p["OH"] == 1 and p["KD"] * p["KH"] * p["KW"] == 1 and p["SW"] == 1 and not p["PAD_COPY"]
-    return pointwise and p["G"] == 1 and schedule_gemm.applies(p["OW"], p["OC"], ctx.target)
+    """A 1x1 unpadded layer of one group runs as a matrix product (lower_conv1x1) where its output plane
+    holds two pixel vectors; its weights are packed at compile time, a stride gathers its pixels."""
+    pointwise = p["KD"] * p["KH"] * p["KW"] == 1 and not p["PAD_COPY"]
+    return pointwise and p["G"] == 1 and schedule_gemm.applies(p["OD"] * p["OH"] * p["OW"], p["OC"], ctx.target)
 
 
 def winograd_applies(p: dict, constant_weights: bool) -> bool:

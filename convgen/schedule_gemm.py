@@ -44,8 +44,19 @@ def register_tile(target: Target, out_channels: int) -> tuple[int, int]:
         if best is None or key > best[0]:
             best = (key, mr, nv)
     _, mr, nv = best
+    return balanced_channels(mr, out_channels), nv
+
+
+def balanced_channels(mr: int, out_channels: int) -> int:
+    """At most mr channels per block, as few blocks as that takes, the channels spread evenly over them."""
     mr = min(mr, out_channels)
-    return math.ceil(out_channels / math.ceil(out_channels / mr)), nv
+    return math.ceil(out_channels / math.ceil(out_channels / mr))
+
+
+def tile_variants(target: Target) -> list[tuple[int, int]]:
+    """(MR, NV) for NV = 2..4 pixel vectors, each with the most channels that fit (tuning measures them)."""
+    fits = [((target.vector_registers - SPARE_REGISTERS - nv) // nv, nv) for nv in (2, 3, 4)]
+    return [(mr, nv) for mr, nv in fits if mr >= 1]
 
 
 def k_block(in_channels: int, nr: int, target: Target) -> int:

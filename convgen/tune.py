@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import lower, progress, schedule
+from . import lower, progress, schedule, schedule_gemm
 from .cache import atomic_write, cache_root
 from .ir import Graph, Node
 from .schedule import ConvSchedule
@@ -68,7 +68,17 @@ def candidates(graph: Graph, node: Node, target: Target, threads: int, winograd:
     if default.path == "winograd":   # the cost model's choice first, then the direct path's variations
         default = lower.conv_geometry(node, lower.LowerContext(graph, target, threads, winograd=False))[1]
     budget = schedule.accumulator_budget(target)
-    found = [chosen, default, dataclasses.replace(default, blocks_inner=not default.blocks_inner)]
+    found = [chosen, default]
+    if lower.gemm_applies(p, lower.LowerContext(graph, target, threads)) and node.inputs[1] in graph.constants:
+        # the matrix product's register tiles (MR x NV that fit the file), strided layers' gather too
+        flops = 2 * p["N"] * p["C"] * p["OC"] * p["OD"] * p["OH"] * p["OW"]
+        gemm = schedule_gemm.gemm_schedule(p["OC"], flops, target, threads)
+        found += [gemm] + [dataclasses.replace(gemm, oc_vectors=schedule_gemm.balanced_channels(mr, p["OC"]),
+                                               row_tile=nv) for mr, nv in schedule_gemm.tile_variants(target)]
+    if default.path == "gemm":   # the other paths' variations from here on
+        default = lower.conv_geometry(node, lower.LowerContext(graph, target, threads, winograd=False),
+                                      gemm=False)[1]
+    found.append(dataclasses.replace(default, blocks_inner=not default.blocks_inner))
     width = schedule._vector_width_for(p["OCG"], target)
     for ocv in (1, 2, 4):
         if ocv <= math.ceil(p["OCG"] / width):

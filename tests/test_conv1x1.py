@@ -1,12 +1,13 @@
-"""1x1 stride-1 convolutions as a matrix product (convgen/schedule_gemm.py, templates/conv1x1.c.j2,
+"""1x1 unpadded convolutions (stride 1, or strided: gathered) as a matrix product (convgen/schedule_gemm.py, templates/conv1x1.c.j2,
 backends/llvm/conv1x1.py): the register tile and cache blocks chosen for simulated AVX2 (16 ymm) and
 AVX-512 (32 zmm) targets, and drawn layers against torch in float64 on both backends and on each ISA the
 host runs: odd channel counts, channels and planes that are not multiples of the tile (partial channel
-blocks, tail tiles of whole, halved and single pixels), several K blocks and pixel blocks, batch > 1,
+blocks, tail tiles of whole, halved and single pixels), strides 2 and 3, several K blocks and pixel blocks, batch > 1,
 bias, fused activation, a fused residual add, two threads."""
 from __future__ import annotations
 
 import math
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import torch
 from hypothesis import given, strategies as st
 
 import convgen
-from convgen import nn, schedule_gemm
+from convgen import nn, passes, schedule_gemm
 from convgen.target import Target
 
 from conftest import BACKENDS, assert_close, capped_settings, t64
@@ -61,31 +62,42 @@ def gemm_cases(draw, width: int):
     # at least two vectors of pixels; a full tile or not, tails of every kind
     pixels = draw(st.integers(2 * width, 12 * width + width - 1))
     h = draw(st.sampled_from([d for d in range(1, 12) if pixels % d == 0]))
-    return dict(c=c, oc=oc, h=h, w=pixels // h, batch=draw(st.integers(1, 3)), bias=draw(st.booleans()),
+    stride = draw(st.sampled_from([1, 1, 2, 3]))   # strided layers gather their pixels into the panels
+    # the input map: stride x the output's, less up to stride - 1 at each end (the last pixel read is inside)
+    h_in, w_in = (stride * (n - 1) + 1 + draw(st.integers(0, stride - 1)) for n in (h, pixels // h))
+    return dict(c=c, oc=oc, h=h_in, w=w_in, stride=stride, batch=draw(st.integers(1, 3)), bias=draw(st.booleans()),
                 act=draw(st.sampled_from([None, "relu", "silu"])), residual=draw(st.booleans()),
                 threads=draw(st.sampled_from([1, 1, 2])))
 
 
 def _check(case: dict, backend: str, target: Target) -> None:
-    conv = nn.Conv2d(case["c"], case["oc"], 1, bias=case["bias"])
+    stride = case.get("stride", 1)
+    conv = nn.Conv2d(case["c"], case["oc"], 1, stride=stride, bias=case["bias"])
     rng = np.random.default_rng(case["c"] * 1000 + case["oc"])
     shape = (case["batch"], case["c"], case["h"], case["w"])
     x = rng.standard_normal(shape).astype(np.float32)
-    skip = rng.standard_normal((case["batch"], case["oc"], case["h"], case["w"])).astype(np.float32)
+    out_hw = [(n - 1) // stride + 1 for n in (case["h"], case["w"])]
+    skip = rng.standard_normal((case["batch"], case["oc"], *out_hw)).astype(np.float32)
     act = case["act"]
     if case["residual"]:
         graph, inputs = _residual_graph(conv, shape, "conv+skip", act, name="gemm"), (x, skip)
-        expected = _expected(conv, x, skip, act, False)
+        expected = _expected(conv, x, skip, act, False, stride=stride)
     else:
         module = nn.Sequential(conv, nn.ReLU()) if act == "relu" else nn.Sequential(conv, nn.SiLU()) if act else conv
         graph, inputs = module.to_graph(shape, name="gemm"), (x,)
         state = conv.state_dict()
-        y = torch.nn.functional.conv2d(t64(x), t64(state["weight"]), t64(state["bias"]) if case["bias"] else None)
+        y = torch.nn.functional.conv2d(t64(x), t64(state["weight"]), t64(state["bias"]) if case["bias"] else None,
+                                       stride=stride)
         expected = ACTIVATIONS[act][1](y).numpy()
     with compiled_for(target):
-        model = convgen.compile(graph, backend=backend, threads=case["threads"])
+        # strided layers take the gather where tuning picks it: here as if tuning had
+        node = next(n for n in passes.optimize(graph).nodes if n.op == "conv")
+        tuned = {node.name: schedule_gemm.gemm_schedule(case["oc"], 10**9, target, case["threads"])}
+        with mock.patch("convgen.runtime.tune_graph", lambda *args, **kwargs: tuned):
+            model = convgen.compile(graph, backend=backend, threads=case["threads"], tune=stride > 1)
     kernel = _kernel(model)
     assert kernel.template == "conv_gemm" and kernel.params["RESIDUAL"] == case["residual"]
+    assert kernel.params["STRIDED"] == (stride > 1)
     assert (kernel.params["MR"], kernel.params["NV"]) == schedule_gemm.register_tile(target, case["oc"])
     assert_close(model(*inputs), expected)
 
@@ -100,19 +112,37 @@ def test_drawn_1x1_convs_match_torch_on_each_target(backend, target, data):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_benchmark_shapes_with_several_k_and_pixel_blocks(backend):
-    """ResNet's 256 -> 64 and ConvNeXt's 96 -> 384 at 28x28 (K blocks, pixel blocks, partial channel
-    blocks of 13 or 14), and 2 threads, with the host's own tiles."""
+    """ResNet's 256 -> 64, ConvNeXt's 96 -> 384 at 28x28 (K blocks, pixel blocks, partial channel
+    blocks of 13 or 14) and a ResNet downsampling 64 -> 128 stride 2, and 2 threads, with the host's tiles."""
     target = RUNNABLE[-1]
-    for c, oc, threads in ((256, 64, 1), (96, 384, 2)):
-        _check(dict(c=c, oc=oc, h=28, w=28, batch=1, bias=True, act="relu", residual=False, threads=threads),
-               backend, target)
+    for c, oc, threads, stride in ((256, 64, 1, 1), (96, 384, 2, 1), (64, 128, 1, 2)):
+        _check(dict(c=c, oc=oc, h=28 * stride, w=28 * stride, stride=stride, batch=1, bias=True, act="relu",
+                    residual=False, threads=threads), backend, target)
 
 
-def test_grouped_padded_and_runtime_weight_1x1_convs_stay_on_other_paths():
+def test_grouped_padded_and_short_1x1_convs_stay_on_other_paths():
     x_shape = (1, 8, 16, 16)
+    # strided ones too, unless tuning picks the gather (measured slower than the direct path)
     for conv in (nn.Conv2d(8, 16, 1, groups=2), nn.Conv2d(8, 16, 1, padding=1), nn.Conv2d(8, 16, 1, stride=2)):
         model = convgen.compile(conv.to_graph(x_shape), backend="c")
         assert _kernel(model).template != "conv_gemm"
     # a map shorter than two vectors of pixels stays on the channel-vector paths
     model = convgen.compile(nn.Conv2d(8, 16, 1).to_graph((1, 8, 5, 5)), backend="c")
     assert _kernel(model).template != "conv_gemm"
+
+
+def test_tuning_measures_the_matrix_product_tiles_and_the_pixels_path():
+    from convgen import tune
+    from convgen.target import host
+    graph = passes.optimize(nn.Conv2d(64, 96, 1).to_graph((1, 64, 28, 28)))
+    (node,) = [n for n in graph.nodes if n.op == "conv"]
+    found = tune.candidates(graph, node, host(), 1)
+    assert found[0] == schedule_gemm.gemm_schedule(96, 2 * 64 * 96 * 784, host(), 1)
+    tiles = {(s.oc_vectors, s.row_tile) for s in found if s.path == "gemm"}
+    assert tiles == {(schedule_gemm.balanced_channels(mr, 96), nv) for mr, nv in schedule_gemm.tile_variants(host())}
+    assert {"pixels", "direct"} <= {s.path for s in found}
+    # a strided layer: direct by the cost model, the gather among the candidates
+    graph = passes.optimize(nn.Conv2d(64, 96, 1, stride=2).to_graph((1, 64, 28, 28)))
+    (node,) = [n for n in graph.nodes if n.op == "conv"]
+    found = tune.candidates(graph, node, host(), 1)
+    assert found[0].path == "direct" and "gemm" in {s.path for s in found}

@@ -1,5 +1,5 @@
-"""1x1 convolution as a matrix product per sample, Y[OC][P] = W[OC][C] x X[C][P], as
-templates/conv1x1.c.j2: threads over (sample, block of NC pixels); per K block of KC input channels the
+"""1x1 convolution as a matrix product per sample, Y[OC][P] = W[OC][C] x X[C][P] (a strided layer's
+pixels gathered by the packing), as templates/conv1x1.c.j2: threads over (sample, block of NC pixels); per K block of KC input channels the
 thread packs its pixels' input rows into register-tile panels ([KC][tile width]), then runs, tile by
 tile, every block of MR output channels over them; K blocks after the first add to the output rows, the
 last adds the bias, the skip and the activation.  Weights arrive packed at compile time: [OCB][C][MR]."""
@@ -74,17 +74,27 @@ def _gemm_tile(e: Emitter, k: Kernel, rows: int, lanes: int) -> ir.Function:
     return fn
 
 
-def _pack(e: Emitter, p: dict, xb: Ptr, xn: Ptr, k0: Index, kc: IntLike, full: IntLike, last_block: ir.Value) -> None:
+def source(p: dict, pixel: Index) -> Index:
+    """Where output pixel `pixel` (of the OD x OH x OW plane) reads its channel's input plane: itself at
+    stride 1, else every SD-th, SH-th, SW-th input (as `source` in the template)."""
+    if not p["STRIDED"]:
+        return pixel
+    return (pixel // (p["OH"] * p["OW"]) * (p["SD"] * p["IH"] * p["IW"]) + pixel // p["OW"] % p["OH"] * (p["SH"] * p["IW"])
+            + pixel % p["OW"] * p["SW"])
+
+
+def _pack(e: Emitter, p: dict, xb: Ptr, xn: Ptr, k0: Index, kc: IntLike, full: IntLike, pb: Index,
+          last_block: ir.Value) -> None:
     """Tile t's panel [kc][its width] at xb + kc * (its first pixel in the block), row by row of the input:
-    one contiguous read per channel row."""
-    nr = p["NV"] * p["VW"]
+    one contiguous read per channel row (a strided layer's pixels gathered)."""
+    nr, first = p["NV"] * p["VW"], pb * p["NC"]
     with e.loop(kc, name="c") as c:
-        xs = xn + (k0 + c) * p["P"]
+        xs = xn + (k0 + c) * (p["ID"] * p["IH"] * p["IW"])
         with e.loop(full, name="t") as t, e.loop(nr, name="q") as q:
-            xb[kc * (t * nr) + c * nr + q] = xs[t * nr + q]
+            xb[kc * (t * nr) + c * nr + q] = xs[source(p, first + t * nr + q)]
         for rows, lanes, offset in p["TAIL"]:
             with e.if_then(last_block), e.loop(rows * lanes, name="q") as q:
-                xb[kc * offset + c * (rows * lanes) + q] = xs[offset + q]
+                xb[kc * offset + c * (rows * lanes) + q] = xs[source(p, first + offset + q)]
 
 
 def conv_gemm(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
@@ -104,13 +114,13 @@ def conv_gemm(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None
         xb = cap["scratch"] + thread_number(e, p["THREADS"]) * (p["KC"] * p["NC"])
         last_block = e.icmp("==", pb, p["PB"] - 1)
         full = e.iselect(last_block, e.const(p["LAST_FULL"]), e.const(p["NC"] // nr))
-        xn = cap["x"] + n * (p["C"] * plane) + pb * p["NC"]
+        xn = cap["x"] + n * (p["C"] * p["ID"] * p["IH"] * p["IW"])   # the sample's input channels
         at = n * (p["OC"] * plane) + pb * p["NC"]
         yn, sn = cap["y"] + at, cap["r"] + at if p["RESIDUAL"] else None   # the skip: the output's layout
         with e.loop(p["KB"], name="kb") as kb:
             k0 = kb * p["KC"]
             kc = e.imin(p["C"] - k0, p["KC"])
-            _pack(e, p, xb, xn, k0, kc, full, last_block)
+            _pack(e, p, xb, xn, k0, kc, full, pb, last_block)
 
             def run(ob: Index, key: tuple[int, int], offset: IntLike) -> None:
                 wt = cap["w"] + (ob * p["C"] + k0) * mr
