@@ -533,17 +533,18 @@ class CompiledModel:
             else:
                 return model()._general_call((x,), out, {})
             # The buffers of this thread's last arrays, reused for the very same objects (held, so
-            # their ids stay unique): a fresh output with the same input wraps only the output.
+            # their ids stay unique): a fresh output with the same input wraps only the output.  The
+            # thread's workspace is kept beside them (its size is fixed: one batch).
             last = getattr(local, "single", None)
             if last is None or last[0] is not x or last[1] is not y:
                 x_buffer = last[2] if last is not None and last[0] is x else from_buffer(
                     in_ctype, x if in_raw is None else in_raw(x))
                 y_buffer = last[3] if last is not None and last[1] is y else from_buffer(
                     out_ctype, y if out_raw is None else out_raw(y))
-                last = local.single = (x, y, x_buffer, y_buffer)
-            workspace = no_workspace if no_workspace is not None else _thread_workspace(
-                ffi, local, workspace_bytes, exact_workspace)
-            status = run(weights, batch, last[2], last[3], workspace)
+                workspace = no_workspace if no_workspace is not None else _thread_workspace(
+                    ffi, local, workspace_bytes, exact_workspace)
+                last = local.single = (x, y, x_buffer, y_buffer, workspace)
+            status = run(weights, batch, last[2], last[3], last[4])
             if status != 0:
                 _raise_status(prefix, status)
             return y
