@@ -7,7 +7,7 @@ from llvmlite import ir
 
 from ...lower import Kernel
 from . import activation
-from .emitter import F32, I64, PTR, VOID, Emitter, Index, IntLike, Ptr, vector
+from .emitter import F32, I32, I64, PTR, VOID, Emitter, Index, IntLike, Ptr, vector
 from .parallel import Capture, parallel_for, thread_number
 from .window import pad_input, pad_plane
 
@@ -34,10 +34,57 @@ def _direct_tile(e: Emitter, k: Kernel, tile_rows: int, rows: int) -> ir.Functio
     fn, te = _tile_function(e, f"{k.fn}.tile{tile_rows}x{rows}")
     xt, wt, bt, yt = (te.arg_ptr(i) for i in range(4))
     acc = _accumulate_tile(te, p, rows, xt, wt, tile_rows)
-    store_tile(te, p, rows, acc, bt, yt, te.arg_index(4), activation_too=False, tile_rows=tile_rows,
-               row_step=p["OW"])
+    store_transposed(te, p, tile_rows, rows, acc, bt, yt, te.arg_index(4))
     te.ret()
     return fn
+
+
+def _power_of_two_above(n: int) -> int:
+    size = 1
+    while size < n:
+        size *= 2
+    return size
+
+
+def store_transposed(e: Emitter, p: dict, tile_rows: int, rows: int, acc: list[list], bt: Ptr, yt: Ptr,
+                     oc_valid: Index) -> None:
+    """The direct tile's epilogue, as store_transposed in templates/conv.c.j2: bias, then each row's pixels
+    in pieces of up to VW, each piece's n pixel vectors (zero vectors up to P, a power of two) transposed
+    by log2(P) stages of two-vector shuffles (stage k swaps bit k of the pixel with bit k of the lane), so
+    that vector u holds channels c * P + u with pixel i in lane c * P + i: one run of n floats per channel."""
+    vw, ocv = p["VW"], p["OCV"]
+    out_plane = p["OD"] * p["OH"] * p["OW"]
+    lanes_type = ir.VectorType(I32, vw)
+    for j in range(ocv):
+        bias = e.var(e.zeros(vw), f"bias{j}")
+        if p["HAS_BIAS"]:
+            # lanes past oc_valid belong to the zero padding of the last channel block
+            with e.loop(e.imin(vw, oc_valid - j * vw), name=f"lane{j}") as v:
+                bias.set(e.b.insert_element(bias.get(), bt[v + j * vw], v.value))
+        for rr in range(tile_rows):
+            for r0 in range(0, rows, vw):
+                n = min(vw, rows - r0)
+                size = _power_of_two_above(n)
+                t = [e.b.fadd(acc[rr * rows + r0 + i][j].get(), bias.get()) for i in range(n)]
+                t += [e.zeros(vw)] * (size - n)
+                bit = 1
+                while bit < size:
+                    lo = [l if l // bit % 2 == 0 else vw + l - bit for l in range(vw)]
+                    hi = [l + bit if l // bit % 2 == 0 else vw + l for l in range(vw)]
+                    for i in range(size):
+                        if i // bit % 2 == 0:
+                            a, b = t[i], t[i + bit]
+                            t[i] = e.b.shuffle_vector(a, b, ir.Constant(lanes_type, lo))
+                            t[i + bit] = e.b.shuffle_vector(a, b, ir.Constant(lanes_type, hi))
+                    bit *= 2
+                for u in range(size):
+                    for c in range(vw // size):
+                        oc = j * vw + c * size + u
+                        run = e.b.shuffle_vector(t[u], t[u], ir.Constant(ir.VectorType(I32, n),
+                                                                         list(range(c * size, c * size + n))))
+                        with e.if_then(e.icmp("<", oc, oc_valid)):
+                            at = yt + (oc * out_plane + rr * p["OW"] + r0)
+                            e.b.store(run, at.value, align=4)
 
 
 def unshared(e: Emitter, ptr: Ptr) -> Ptr:
