@@ -108,8 +108,8 @@ def compile(graph: Graph, backend: str = "c", threads: int | None = None,  # noq
         steps.update(0, stage="optimize")
         optimized = passes.optimize(graph)
         steps.update(1, stage="lower")
-        schedules = (tune_graph(optimized, host(), resolved_threads, backend, cache_dir, winograd=winograd)
-                     if tune else None)
+        schedules = (tune_graph(optimized, host(), resolved_threads, backend, cache_dir, winograd=winograd,
+                                load=_load_candidate) if tune else None)
         lowered = lower.lower(optimized, host(), resolved_threads, dynamic_batch=batch is None, schedules=schedules,
                               winograd=winograd)
         steps.update(1, stage=f"generate and build ({backend})")
@@ -118,6 +118,11 @@ def compile(graph: Graph, backend: str = "c", threads: int | None = None,  # noq
     model = CompiledModel(library, lowered.prefix, source=source, graph=optimized, lowered=lowered)
     model._recipe = (given, options)     # what a pickle carries (see CompiledModel.__reduce__)
     return model
+
+
+def _load_candidate(library, lowered, source: str, graph: Graph) -> "CompiledModel":
+    """A tuning candidate as a model (tune_graph's load=)."""
+    return CompiledModel(library, lowered.prefix, source=source, graph=graph, lowered=lowered)
 
 
 _rebuilt: "weakref.WeakValueDictionary[str, CompiledModel]" = weakref.WeakValueDictionary()

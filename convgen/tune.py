@@ -15,10 +15,11 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from . import lower, progress, schedule, schedule_gemm
+from . import backends, lower, progress, schedule, schedule_gemm
 from .cache import atomic_write, cache_root
 from .ir import Graph, Node
 from .schedule import ConvSchedule
@@ -29,9 +30,12 @@ LOOPS = 3                # timed loops per candidate; the best counts
 
 
 def tune_graph(graph: Graph, target: Target, threads: int, backend: str,
-               cache_dir=None, quiet: bool | None = None, winograd: bool = True) -> dict[str, ConvSchedule]:
+               cache_dir=None, quiet: bool | None = None, winograd: bool = True,
+               load: Callable | None = None) -> dict[str, ConvSchedule]:
     """{conv layer name: the fastest measured schedule} for an optimized graph; with `winograd`, the
-    Winograd tile sizes are candidates too where they apply."""
+    Winograd tile sizes are candidates too where they apply.  `load(library, lowered, source, graph)`
+    makes a callable model of a built candidate (runtime.compile passes its loader: imports run
+    downward, this module never imports the runtime); needed only when a layer is measured."""
     path = cache_root(cache_dir) / "tuning.json"
     table = _load(path)
     chosen: dict[str, ConvSchedule] = {}
@@ -41,7 +45,7 @@ def tune_graph(graph: Graph, target: Target, threads: int, backend: str,
         key = signature(graph, node, target, threads, backend) + ("" if winograd else "|direct")
         if key not in table:
             table[key] = dataclasses.asdict(_measure_layer(graph, node, target, threads, backend, cache_dir, quiet,
-                                                           winograd))
+                                                           winograd, load))
             _save(path, table)
         chosen[node.name] = ConvSchedule(**table[key])
     return chosen
@@ -111,13 +115,13 @@ def _balanced(out_width: int, max_rows: int) -> int:
 
 
 def _measure_layer(graph: Graph, node: Node, target: Target, threads: int, backend: str, cache_dir,
-                   quiet: bool | None, winograd: bool = True) -> ConvSchedule:
+                   quiet: bool | None, winograd: bool = True, load: Callable | None = None) -> ConvSchedule:
     """Build and time each candidate as a one-layer graph; the fastest wins."""
     layer = _single_layer_graph(graph, node)
     options = candidates(graph, node, target, threads, winograd)
     timings = []
     for candidate in progress.track(options, f"tuning {node.name}", unit="schedule", quiet=quiet):
-        timings.append(_time(layer, {node.name: candidate}, target, threads, backend, cache_dir))
+        timings.append(_time(layer, {node.name: candidate}, target, threads, backend, cache_dir, load))
     return options[int(np.argmin(timings))]
 
 
@@ -131,12 +135,12 @@ def _single_layer_graph(graph: Graph, node: Node) -> Graph:
 
 
 def _time(layer: Graph, schedules: dict[str, ConvSchedule], target: Target, threads: int, backend: str,
-          cache_dir) -> float:
-    from . import backends
-    from .runtime import CompiledModel
+          cache_dir, load: Callable | None) -> float:
+    if load is None:
+        raise TypeError("tune_graph needs load= to measure a layer (convgen.compile passes it)")
     lowered = lower.lower(layer, target, threads, schedules=schedules)
     library, source = backends.get(backend)(lowered, cache_dir=cache_dir)
-    model = CompiledModel(library, lowered.prefix, source=source, graph=layer, lowered=lowered)
+    model = load(library, lowered, source, layer)
     rng = np.random.default_rng(0)
     args = [rng.standard_normal(shape).astype(np.float32) for shape in model.input_shapes]
     out = np.empty(model.output_shapes[0], np.float32)
