@@ -130,7 +130,7 @@ class AdaptiveMaxPool3d(AdaptiveMaxPool1d):
 # -- interpolation -------------------------------------------------------------------------------
 
 LINEAR_MODES = {"linear": 1, "bilinear": 2, "trilinear": 3}
-MODES = ("nearest", "nearest-exact", "area", *LINEAR_MODES)
+MODES = ("nearest", "nearest-exact", "area", "bicubic", *LINEAR_MODES)
 
 
 def _interpolate_sizes(spatial: tuple[int, ...], size, scale_factor, label: str):
@@ -151,21 +151,22 @@ def _interpolate_sizes(spatial: tuple[int, ...], size, scale_factor, label: str)
 def interpolate(x: Tensor, size=None, scale_factor=None, mode: str = "nearest", align_corners: bool | None = None,
                 recompute_scale_factor: bool | None = None, antialias: bool = False, name: str | None = None,
                 layer: str = "interpolate") -> Tensor:
-    """torch.nn.functional.interpolate for modes nearest, nearest-exact, linear, bilinear, trilinear
-    and area; bicubic and antialias raise UnsupportedError."""
+    """torch.nn.functional.interpolate for modes nearest, nearest-exact, linear, bilinear, trilinear,
+    bicubic and area; antialias raises UnsupportedError."""
     name = name or x.tracer.auto_name("interpolate")
     label = f"layer {name!r} ({layer})"
     if mode not in MODES:
         raise UnsupportedError(f"{label}: mode {mode!r} is not one of {list(MODES)}")
     if antialias:
         raise UnsupportedError(f"{label}: antialias=True is not supported")
-    if align_corners is not None and mode not in LINEAR_MODES:
+    if align_corners is not None and mode not in (*LINEAR_MODES, "bicubic"):
         raise ConvgenError(f"{label}: align_corners applies to the linear modes only, not {mode!r}")
     if x.ndim < 3:
         raise ShapeError(f"{label}: expects an input (N, C, spatial...), got shape {list(x.shape)}")
     spatial = x.shape[2:]
-    if mode in LINEAR_MODES and LINEAR_MODES[mode] != len(spatial):
-        raise ShapeError(f"{label}: mode {mode!r} takes {LINEAR_MODES[mode] + 2}-D input, got shape {list(x.shape)}")
+    wanted = 2 if mode == "bicubic" else LINEAR_MODES.get(mode)
+    if wanted is not None and wanted != len(spatial):
+        raise ShapeError(f"{label}: mode {mode!r} takes {wanted + 2}-D input, got shape {list(x.shape)}")
     sizes, factors = _interpolate_sizes(spatial, size, scale_factor, label)
     if min(sizes) < 1:
         raise ShapeError(f"{label}: output size {list(sizes)} from input {list(spatial)}")
@@ -175,7 +176,9 @@ def interpolate(x: Tensor, size=None, scale_factor=None, mode: str = "nearest", 
         return _adaptive(x, sizes, "avg", len(spatial), name, layer)
     plans = {}
     for a, (d, s, f) in enumerate(zip(spatial, sizes, factors)):
-        if mode in LINEAR_MODES:
+        if mode == "bicubic":
+            plans[2 + a] = resample.linear_plan(2 + a, shapes.interpolate_cubic_taps(d, s, f, bool(align_corners)))
+        elif mode in LINEAR_MODES:
             plans[2 + a] = resample.linear_plan(2 + a, shapes.interpolate_linear_taps(d, s, f, bool(align_corners)))
         else:
             plans[2 + a] = resample.nearest_plan(2 + a, shapes.interpolate_nearest_sources(d, s, f, mode != "nearest"))

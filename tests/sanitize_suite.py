@@ -230,6 +230,8 @@ GRAPH_CASES: dict[str, tuple[Callable, tuple[int, ...]]] = {
                                                 (2, 3, 10, 11)),
     "bilinear up, nearest down, one-row outputs": (seq(nn.Upsample(scale_factor=(2.5, 1.7), mode="bilinear"),
                                                        nn.Upsample(size=(1, 3), mode="nearest")), (1, 17, 3, 5)),
+    "bicubic up and down (4 taps, clamped at the edges)": (seq(nn.Upsample(scale_factor=(2.5, 0.6), mode="bicubic"),
+                                                               nn.Upsample(size=(1, 7), mode="bicubic")), (1, 17, 3, 5)),
     "activations on 1023 elements": (_standalone_activations, (1, 3, 11, 31)),
     "activations on 1 element": (_standalone_activations, (1, 1, 1, 1)),
     "batch norm alone": (seq(nn.BatchNorm2d(3)), (2, 3, 5, 7)),

@@ -123,10 +123,72 @@ def test_upsample_and_resize_of_old_opsets(opset, mode, scales, backend, rng):
     against_onnxruntime(model, x, backend, exact=mode == "nearest")
 
 
+CUBIC_COORDINATES = ["asymmetric", "half_pixel", "pytorch_half_pixel", "align_corners", "half_pixel_symmetric"]
+
+
+def _spatial_2d(data, antialias: bool) -> tuple[tuple[int, ...], list[int]]:
+    """(1, C, H, W) and its drawn output size, up and down; onnxruntime's antialiased kernel copies an axis
+    whose size stays with the wrong offset, so there W always changes."""
+    shape = (1, data.draw(st.integers(1, 2)), data.draw(st.integers(1, 12)), data.draw(st.integers(2, 12)))
+    out = [1, shape[1], data.draw(st.integers(1, 3 * shape[2])), data.draw(st.integers(1, 3 * shape[3]))]
+    if antialias and out[3] == shape[3]:
+        out[3] += 1
+    return shape, out
+
+
+@given(data=st.data(), coordinates=st.sampled_from(CUBIC_COORDINATES), a=st.sampled_from([-0.75, -0.5, -0.6]),
+       exclude_outside=st.integers(0, 1), by_sizes=st.booleans())
+@capped_settings(15)
+def test_cubic_resize_matches_onnxruntime(data, coordinates, a, exclude_outside, by_sizes, backend):
+    """Bicubic (4 taps per axis, cubic_coeff_a, exclude_outside) up and down; the tap tables are
+    onnxruntime's to the bit (shapes.cubic_taps), the sums round per pass."""
+    shape, out = _spatial_2d(data, False)
+    scales = None if by_sizes else [1.0, 1.0] + [round(o / d, 3) for o, d in zip(out[2:], shape[2:])]
+    if scales is not None and any(int(d * s) < 1 for d, s in zip(shape, scales)):
+        return
+    model = resize_model(shape, "cubic", scales, out if by_sizes else None, coordinate_transformation_mode=coordinates,
+                         cubic_coeff_a=a, exclude_outside=exclude_outside)
+    x = np.random.default_rng(sum(shape)).standard_normal(shape).astype(np.float32)
+    against_onnxruntime(model, x, backend, exact=False)
+
+
+@given(data=st.data(), mode=st.sampled_from(["linear", "cubic"]), coordinates=st.sampled_from(CUBIC_COORDINATES),
+       exclude_outside=st.integers(0, 1))
+@capped_settings(15)
+def test_antialiased_resize_matches_onnxruntime(data, mode, coordinates, exclude_outside, backend):
+    """antialias=1 (opset 18): a shrinking axis filters over in/out inputs per output (shapes.antialias_taps,
+    onnxruntime's weights to the bit); a growing one interpolates with the filter's edge folding."""
+    shape, out = _spatial_2d(data, True)
+    model = resize_model(shape, mode, None, out, coordinate_transformation_mode=coordinates, antialias=1,
+                         exclude_outside=exclude_outside)
+    x = np.random.default_rng(sum(out)).standard_normal(shape).astype(np.float32)
+    against_onnxruntime(model, x, backend, exact=False)
+
+
+@pytest.mark.parametrize("size,out,coordinates", [(9, 4, "half_pixel"), (4, 11, "align_corners"), (6, 2, "asymmetric")])
+def test_tap_tables_are_onnxruntimes(size, out, coordinates):
+    """The cubic and antialiased weight tables against onnxruntime's own: resizing the identity matrix along
+    its rows writes each output's weights (one nonzero tap per sum, so no rounding of the sum)."""
+    x = np.eye(size, dtype=np.float32)[None, None]
+    for mode, attrs, taps in [
+            ("cubic", {"cubic_coeff_a": -0.6}, shapes.cubic_taps(size, out, out / size, coordinates, -0.6, False)),
+            ("cubic", {"antialias": 1}, shapes.antialias_taps(size, out, out / size, coordinates, "cubic", -0.75, False)),
+            ("linear", {"antialias": 1, "exclude_outside": 1},
+             shapes.antialias_taps(size, out, out / size, coordinates, "linear", -0.75, True))]:
+        model = resize_model(x.shape, mode, None, [1, 1, size, out], coordinate_transformation_mode=coordinates, **attrs)
+        wanted = onnxruntime.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0][0, 0]
+        table = np.zeros((size, out), np.float32)
+        for o, (sources, weights) in enumerate(taps):
+            for i, w in zip(sources, weights):
+                table[i, o] = np.float32(table[i, o] + np.float32(w))
+        if mode == "cubic" and "antialias" not in attrs:   # its unscaled rows are not quite the identity at a = -0.6
+            np.testing.assert_allclose(table, wanted, rtol=0, atol=1e-6)
+        else:
+            np.testing.assert_array_equal(table, wanted)
+
+
 def test_resize_refuses_what_it_cannot_do():
-    for mode, attrs, what in [("cubic", {}, "mode 'cubic'"),
-                              ("linear", {"coordinate_transformation_mode": "tf_crop_and_resize"}, "tf_crop_and_resize"),
-                              ("linear", {"antialias": 1}, "antialias")]:
+    for mode, attrs, what in [("linear", {"coordinate_transformation_mode": "tf_crop_and_resize"}, "tf_crop_and_resize")]:
         with pytest.raises(convgen.UnsupportedError, match=what):
             convgen.from_onnx(resize_model((1, 1, 4, 4), mode, [1, 1, 2, 2], **attrs))
 
@@ -138,11 +200,12 @@ INTERPOLATIONS = [("nearest", None, (1, 2, 5, 7), {"scale_factor": 1.5}), ("near
                   ("bilinear", False, (2, 3, 5, 7), {"scale_factor": 2}), ("bilinear", True, (1, 2, 5, 7), {"size": (9, 4)}),
                   ("bilinear", False, (1, 2, 6, 9), {"scale_factor": 0.5}), ("linear", True, (1, 3, 7), {"size": 12}),
                   ("trilinear", False, (1, 2, 3, 5, 4), {"scale_factor": (2, 1.5, 0.75)}),
-                  ("area", None, (1, 2, 10, 7), {"size": (3, 4)})]
+                  ("area", None, (1, 2, 10, 7), {"size": (3, 4)}), ("bicubic", False, (1, 2, 5, 7), {"scale_factor": 2.5}),
+                  ("bicubic", True, (2, 1, 6, 9), {"size": (4, 13)}), ("bicubic", None, (1, 2, 9, 4), {"size": (5, 3)})]
 
 
 @given(case=st.sampled_from(INTERPOLATIONS), seed=st.integers(0, 2 ** 16))
-@capped_settings(12)
+@capped_settings(16)
 def test_dsl_interpolate_matches_torch(case, seed, backend):
     mode, corners, shape, how = case
     x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
@@ -215,6 +278,37 @@ def test_torch_exported_interpolation_and_even_adaptive_pools(dynamo, backend):
         expected = [t.numpy() for t in module(x)]
     for actual, wanted in zip(compiled(x.numpy()), expected):
         assert_close(actual, wanted, rtol=1e-5, atol=1e-6)
+
+
+class _Interpolate(torch.nn.Module):
+    def __init__(self, **how):
+        super().__init__()
+        self.conv, self.how = torch.nn.Conv2d(2, 3, 3), how
+
+    def forward(self, x):
+        return TF.interpolate(self.conv(x), **self.how)
+
+
+TORCH_RESIZES = [dict(scale_factor=2, mode="bicubic"), dict(size=(5, 13), mode="bicubic", align_corners=True),
+                 dict(size=(4, 7), mode="bicubic"), dict(size=(4, 6), mode="bilinear", antialias=True),
+                 dict(size=(5, 3), mode="bicubic", antialias=True), dict(size=(15, 20), mode="bilinear", antialias=True)]
+
+
+@pytest.mark.parametrize("dynamo", [False, True])
+@pytest.mark.parametrize("how", TORCH_RESIZES, ids=lambda h: "-".join(f"{k}={v}" for k, v in h.items()))
+def test_torch_exported_bicubic_and_antialias(how, dynamo, backend):
+    """torch's interpolate(bicubic) (Resize cubic, a = -0.75, pytorch_half_pixel or align_corners) and
+    antialias=True (Resize-18 antialias, dynamo only: TorchScript refuses it) against torch."""
+    torch.manual_seed(0)
+    module = _Interpolate(**how).eval()
+    x = torch.randn(1, 2, 11, 10)
+    if how.get("antialias") and not dynamo:
+        with pytest.raises(torch.onnx.errors.UnsupportedOperatorError, match="_upsample_bi(linear|cubic)2d_aa"):
+            _export(module, x, dynamo)
+        return
+    compiled = convgen.compile(convgen.from_onnx(_export(module, x, dynamo)), backend=backend)
+    with torch.no_grad():
+        assert_close(compiled(x.numpy()), module(x).numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_the_reference_is_the_definition(rng):

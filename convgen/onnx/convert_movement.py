@@ -1,6 +1,6 @@
 """Converters of data movement on run-time values: Slice, Split, Gather and GatherND (constant indices), Expand, Tile,
 DepthToSpace, SpaceToDepth: each a slice or an expand (convgen/ops/movement.py), with reshapes and
-transposes around it; Resize / Upsample (nearest and linear): whole-factor nearest the same way, the
+transposes around it; Resize / Upsample (nearest, linear, cubic, antialiased): whole-factor nearest the same way, the
 rest resample layers (convgen/ops/resample.py)."""
 from __future__ import annotations
 
@@ -172,8 +172,6 @@ def _resize_sizes(node: NodeView, x: Tensor) -> tuple[list[int], list[float]]:
         scales = node.attr("scales")
         scales = node.const(1, "scales").reshape(-1).tolist() if scales is None else scales
         return [_scaled(d, s) for d, s in zip(x.shape, scales)], [float(s) for s in scales]
-    if node.attr("antialias", 0):
-        raise node.unsupported("antialias=1")
     policy = node.attr("keep_aspect_ratio_policy", "stretch")
     if policy not in ("stretch", "not_larger", "not_smaller"):
         raise ShapeError(f"{node.label}: keep_aspect_ratio_policy {policy!r}")
@@ -222,16 +220,28 @@ def _whole_factors(node: NodeView, x: Tensor, sources: list[list[int]]) -> Tenso
     return y
 
 
+def _interpolation_taps(node: NodeView, mode: str):
+    """The tap table of one axis for modes linear and cubic, antialiased (opset 18) or not: a function of
+    (in size, out size, scale, coordinate mode)."""
+    a, outside = node.attr("cubic_coeff_a", -0.75), bool(node.attr("exclude_outside", 0))
+    if node.op_type == "Resize" and node.attr("antialias", 0):
+        return lambda d, o, s, c: shapes.antialias_taps(d, o, s, c, mode, a, outside)
+    if mode == "cubic":
+        return lambda d, o, s, c: shapes.cubic_taps(d, o, s, c, a, outside)
+    return shapes.linear_taps
+
+
 @converter("Resize", "Upsample")
 def _resize(node: NodeView) -> list:
-    """Nearest (every coordinate mode and nearest_mode) and linear (1-D, 2-D, 3-D: per axis) resizing in
+    """Nearest (every coordinate mode and nearest_mode), linear and cubic (any axes, one at a time; also
+    antialiased, and cubic's coefficient and exclude_outside) resizing in
     onnxruntime's float32 coordinate arithmetic: whole-factor nearest repeats and strides are a slice
     and an expand, the rest one resample layer per changed axis (convgen/ops/resample.py)."""
     x = data(node)
     mode = node.attr("mode", "nearest")
-    if mode not in ("nearest", "linear"):
-        raise node.unsupported(f"mode {mode!r}: convgen resizes with modes nearest and linear")
-    if mode == "linear" and node.computed_from not in (None, "float16", "bfloat16", "float64"):
+    if mode not in ("nearest", "linear", "cubic"):
+        raise node.unsupported(f"mode {mode!r}: convgen resizes with modes nearest, linear and cubic")
+    if mode != "nearest" and node.computed_from not in (None, "float16", "bfloat16", "float64"):
         raise node.unsupported(f"linear resizing of {node.computed_from} values (convgen interpolates floats)")
     out, factor = _resize_sizes(node, x)
     if min(out) < 1:
@@ -246,8 +256,9 @@ def _resize(node: NodeView) -> list:
     # an axis of scale 1 is copied whatever the coordinate mode says (onnxruntime: tf_half_pixel_for_nn
     # with nearest_mode ceil would shift it by one)
     kept = [d == o and s == 1.0 for d, o, s in zip(x.shape, out, factor)]
-    if mode == "linear":
-        plans = {a: resample.linear_plan(a, shapes.linear_taps(d, o, s, coordinates))
+    if mode != "nearest":
+        taps = _interpolation_taps(node, mode)
+        plans = {a: resample.linear_plan(a, taps(d, o, s, coordinates))
                  for a, (d, o, s) in enumerate(zip(x.shape, out, factor)) if not kept[a]}
     else:
         rounding = "floor" if opset10 else node.attr("nearest_mode", "round_prefer_floor")
