@@ -1,10 +1,10 @@
 """The normalization kernels beside torch and onnxruntime, one thread, on benchmark-sized layers.
 
-    PYTHONPATH=. python benchmarks/norms.py [--repeats 15] [--only groupnorm]
+    PYTHONPATH=. python benchmarks/norms.py [--repeats 15] [--only groupnorm] [--clock thread]
 
 Each layer is a torch module exported with the TorchScript exporter at opset 17 (what onnxruntime runs
 and convgen imports); the frameworks' loops interleave, and the median of the repeats is printed per
-framework in microseconds (outputs preallocated for convgen, checked against torch first).
+framework in microseconds (outputs preallocated for convgen and onnxruntime, checked against torch first).
 """
 from __future__ import annotations
 
@@ -61,39 +61,49 @@ def _export(module: nn.Module, x: torch.Tensor) -> bytes:
     return buffer.getvalue()
 
 
-def _loop(fn, seconds: float = 0.2) -> float:
+def _loop(fn, seconds: float = 0.2, clock=time.perf_counter) -> float:
     fn()
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    calls, start = 0, clock()
+    while clock() - start < seconds:
         fn()
         calls += 1
-    return (time.perf_counter() - start) / calls
+    return (clock() - start) / calls
 
 
-def main() -> None:
+CLOCKS = {"wall": time.perf_counter, "thread": time.thread_time}  # thread: CPU time, for a crowded host
+
+
+def compare(layers: dict, repeats: int, only: str = "", x_scale: float = 1.0, clock: str = "wall") -> None:
+    """Print one row per layer of `layers` (name -> (module builder, input shape)) whose name contains
+    `only`: torch, onnxruntime (io_binding: a preallocated output, as convgen's out=), convgen C and LLVM
+    medians of `repeats` interleaved loops, in us; inputs are x_scale * standard normal.  clock "thread"
+    times the calling thread's CPU time (all four run on it at one thread), less moved by other processes."""
     import convgen
+    import convgen.target
     import onnxruntime
 
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--only", default="", help="layers whose name contains this")
-    args = parser.parse_args()
     torch.set_num_threads(1)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
-    print(f"{'layer':36} {'torch':>9} {'ort':>9} {'convgen C':>10} {'LLVM':>9}   (us, 1 thread, median of {args.repeats})")
-    for name, (build, shape) in LAYERS.items():
-        if args.only not in name:
+    host = convgen.target.host()
+    print(f"{host.name}, {host.isa}")
+    print(f"{'layer':36} {'torch':>9} {'ort':>9} {'convgen C':>10} {'LLVM':>9}   (us, 1 thread, median of {repeats}, {clock} clock)")
+    for name, (build, shape) in layers.items():
+        if only not in name:
             continue
         torch.manual_seed(0)
         module = build().eval()
-        x = torch.randn(shape)
+        x = x_scale * torch.randn(shape)
         data = _export(module, x)
         xn = x.numpy()
         with torch.no_grad():
             expected = module(x).numpy()
         session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-        runs = {"torch": lambda: module(x), "ort": lambda: session.run(None, {"x": xn})}
+        binding, ort_out = session.io_binding(), np.empty(expected.shape, np.float32)
+        binding.bind_cpu_input("x", xn)
+        binding.bind_output(session.get_outputs()[0].name, "cpu", 0, np.float32, list(ort_out.shape),
+                            ort_out.ctypes.data)
+        runs = {"torch": lambda: module(x), "ort": lambda: session.run_with_iobinding(binding)}
         graph = convgen.from_onnx(data)
         for backend in ("c", "llvm"):
             model = convgen.compile(graph, backend=backend, threads=1)
@@ -103,11 +113,20 @@ def main() -> None:
             runs[backend] = (lambda m, o: lambda: m(xn, out=o))(model, out)
         times: dict[str, list[float]] = {k: [] for k in runs}
         with torch.no_grad():
-            for _ in range(args.repeats):
+            for _ in range(repeats):
                 for key, fn in runs.items():
-                    times[key].append(_loop(fn, 0.05) * 1e6)
+                    times[key].append(_loop(fn, 0.05, CLOCKS[clock]) * 1e6)
         med = {k: statistics.median(v) for k, v in times.items()}
         print(f"{name:36} {med['torch']:9.1f} {med['ort']:9.1f} {med['c']:10.1f} {med['llvm']:9.1f}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--only", default="", help="layers whose name contains this")
+    parser.add_argument("--clock", choices=CLOCKS, default="wall")
+    args = parser.parse_args()
+    compare(LAYERS, args.repeats, args.only, clock=args.clock)
 
 
 if __name__ == "__main__":

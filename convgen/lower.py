@@ -85,6 +85,7 @@ class LoweredModel:
     weights: bytes
     threads: int
     batch: int | None      # None: the batch is a run-time argument, and every kernel loops over it
+    vector_bytes: int = 16  # the target's widest SIMD register: kernels with transcendental math ask for it
 
     @property
     def dynamic_batch(self) -> bool:
@@ -683,7 +684,8 @@ def lower(graph: Graph, target: Target, threads: int, dynamic_batch: bool = Fals
                     graph.type_of(graph.outputs[j]).nbytes) for j, r in placement.copies)
     inputs, outputs = _io_specs(graph)
     return LoweredModel(identifier(graph.name), graph.name, inputs, outputs, kernels, copies,
-                        placement.arena_bytes, bytes(blob.data), threads, None if dynamic_batch else _batch_of(graph))
+                        placement.arena_bytes, bytes(blob.data), threads, None if dynamic_batch else _batch_of(graph),
+                        target.vector_bytes)
 
 
 def _batch_of(graph: Graph) -> int:

@@ -8,8 +8,11 @@ compiled graph (one output each) to keep the compile count small.
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
+import shutil
+import subprocess
 import warnings
 
 import numpy as np
@@ -23,8 +26,11 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 import convgen
-from convgen import nn
+from convgen import lower, nn, passes
+from convgen.backends import c as c_backend
+from convgen.backends import llvm as llvm_backend
 from convgen.ops.activation import KINDS
+from convgen.target import host
 
 from conftest import assert_close, capped_settings, reference_outputs, t64
 from test_graph_ops import SPECIAL_VALUES, assert_close_with_specials, set_params
@@ -326,3 +332,22 @@ def test_every_op_exported_by_torch_matches_torch(backend, dynamo):
         finite = np.isfinite(ref)
         np.testing.assert_array_equal(np.isnan(out), np.isnan(ref), err_msg=f"output {i}")
         np.testing.assert_allclose(out[finite], ref[finite], rtol=2e-5, atol=2e-5, err_msg=f"output {i}")
+
+
+@pytest.mark.parametrize("vector_bytes", [32, 64])
+def test_transcendental_kernels_ask_for_the_targets_full_vector_width(backend, vector_bytes):
+    """gcc and LLVM tune Intel's AVX-512 cores for 256-bit loops; a kernel with a transcendental
+    activation asks for 512 on an AVX-512 target (pragma / function attribute), ReLU and plain kernels
+    and AVX2 targets do not.  On an AVX-512 host the library's code then uses zmm registers."""
+    target = dataclasses.replace(host(), vector_bytes=vector_bytes)
+    x_in = nn.Input((1, 4, 5, 7))
+    graph = nn.graph(nn.SiLU()(x_in), nn.ReLU()(x_in), name="width")
+    lowered = lower.lower(passes.optimize(graph), target, 1)
+    text = c_backend.render_source(lowered) if backend == "c" else llvm_backend.generate(lowered)[0]
+    marker = 'prefer-vector-width=512' if backend == "c" else '"prefer-vector-width"="512"'
+    assert text.count(marker) == (1 if vector_bytes == 64 else 0)
+    if vector_bytes == 64 and "avx512f" in host().features and shutil.which("objdump"):
+        big = nn.Input((1, 8, 32, 32))
+        model = convgen.compile(nn.graph(nn.SiLU()(big), name="width"), backend=backend)
+        code = subprocess.run(["objdump", "-d", str(model.library_path)], capture_output=True, text=True).stdout
+        assert "zmm" in code

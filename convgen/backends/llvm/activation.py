@@ -180,21 +180,26 @@ def _prelude(e: Emitter, name: str, emit: Callable[[Emitter, ir.Value], ir.Value
     return fn
 
 
+# convgen_expf's e^r = 1 + r + r^2 (c2 + ... + c6 r^4) on [-ln2/2, ln2/2], highest first (least maximum
+# relative error, fitted; as templates/activation.c.j2)
+EXP_POLYNOMIAL = (1.38146128e-3, 8.36871006e-3, 4.16683890e-2, 1.66665211e-1, 4.99999940e-1, 1.0, 1.0)
+
+
 def _emit_exp(e: Emitter, x: ir.Value) -> ir.Value:
-    """convgen_expf: x = n*ln2 + r (Cody-Waite), e^r by Taylor to r^7, times 2^n."""
+    """convgen_expf: x = n*ln2 + r (Cody-Waite), e^r by the fitted polynomial, times 2^n."""
     b, f = e.b, e.f32
     x = b.select(e.fcmp("<", x, f(-87.0)), f(-87.0), b.select(e.fcmp(">", x, f(88.0)), f(88.0), x))
     shifted = e.muladd(x, f(1.44269504), f(12582912.0))  # round to nearest: n in the low mantissa bits
     n = b.fsub(shifted, f(12582912.0))
     r = e.muladd(b.fneg(n), f(0.693145752), x)
     r = e.muladd(b.fneg(n), f(1.42860677e-6), r)
-    p = f(_ratio(1, 5040))
-    for c in (_ratio(1, 720), _ratio(1, 120), _ratio(1, 24), _ratio(1, 6), 0.5, 1.0, 1.0):
+    p = f(EXP_POLYNOMIAL[0])
+    for c in EXP_POLYNOMIAL[1:]:
         p = e.muladd(p, r, f(c))
-    # 2^n: the integer n is read from the bits of `shifted` (fptosi would be poison for NaN)
-    # (named exp_bits: the only i32 arithmetic in a module, tests/test_large_indices.py checks)
-    integer = b.sub(b.bitcast(shifted, I32), ir.Constant(I32, 0x4B400000), name="exp_bits")
-    bits = b.shl(b.add(integer, ir.Constant(I32, 127), name="exp_bits"), ir.Constant(I32, 23), name="exp_bits")
+    # 2^n: the bits of `shifted` are 0x4B400000 + n, whose shift by 23 is n << 23 (fptosi would be poison
+    # for NaN) (named exp_bits: the only i32 arithmetic in a module, tests/test_large_indices.py checks)
+    integer = b.shl(b.bitcast(shifted, I32), ir.Constant(I32, 23), name="exp_bits")
+    bits = b.add(integer, ir.Constant(I32, 0x3F800000), name="exp_bits")
     return b.fmul(p, b.bitcast(bits, F32))
 
 

@@ -80,6 +80,16 @@ def _kernel_function(module: ir.Module, k: Kernel, fma: bool, dynamic_batch: boo
     return fn
 
 
+def _prefer_full_vectors(fn: ir.Function, k: Kernel, vector_bytes: int) -> None:
+    """A kernel with an activation other than ReLU vectorizes at the register's full width on AVX-512, as
+    templates/activation.c.j2's `vectorizable` asks gcc: LLVM tunes Intel's AVX-512 cores for 256-bit loops
+    (prefer-256-bit), which halves the rate of the exp/erf/tanh polynomials.  A string attribute, which
+    llvmlite's FunctionAttributes does not list: added to the underlying set, printed as written."""
+    activation = k.params.get("activation")
+    if vector_bytes >= 64 and activation is not None and activation["kind"] != "relu":
+        set.add(fn.attributes, '"prefer-vector-width"="512"')
+
+
 def _pointer(e: Emitter, buffer: Buffer, io_args: list, model: LoweredModel, arena: Var,
              weights: ir.Value, batch: Index) -> ir.Value:
     """The pointer, inside the forward function, to a buffer (arena offsets are per sample when the
@@ -176,6 +186,8 @@ def build_module(model: LoweredModel, triple: str, data_layout: str, fma: bool, 
     module = ir.Module(name=model.prefix)
     module.triple, module.data_layout = triple, data_layout
     kernels = [_kernel_function(module, k, fma, model.dynamic_batch) for k in model.kernels]
+    for fn, k in zip(kernels, model.kernels):
+        _prefer_full_vectors(fn, k, model.vector_bytes)
     _info_functions(module, model, fma, embed)
     _forward_function(module, model, kernels, fma)
     return module
