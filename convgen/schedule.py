@@ -102,21 +102,17 @@ def row_block(out_width: int) -> int:
     return min(out_width, 256)
 
 
-# Independent accumulator chains that keep every FMA unit busy: 2 units x 4 cycles of latency (Zen 3 and 4,
-# Intel since Skylake).  A tile with fewer accumulators waits on its chains: it costs as much as one with 8.
-FMA_CHAINS = 8
-
-
-def _row_tile(out_width: int, oc_vectors: int, max_rows: int, wide_rows: int) -> int:
+def _row_tile(out_width: int, oc_vectors: int, max_rows: int, wide_rows: int, chains: int) -> int:
     """Pixels per register tile along a row: balanced tiles of max_rows (or up to wide_rows, where that
     leaves a smaller remainder), whichever takes the fewest FMA issue slots per row, a tile with fewer than
-    FMA_CHAINS accumulators counting FMA_CHAINS; ties go to the narrower tile.  14-pixel rows take 5 + 5 + 4
+    `chains` accumulators (the target's FMA units x latency: 2 x 4 on Zen 3 and 4 and Intel since Skylake)
+    counting `chains`: it waits on its dependent FMAs; ties go to the narrower tile.  14-pixel rows take 5 + 5 + 4
     rather than 4 + 4 + 4 + 2 (Zen 3, 1 thread, C / LLVM us: 3x3 256x14x14 3273 / 3552 -> 3091 / 3100,
     3x3 stride 2 128x28x28 -> 256: 1620 / 1790 -> 1522 / 1556)."""
     def slots(rows: int) -> int:
         tile = math.ceil(out_width / math.ceil(out_width / rows))  # balanced: the remainder tile is small
         full, tail = divmod(out_width, tile)
-        return full * max(tile * oc_vectors, FMA_CHAINS) + (max(tail * oc_vectors, FMA_CHAINS) if tail else 0)
+        return full * max(tile * oc_vectors, chains) + (max(tail * oc_vectors, chains) if tail else 0)
     best = min(range(max_rows, max(max_rows, wide_rows) + 1), key=slots)
     return math.ceil(out_width / math.ceil(out_width / best))
 
@@ -151,7 +147,7 @@ def conv_schedule(out_channels_per_group: int, out_width: int, flops: int, targe
     # whose overlapping broadcasts LLVM keeps live across the columns (LeNet-5 C3, 5x5, 2 x 5 tile: 10 -> 17 us)
     wide = min(budget + budget // 4, register_fit(target, oc_vectors))
     wide_rows = max(1, wide // oc_vectors) if kernel_w <= 3 else max_rows
-    row_tile = _row_tile(out_width, oc_vectors, max_rows, wide_rows)
+    row_tile = _row_tile(out_width, oc_vectors, max_rows, wide_rows, target.fma_chains)
     rows_budget = min(max(budget, accumulator_budget(target, "rows")), register_fit(target, oc_vectors))
     return ConvSchedule("direct", width, oc_vectors, row_tile, threads_for(flops, threads), inner,
                         tile_rows=_tile_rows(out_height, out_width, row_tile, oc_vectors, rows_budget))
