@@ -535,13 +535,17 @@ def nearest_repeat_factor(in_size: int, out_size: int, sources: Sequence[int]) -
 
 
 RESIZE_COORDINATES = ("asymmetric", "half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "align_corners",
-                      "half_pixel_symmetric")
+                      "half_pixel_symmetric", "tf_crop_and_resize")
+Roi = tuple[float, float]
+"""tf_crop_and_resize's region of one axis: its start and end as fractions of the axis."""
 
 
-def resize_coordinates(in_size: int, out_size: int, scale: float, coordinates: str) -> list[np.float32]:
+def resize_coordinates(in_size: int, out_size: int, scale: float, coordinates: str,
+                       roi: Roi = (0.0, 1.0)) -> list[np.float32]:
     """ONNX Resize on one axis: the input coordinate of every output index, in onnxruntime's float32
     arithmetic (its get_original_coordinate), before any rounding or clamping."""
     f32 = np.float32
+    start, end = f32(roi[0]), f32(roi[1])
     scale = f32(scale)
     out = []
     for i in range(out_size):
@@ -561,6 +565,9 @@ def resize_coordinates(in_size: int, out_size: int, scale: float, coordinates: s
             offset = f32(in_size) / f32(2) * (f32(1) - adjustment)
             # onnxruntime adds its double literals 0.5 here: this sum is double, rounded to float once
             original = float(offset) + (float(x) + 0.5) / float(scale) - 0.5
+        elif coordinates == "tf_crop_and_resize":   # one output: onnxruntime's 0.5 is a double
+            original = start * f32(in_size - 1) + (x * (end - start) * f32(in_size - 1)) / f32(out_size - 1) \
+                if out_size > 1 else 0.5 * (float(start) + float(end)) * (in_size - 1)
         else:
             raise ShapeError(f"Resize coordinate_transformation_mode {coordinates!r} is not one of {RESIZE_COORDINATES}")
         out.append(f32(original))
@@ -570,11 +577,19 @@ def resize_coordinates(in_size: int, out_size: int, scale: float, coordinates: s
 NEAREST_TIE_TOLERANCE = 1e-6
 
 
-def nearest_sources(in_size: int, out_size: int, scale: float, coordinates: str, rounding: str) -> list[int]:
+def extrapolated(in_size: int, out_size: int, scale: float, roi: Roi) -> set[int]:
+    """tf_crop_and_resize: the output indices whose coordinate lies outside the axis, which take
+    extrapolation_value."""
+    return {o for o, c in enumerate(resize_coordinates(in_size, out_size, scale, "tf_crop_and_resize", roi))
+            if not 0 <= c <= in_size - 1}
+
+
+def nearest_sources(in_size: int, out_size: int, scale: float, coordinates: str, rounding: str,
+                    roi: Roi = (0.0, 1.0)) -> list[int]:
     """ONNX Resize, mode nearest, on one axis: the input index each output index reads (onnxruntime's
     float32 arithmetic: the coordinate transform, then nearest_mode, clamped to the axis)."""
     out = []
-    for original in resize_coordinates(in_size, out_size, scale, coordinates):
+    for original in resize_coordinates(in_size, out_size, scale, coordinates, roi):
         # onnxruntime takes a coordinate within 1e-6 of a half as the tie (7 -> 2 asymmetric reads 3.4999998
         # for 3.5): measured over 36k drawn axes, both round modes, every coordinate mode
         tie = abs(float(original) - math.floor(original) - 0.5) <= NEAREST_TIE_TOLERANCE
@@ -599,13 +614,13 @@ Taps = tuple[tuple[tuple[int, ...], tuple[float, ...]], ...]
 """Per output index of one axis: the input indices it reads and their weights."""
 
 
-def linear_taps(in_size: int, out_size: int, scale: float, coordinates: str) -> Taps:
+def linear_taps(in_size: int, out_size: int, scale: float, coordinates: str, roi: Roi = (0.0, 1.0)) -> Taps:
     """ONNX Resize, mode linear, on one axis: per output index its two inputs and weights as
     onnxruntime computes them in float32 (the coordinate clamped to the axis; two equal inputs weigh
     0.5 each)."""
     f32 = np.float32
     taps = []
-    for original in resize_coordinates(in_size, out_size, scale, coordinates):
+    for original in resize_coordinates(in_size, out_size, scale, coordinates, roi):
         x = min(max(original, f32(0.0)), f32(in_size - 1))
         low = min(int(x), in_size - 1)
         high = min(low + 1, in_size - 1)
@@ -632,14 +647,15 @@ def cubic_coefficients(s: np.float32, a: float) -> list[np.float32]:
     return [_cubic_far(s + f32(1), a), _cubic_near(s, a), _cubic_near(f32(1) - s, a), _cubic_far(f32(2) - s, a)]
 
 
-def cubic_taps(in_size: int, out_size: int, scale: float, coordinates: str, a: float, exclude_outside: bool) -> Taps:
+def cubic_taps(in_size: int, out_size: int, scale: float, coordinates: str, a: float, exclude_outside: bool,
+               roi: Roi = (0.0, 1.0)) -> Taps:
     """ONNX Resize, mode cubic, on one axis: per output index the four inputs around its coordinate (clamped
     to the axis) and their weights, coefficient / sum as onnxruntime divides them in float32; exclude_outside
     gives inputs outside the axis weight 0 and the rest sums to 1.  Measured bit-exact against onnxruntime's
     weights over 1460 drawn axes (every coordinate mode, a in -0.75 / -0.6 / -0.5, both exclude_outside)."""
     f32 = np.float32
     taps = []
-    for original in resize_coordinates(in_size, out_size, scale, coordinates):
+    for original in resize_coordinates(in_size, out_size, scale, coordinates, roi):
         low = math.floor(original)
         coefficients = cubic_coefficients(f32(original - f32(low)), a)
         indices = [low - 1 + t for t in range(4)]
@@ -672,7 +688,7 @@ def _antialias_filter(mode: str, a: float) -> Callable[[np.float32], np.float32]
 
 
 def antialias_taps(in_size: int, out_size: int, scale: float, coordinates: str, mode: str, a: float,
-                   exclude_outside: bool) -> Taps:
+                   exclude_outside: bool, roi: Roi = (0.0, 1.0)) -> Taps:
     """ONNX Resize with antialias=1 (modes linear and cubic) on one axis, as onnxruntime's
     SetupUpsampleFilterAA computes it in float32: a shrinking axis widens the filter by in/out, every
     input within its support around the coordinate weighs filter(distance) normalized by the weights'
@@ -684,12 +700,15 @@ def antialias_taps(in_size: int, out_size: int, scale: float, coordinates: str, 
     support = (f32(2 if mode == "linear" else 4) * f32(0.5)) * (inverse if inverse >= f32(1) else f32(1))
     step = f32(1) / inverse if inverse >= f32(1) else f32(1)
     coordinates_of = [f32(i) for i in range(out_size)] if inverse == f32(1) else \
-        resize_coordinates(in_size, out_size, scale, coordinates)
+        resize_coordinates(in_size, out_size, scale, coordinates, roi)
     taps = []
     for original in coordinates_of:
         center = f32(0.5) + original
         low, high = math.floor(center - support + f32(0.5)), math.floor(center + support + f32(0.5))
         low_cut, high_cut = max(low, 0), min(high, in_size)
+        if low_cut >= high_cut:   # a window wholly outside the axis (tf_crop_and_resize): extrapolated
+            taps.append(((), ()))
+            continue
         first, last = (low_cut, high_cut) if exclude_outside else (low, high)
         weights = [filt((f32(x) - center + f32(0.5)) * step) for x in range(first, last)]
         total = f32(0)

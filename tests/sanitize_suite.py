@@ -189,6 +189,17 @@ def _norm_reductions():
     return _onnx_graph(nodes, {}, ["y_l1", "y_l2", "y_sq"])
 
 
+def _cropped_resizes():
+    """tf_crop_and_resize reaching outside the input (outputs of extrapolation_value: no taps), linear and
+    antialiased cubic (windows of many taps)."""
+    from onnx import helper
+    roi, sizes = np.array([0, 0, -0.3, 0.2, 1, 1, 1.4, 0.9], np.float32), np.array([1, 2, 7, 3], np.int64)
+    nodes = [helper.make_node("Resize", ["x", "roi", "", "sizes"], [f"y_{mode}"], mode=mode.split("_")[0],
+                              coordinate_transformation_mode="tf_crop_and_resize", extrapolation_value=-2.0,
+                              antialias=int(mode.endswith("aa"))) for mode in ("nearest", "linear", "cubic_aa")]
+    return _onnx_graph(nodes, {"roi": roi, "sizes": sizes}, ["y_nearest", "y_linear", "y_cubic_aa"])
+
+
 def _dilated_avg_pools():
     from onnx import helper
     nodes = [helper.make_node("AveragePool", ["x"], ["y_exclude"], kernel_shape=[2, 3], dilations=[3, 2],
@@ -232,6 +243,7 @@ GRAPH_CASES: dict[str, tuple[Callable, tuple[int, ...]]] = {
                                                        nn.Upsample(size=(1, 3), mode="nearest")), (1, 17, 3, 5)),
     "bicubic up and down (4 taps, clamped at the edges)": (seq(nn.Upsample(scale_factor=(2.5, 0.6), mode="bicubic"),
                                                                nn.Upsample(size=(1, 7), mode="bicubic")), (1, 17, 3, 5)),
+    "tf_crop_and_resize with extrapolation, antialiased cubic": (_cropped_resizes(), (1, 2, 5, 11)),
     "activations on 1023 elements": (_standalone_activations, (1, 3, 11, 31)),
     "activations on 1 element": (_standalone_activations, (1, 1, 1, 1)),
     "batch norm alone": (seq(nn.BatchNorm2d(3)), (2, 3, 5, 7)),

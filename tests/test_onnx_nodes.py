@@ -70,8 +70,6 @@ REJECTED: dict[str, str] = {
     "test_xor*": "element type",
     "test_where_long_example": "element type int64",
     "test_gathernd_example_int32*": "element type int32",
-    # resizing convgen does not do
-    "test_resize_tf_crop_and_resize*": "tf_crop_and_resize",
 }
 
 # case name -> why onnxruntime, not onnx's numpy reference, is the oracle (the two disagree; convgen

@@ -26,8 +26,8 @@ COORDINATES = ["asymmetric", "half_pixel", "pytorch_half_pixel", "tf_half_pixel_
 ROUNDING = ["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"]
 
 
-def resize_model(x_shape, mode, scales=None, sizes=None, opset=19, **attrs):
-    constants = [("roi", np.array([], np.float32)), ("scales", np.array(scales or [], np.float32))]
+def resize_model(x_shape, mode, scales=None, sizes=None, opset=19, roi=(), **attrs):
+    constants = [("roi", np.array(roi, np.float32)), ("scales", np.array(scales or [], np.float32))]
     if sizes is not None:
         constants.append(("sizes", np.array(sizes, np.int64)))
     node = helper.make_node("Resize", ["x"] + [name for name, _ in constants], ["y"], mode=mode, **attrs)
@@ -187,10 +187,26 @@ def test_tap_tables_are_onnxruntimes(size, out, coordinates):
             np.testing.assert_array_equal(table, wanted)
 
 
+@given(data=st.data(), mode=st.sampled_from(["nearest", "linear", "cubic", "linear antialias", "cubic antialias"]),
+       fill=st.sampled_from([0.0, -1.5, 7.0]))
+@capped_settings(15)
+def test_tf_crop_and_resize_matches_onnxruntime(data, mode, fill, backend):
+    """tf_crop_and_resize: a drawn region (reaching outside the input too) resized to a drawn size; outputs whose
+    coordinate leaves the input are extrapolation_value (an output index without taps in the resample)."""
+    shape, out = _spatial_2d(data, "antialias" in mode)
+    starts = [data.draw(st.integers(-40, 90)) / 100 for _ in range(2)]
+    ends = [s + data.draw(st.integers(5, 120)) / 100 for s in starts]
+    attrs = {"antialias": 1} if "antialias" in mode else {}
+    model = resize_model(shape, mode.split()[0], None, out, roi=[0, 0, *starts, 1, 1, *ends],
+                         coordinate_transformation_mode="tf_crop_and_resize", extrapolation_value=fill, **attrs)
+    x = np.random.default_rng(sum(out)).standard_normal(shape).astype(np.float32)
+    against_onnxruntime(model, x, backend, exact=mode == "nearest")
+
+
 def test_resize_refuses_what_it_cannot_do():
-    for mode, attrs, what in [("linear", {"coordinate_transformation_mode": "tf_crop_and_resize"}, "tf_crop_and_resize")]:
-        with pytest.raises(convgen.UnsupportedError, match=what):
-            convgen.from_onnx(resize_model((1, 1, 4, 4), mode, [1, 1, 2, 2], **attrs))
+    with pytest.raises(convgen.ShapeError, match="needs roi"):
+        convgen.from_onnx(resize_model((1, 1, 4, 4), "linear", [1, 1, 2, 2],
+                                       coordinate_transformation_mode="tf_crop_and_resize"))
 
 
 # -- torch: interpolate and adaptive pools, in the DSL and exported -----------------------------

@@ -222,13 +222,35 @@ def _whole_factors(node: NodeView, x: Tensor, sources: list[list[int]]) -> Tenso
 
 def _interpolation_taps(node: NodeView, mode: str):
     """The tap table of one axis for modes linear and cubic, antialiased (opset 18) or not: a function of
-    (in size, out size, scale, coordinate mode)."""
+    (in size, out size, scale, coordinate mode, roi)."""
     a, outside = node.attr("cubic_coeff_a", -0.75), bool(node.attr("exclude_outside", 0))
-    if node.op_type == "Resize" and node.attr("antialias", 0):
-        return lambda d, o, s, c: shapes.antialias_taps(d, o, s, c, mode, a, outside)
+    if _antialiased(node):
+        return lambda d, o, s, c, r: shapes.antialias_taps(d, o, s, c, mode, a, outside, r)
     if mode == "cubic":
-        return lambda d, o, s, c: shapes.cubic_taps(d, o, s, c, a, outside)
+        return lambda d, o, s, c, r: shapes.cubic_taps(d, o, s, c, a, outside, r)
     return shapes.linear_taps
+
+
+def _antialiased(node: NodeView) -> bool:
+    return node.op_type == "Resize" and bool(node.attr("antialias", 0)) and node.attr("mode", "nearest") != "nearest"
+
+
+def _regions(node: NodeView, x: Tensor, coordinates: str) -> list[shapes.Roi]:
+    """tf_crop_and_resize's roi per axis (starts then ends, over `axes` when given); (0, 1) otherwise."""
+    regions = [(0.0, 1.0)] * x.ndim
+    roi = node.optional_const(1, "roi") if coordinates == "tf_crop_and_resize" else None
+    if roi is None or not roi.size:
+        if coordinates == "tf_crop_and_resize":
+            raise ShapeError(f"{node.label}: coordinate_transformation_mode tf_crop_and_resize needs roi")
+        return regions
+    axes = node.attr("axes")
+    axes = list(range(x.ndim)) if axes is None else axes_of(node, axes, x.ndim)
+    roi = roi.reshape(-1).astype(np.float32).tolist()
+    if len(roi) != 2 * len(axes):
+        raise ShapeError(f"{node.label}: roi has {len(roi)} values for {len(axes)} axes (starts, then ends)")
+    for k, a in enumerate(axes):
+        regions[a] = (roi[k], roi[len(axes) + k])
+    return regions
 
 
 @converter("Resize", "Upsample")
@@ -256,18 +278,26 @@ def _resize(node: NodeView) -> list:
     # an axis of scale 1 is copied whatever the coordinate mode says (onnxruntime: tf_half_pixel_for_nn
     # with nearest_mode ceil would shift it by one)
     kept = [d == o and s == 1.0 for d, o, s in zip(x.shape, out, factor)]
+    regions, fill = _regions(node, x, coordinates), node.attr("extrapolation_value", 0.0)
+    cropped = coordinates == "tf_crop_and_resize"
+
+    def outside(a: int) -> set[int]:   # the output indices of axis a that take extrapolation_value
+        return shapes.extrapolated(x.shape[a], out[a], factor[a], regions[a]) if cropped else set()
     if mode != "nearest":
         taps = _interpolation_taps(node, mode)
-        plans = {a: resample.linear_plan(a, taps(d, o, s, coordinates))
+        plans = {a: resample.linear_plan(a, [((), ()) if i in outside(a) else t for i, t in
+                                             enumerate(taps(d, o, s, coordinates, regions[a]))], fill)
                  for a, (d, o, s) in enumerate(zip(x.shape, out, factor)) if not kept[a]}
     else:
         rounding = "floor" if opset10 else node.attr("nearest_mode", "round_prefer_floor")
-        sources = [list(range(d)) if k else shapes.nearest_sources(d, o, s, coordinates, rounding)
-                   for d, o, s, k in zip(x.shape, out, factor, kept)]
-        fast = _whole_factors(node, x, sources)
+        sources = [list(range(d)) if k else
+                   [None if i in outside(a) else j
+                    for i, j in enumerate(shapes.nearest_sources(d, o, s, coordinates, rounding, regions[a]))]
+                   for a, (d, o, s, k) in enumerate(zip(x.shape, out, factor, kept))]
+        fast = None if cropped else _whole_factors(node, x, sources)
         if fast is not None:
             return [fast]
-        plans = {a: resample.nearest_plan(a, picked) for a, picked in enumerate(sources)}
+        plans = {a: resample.nearest_plan(a, picked, fill) for a, picked in enumerate(sources)}
     emit = lambda attrs, v, suffix: node.emit("resample", attrs, [v], suffix=suffix)  # noqa: E731
     return [resample.resample_axes(x, plans, emit)]
 

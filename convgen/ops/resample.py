@@ -6,6 +6,7 @@ interpolate, adaptive average and max pooling to any output size, gathers with c
         kind "gather": x[:, sources[o][0], :]                           (one tap each)
         kind "linear": sum over t of weights[o][t] * x[:, sources[o][t], :], added in tap order
         kind "max":    the largest x[:, sources[o][t], :] over t (NaN if any is NaN, as torch)
+        an output index with no sources is `fill` (tf_crop_and_resize's extrapolation_value)
 
 An output index may read any number of taps (adaptive pooling bins differ in length).  Separable
 resampling (bilinear, trilinear, adaptive pools over several axes) is a chain of these, one axis
@@ -36,10 +37,13 @@ class ResampleAttrs:
     sources: tuple[tuple[int, ...], ...]
     weights: tuple[tuple[float, ...], ...] = ()
     """kind "linear" only: one weight per source (float32 values)."""
+    fill: float = 0.0
+    """The value of an output index with no sources (outside tf_crop_and_resize's region)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sources", tuple(tuple(int(i) for i in s) for s in self.sources))
         object.__setattr__(self, "weights", tuple(tuple(float(np.float32(w)) for w in ws) for ws in self.weights))
+        object.__setattr__(self, "fill", float(np.float32(self.fill)))
 
 
 def _check(layer: str, a: ResampleAttrs, shape: tuple[int, ...]) -> None:
@@ -47,9 +51,9 @@ def _check(layer: str, a: ResampleAttrs, shape: tuple[int, ...]) -> None:
         raise ShapeError(f"{layer}: resample kind {a.kind!r} is not one of {KINDS}")
     if not 0 <= a.axis < len(shape):
         raise ShapeError(f"{layer}: resample axis {a.axis} of an input of rank {len(shape)}")
-    if not a.sources or any(not s for s in a.sources):
-        raise ShapeError(f"{layer}: every one of the {len(a.sources)} output indices needs at least one source")
-    if a.kind == "gather" and any(len(s) != 1 for s in a.sources):
+    if not a.sources:
+        raise ShapeError(f"{layer}: a resample needs at least one output index")
+    if a.kind == "gather" and any(len(s) > 1 for s in a.sources):
         raise ShapeError(f"{layer}: a gather reads one source per output index")
     if (a.kind == "linear") != bool(a.weights) or (a.weights and [len(w) for w in a.weights] != [len(s) for s in a.sources]):
         raise ShapeError(f"{layer}: kind {a.kind!r} takes {'one weight per source' if a.kind == 'linear' else 'no weights'}")
@@ -71,7 +75,9 @@ def resample_reference(attrs: ResampleAttrs, x: np.ndarray) -> np.ndarray:
     rows = []
     for o, sources in enumerate(attrs.sources):
         picked = moved[list(sources)]
-        if attrs.kind == "linear":
+        if not sources:
+            rows.append(np.full(moved.shape[1:], attrs.fill))
+        elif attrs.kind == "linear":
             rows.append(np.tensordot(np.asarray(attrs.weights[o]), picked, axes=1))
         else:
             rows.append(np.max(picked, axis=0))   # np.max propagates NaN
@@ -125,23 +131,28 @@ def resample_axes(x, plans: dict[int, ResampleAttrs], emit: Callable) -> object:
     return x
 
 
-def nearest_plan(axis: int, sources) -> ResampleAttrs:
-    return ResampleAttrs(axis, "gather", tuple((int(i),) for i in sources))
+def nearest_plan(axis: int, sources, fill: float = 0.0) -> ResampleAttrs:
+    """Sources of None: outputs of value `fill`."""
+    return ResampleAttrs(axis, "gather", tuple(() if i is None else (int(i),) for i in sources), fill=fill)
 
 
-def linear_plan(axis: int, taps: shapes.Taps) -> ResampleAttrs:
+def linear_plan(axis: int, taps: shapes.Taps, fill: float = 0.0) -> ResampleAttrs:
     """Taps whose weight is 0 are left out (0 * inf would be NaN), a source read twice is read once
-    with the weights' sum (0.5 x + 0.5 x is x exactly); one tap of weight 1 is a gather."""
-    kept = []
+    with the weights' sum (0.5 x + 0.5 x is x exactly); one tap of weight 1 is a gather; an output
+    without taps is `fill`."""
+    kept: list[tuple] = []
     for sources, weights in taps:
+        if not sources:
+            kept.append(())
+            continue
         merged: dict[int, float] = {}
         for i, w in zip(sources, weights):
             merged[i] = float(np.float32(merged.get(i, 0.0) + w))
         kept.append(tuple((i, w) for i, w in merged.items() if w != 0.0) or ((sources[0], 0.0),))
-    if all(len(k) == 1 and k[0][1] == 1.0 for k in kept):
-        return nearest_plan(axis, [k[0][0] for k in kept])
+    if all(not k or (len(k) == 1 and k[0][1] == 1.0) for k in kept):
+        return nearest_plan(axis, [k[0][0] if k else None for k in kept], fill)
     return ResampleAttrs(axis, "linear", tuple(tuple(i for i, _ in k) for k in kept),
-                         tuple(tuple(w for _, w in k) for k in kept))
+                         tuple(tuple(w for _, w in k) for k in kept), fill)
 
 
 def adaptive_plan(axis: int, in_size: int, out_size: int, kind: str) -> ResampleAttrs:

@@ -1,6 +1,6 @@
 """Resampling along one axis, as templates/resample.c.j2: output index o of the axis reads the input
 rows SRC[FIRST[o]] .. SRC[FIRST[o + 1] - 1] (rows of INNER floats) and combines them: gather (one
-row), linear (weighted by W in tap order; two taps in one sweep) or max (NaN wins)."""
+row), linear (weighted by W in tap order; two taps in one sweep) or max (NaN wins); no taps: FILL."""
 from __future__ import annotations
 
 from llvmlite import ir
@@ -44,16 +44,27 @@ def resample(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
                     with e.loop(inner, name="i") as i:
                         yo[i] = fold(e, yo, r, w, i, False)
 
-        if kind != "linear":
-            fold_all()
-            return
-        with e.if_else(e.icmp("==", last - first, 2)) as (pair, other):
-            with pair:  # interpolation: both taps in one sweep
-                (r0, w0), (r1, w1) = taps(first), taps(first + 1)
-                with e.loop(inner, name="i") as i:
-                    yo[i] = e.b.fadd(e.b.fmul(w0, r0[i]), e.b.fmul(w1, r1[i]))
-            with other:
+        def combine() -> None:
+            if kind != "linear":
                 fold_all()
+                return
+            with e.if_else(e.icmp("==", last - first, 2)) as (pair, other):
+                with pair:  # interpolation: both taps in one sweep
+                    (r0, w0), (r1, w1) = taps(first), taps(first + 1)
+                    with e.loop(inner, name="i") as i:
+                        yo[i] = e.b.fadd(e.b.fmul(w0, r0[i]), e.b.fmul(w1, r1[i]))
+                with other:
+                    fold_all()
+
+        if not p["FILLED"]:
+            combine()
+            return
+        with e.if_else(e.icmp("==", last - first, 0)) as (empty, present):
+            with empty:  # outside tf_crop_and_resize's region: extrapolation_value
+                with e.loop(inner, name="i") as i:
+                    yo[i] = ir.Constant(F32, p["FILL"])
+            with present:
+                combine()
 
     parallel_for(e, p["THREADS"], [p["N"] * p["OUTER"], p["OUT"]], ["b", "o"], {"x": args["x"], "y": args["y"]},
                  row, "rows")
