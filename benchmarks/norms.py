@@ -18,29 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-
-class ChannelsLastLayerNorm(nn.Module):
-    """ConvNeXt's LayerNorm over the channels of an NCHW map: permute, LayerNorm, permute back."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.ln = nn.LayerNorm(channels, eps=1e-6)
-
-    def forward(self, x):
-        return self.ln(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-
-
-class ConvNeXtBlock(nn.Module):
-    def __init__(self, d: int) -> None:
-        super().__init__()
-        self.dw = nn.Conv2d(d, d, 7, padding=3, groups=d)
-        self.ln = nn.LayerNorm(d, eps=1e-6)
-        self.pw1, self.act, self.pw2 = nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d)
-        self.gamma = nn.Parameter(torch.full((d,), 0.5))
-
-    def forward(self, x):
-        y = self.ln(self.dw(x).permute(0, 2, 3, 1))
-        return x + (self.gamma * self.pw2(self.act(self.pw1(y)))).permute(0, 3, 1, 2)
+from convnext import ChannelsLastLayerNorm, ConvNeXtBlock
 
 
 LAYERS = {

@@ -14,6 +14,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+# benchmarks/convnext.py (plain torch models shared with the benchmarks) imports as `convnext`; appended,
+# so no benchmark script shadows a module the tests import
+sys.path.append(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
 BACKENDS = ["c", "llvm"]
 
 settings.register_profile(

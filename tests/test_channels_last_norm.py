@@ -15,21 +15,9 @@ import convgen
 from convgen import nn
 from convgen.passes import optimize
 
+from convnext import ConvNeXtBlock
 from conftest import assert_close, capped_settings, reference_outputs
 from test_norm import assert_normalized_close, torch_export
-
-
-class ConvNeXtBlock(torch.nn.Module):
-    def __init__(self, d: int) -> None:
-        super().__init__()
-        self.dw = torch.nn.Conv2d(d, d, 7, padding=3, groups=d)
-        self.ln = torch.nn.LayerNorm(d, eps=1e-6)
-        self.pw1, self.act, self.pw2 = torch.nn.Linear(d, 4 * d), torch.nn.GELU(), torch.nn.Linear(4 * d, d)
-        self.gamma = torch.nn.Parameter(torch.rand(d) + 0.5)
-
-    def forward(self, x):
-        y = self.ln(self.dw(x).permute(0, 2, 3, 1))
-        return x + (self.gamma * self.pw2(self.act(self.pw1(y)))).permute(0, 3, 1, 2)
 
 
 class DslConvNeXtBlock(nn.Module):

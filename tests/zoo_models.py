@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from convnext import ChannelsLastLayerNorm, ConvNeXtBlock  # benchmarks/convnext.py, on the path by conftest
 from models import randomize_batch_norm
 
 
@@ -119,41 +120,13 @@ class EfficientNetBlocks(nn.Module):
         return self.body(x)
 
 
-class ChannelsLastLayerNorm(nn.Module):
-    """LayerNorm over channels of an NCHW map the way ConvNeXt writes it: permute to NHWC, normalize, back."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(channels, eps=1e-6)
-
-    def forward(self, x):
-        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-
-
-class ConvNeXtBlock(nn.Module):
-    """ConvNeXt (Liu et al., 2022): depthwise 7x7, LayerNorm over channels, 1x1 to 4x + GELU, 1x1 back,
-    layer scale, residual (the 1x1s as convolutions, as in the channels-first form)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.dwconv = nn.Conv2d(channels, channels, 7, padding=3, groups=channels)
-        self.norm = ChannelsLastLayerNorm(channels)
-        self.pwconv1 = nn.Conv2d(channels, 4 * channels, 1)
-        self.act = nn.GELU()
-        self.pwconv2 = nn.Conv2d(4 * channels, channels, 1)
-        self.gamma = nn.Parameter(torch.rand(channels, 1, 1) * 0.5 + 0.1)
-
-    def forward(self, x):
-        return x + self.gamma * self.pwconv2(self.act(self.pwconv1(self.norm(self.dwconv(x)))))
-
-
 class ConvNeXtStage(nn.Module):
     """A ConvNeXt stage: downsampling (LayerNorm + 2x2/2 conv) then `depth` blocks."""
 
     def __init__(self, cin: int = 16, channels: int = 32, depth: int = 2) -> None:
         super().__init__()
         self.down = nn.Sequential(ChannelsLastLayerNorm(cin), nn.Conv2d(cin, channels, 2, 2))
-        self.blocks = nn.Sequential(*[ConvNeXtBlock(channels) for _ in range(depth)])
+        self.blocks = nn.Sequential(*[ConvNeXtBlock(channels, pointwise="conv") for _ in range(depth)])
 
     def forward(self, x):
         return self.blocks(self.down(x))
