@@ -83,14 +83,33 @@ def store_output(e: Emitter, p: dict, o: list[list[ir.Value]], bt: Ptr, st: Ptr,
     oh0, ow0 = t // p["TW"] * m, t % p["TW"] * m
     rows, cols = e.imin(p["OH"] - oh0, m), e.imin(ow - ow0, m)
     # lanes past oc_valid belong to the zero padding of the last channel block
-    with e.loop(e.imin(vw, oc_valid - j * vw), name="v") as v:
+    valid = e.imin(vw, oc_valid - j * vw)
+    if p["activation"] is not None and not p["RESIDUAL"]:   # as the template: vectors first, then the lanes
+        _activate_lanes(e, p, lanes, bt, j, valid)
+    with e.loop(valid, name="v") as v:
         oc = j * vw + v
-        bias = bt[oc] if p["HAS_BIAS"] else e.f32(0.0)
         at = oc * (p["OH"] * ow) + oh0 * ow + ow0
         yp, sp = yt + at, st + at if p["RESIDUAL"] else None
+        activated = p["activation"] is not None and not p["RESIDUAL"]
+        bias = bt[oc] if p["HAS_BIAS"] and not activated else e.f32(0.0)
         with e.loop(rows, name="i") as i, e.loop(cols, name="jj") as jj:
-            z = e.b.fadd(lanes[(i * m + jj) * vw + v], bias)
-            yp[i * ow + jj] = finish(e, p, z, sp, i * ow + jj)
+            z = lanes[(i * m + jj) * vw + v]
+            yp[i * ow + jj] = z if activated else finish(e, p, e.b.fadd(z, bias), sp, i * ow + jj)
+
+
+def _activate_lanes(e: Emitter, p: dict, lanes: Ptr, bt: Ptr, j: Index, valid: IntLike) -> None:
+    """The bias and activation on the tile's whole channel vectors in `lanes`, in place, as
+    templates/winograd.c.j2: per lane, along a tile's M columns, the activation stayed scalar.  One loop
+    over the M x M points (the template nests rows and columns: gcc vectorized neither a/M nor a%M
+    indexing), the lanes' loop vectorized VW wide."""
+    m, vw = p["M"], p["VW"]
+    biases = Ptr(e, e.alloca(ir.ArrayType(F32, vw), name="biases"))
+    with e.loop(vw, name="v") as v:
+        bias = bt[j * vw + e.imin(v, valid - 1)] if p["HAS_BIAS"] else e.f32(0.0)
+        biases[v] = e.b.select(e.icmp("<", v, valid), bias, e.f32(0.0))
+    with e.loop(m * m, name="i", unroll=False) as i, e.loop(vw, name="v", vector_width=vw) as v:
+        at = i * vw + v
+        lanes[at] = finish(e, p, e.b.fadd(lanes[at], biases[v]), None, 0)
 
 
 def _gemm_tile(e: Emitter, k: Kernel, rows: int) -> ir.Function:
