@@ -492,3 +492,15 @@ def test_ceil_mode_window_overhanging_the_input_matches_torch(backend, length, k
         assert_close(F.avg_pool1d(x, kernel, stride, padding, ceil_mode=True, count_include_pad=include_pad,
                                   backend=backend),
                      TF.avg_pool1d(t, kernel, stride, padding, ceil_mode=True, count_include_pad=include_pad).numpy())
+
+
+@pytest.mark.parametrize("width", [17, 33])
+def test_pixels_path_scalar_tail_with_groups_and_bias(width, backend):
+    """The pixels path's scalar tail on a grouped 1x1 conv with bias: gcc 12 -O3 -march=native miscompiled its
+    unrolled epilogue (found by h14f as a drawn test_conv_direct_path_any_width_and_channel_count case)."""
+    rng = np.random.default_rng(width)
+    x = rng.standard_normal((1, 2, 2, width)).astype(np.float32)
+    w = rng.standard_normal((64, 1, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(64).astype(np.float32)
+    y = F.conv2d(x, w, b, groups=2, backend=backend)
+    assert_close(y, TF.conv2d(t64(x), t64(w), t64(b), groups=2).numpy())
