@@ -11,12 +11,10 @@ Rows "conv3x3+..." fuse the activation into the conv's epilogue (its cost is the
 """
 from __future__ import annotations
 
-import argparse
-
 import torch
 from torch import nn
 
-from norms import CLOCKS, compare
+from norms import run_cli
 
 
 class Lambda(nn.Module):
@@ -50,12 +48,7 @@ LAYERS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--only", default="", help="layers whose name contains this")
-    parser.add_argument("--clock", choices=CLOCKS, default="wall")
-    args = parser.parse_args()
-    compare(LAYERS, args.repeats, args.only, x_scale=3.0, clock=args.clock)
+    run_cli(LAYERS, x_scale=3.0)
 
 
 if __name__ == "__main__":

@@ -98,13 +98,18 @@ def compare(layers: dict, repeats: int, only: str = "", x_scale: float = 1.0, cl
         print(f"{name:36} {med['torch']:9.1f} {med['ort']:9.1f} {med['c']:10.1f} {med['llvm']:9.1f}", flush=True)
 
 
-def main() -> None:
+def run_cli(layers: dict, x_scale: float = 1.0) -> None:
+    """The command line of this table and its siblings (activations.py): --repeats, --only, --clock."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--only", default="", help="layers whose name contains this")
     parser.add_argument("--clock", choices=CLOCKS, default="wall")
     args = parser.parse_args()
-    compare(LAYERS, args.repeats, args.only, clock=args.clock)
+    compare(layers, args.repeats, args.only, x_scale=x_scale, clock=args.clock)
+
+
+def main() -> None:
+    run_cli(LAYERS)
 
 
 if __name__ == "__main__":

@@ -216,17 +216,15 @@ def conv_geometry(node: Node, ctx: LowerContext, gemm: bool = True) -> tuple[dic
     p.update(_padded_extents(p))
     oc, g = node.type.shape[1], a.groups
     p.update(OC=oc, G=g, CG=x.shape[1] // g, OCG=oc // g)
-    sched = schedule.conv_schedule(oc // g, p["OW"], ops.get("conv").flops(a, [x, w_type], node.types),
-                                   ctx.target, ctx.threads, stride_w=p["SW"],
+    flops, constant_weights = conv_flops(node, ctx), ctx.is_constant(node.inputs[1])
+    sched = schedule.conv_schedule(oc // g, p["OW"], flops, ctx.target, ctx.threads, stride_w=p["SW"],
                                    one_row=pointwise or p["OD"] * p["OH"] == 1,
                                    weight_bytes=w_type.nbytes, kernel_w=p["KW"], out_height=p["OH"])
     # strided 1x1 layers stay direct unless tuning picks the gather (64 -> 128 56x56 stride 2, Sapphire
     # Rapids, 1 thread: gathered 360 us, direct 88; 256 -> 512 14x14: 95 against 70)
-    if gemm and gemm_applies(p, ctx) and ctx.is_constant(node.inputs[1]) and p["SD"] * p["SH"] * p["SW"] == 1:
-        sched = schedule_gemm.gemm_schedule(oc, ops.get("conv").flops(a, [x, w_type], node.types), ctx.target,
-                                            ctx.threads)
-    if ctx.winograd and winograd_applies(p, ctx.is_constant(node.inputs[1])):
-        flops = ops.get("conv").flops(a, [x, w_type], node.types)
+    if gemm and gemm_applies(p, ctx, constant_weights) and p["SD"] * p["SH"] * p["SW"] == 1:
+        sched = schedule_gemm.gemm_schedule(oc, flops, ctx.target, ctx.threads)
+    if ctx.winograd and winograd_applies(p, constant_weights):
         m = schedule.choose_winograd(p["N"], p["CG"], p["OCG"], g, p["OH"], p["OW"], flops, ctx.target)
         if m:
             sched = schedule.winograd_schedule(m, p["CG"], p["OCG"], g, p["OH"], p["OW"], flops, ctx.target,
@@ -234,11 +232,18 @@ def conv_geometry(node: Node, ctx: LowerContext, gemm: bool = True) -> tuple[dic
     return p, sched
 
 
-def gemm_applies(p: dict, ctx: LowerContext) -> bool:
+def conv_flops(node: Node, ctx: LowerContext) -> int:
+    """The conv's multiply-adds without its bias and skip (the op's FLOP rule on data and weights alone):
+    what the schedules' thread counts and cost models weigh."""
+    return ops.get("conv").flops(node.attrs, [ctx.type(node.inputs[0]), ctx.type(node.inputs[1])], node.types)
+
+
+def gemm_applies(p: dict, ctx: LowerContext, constant_weights: bool) -> bool:
     """A 1x1 unpadded layer of one group runs as a matrix product (lower_conv1x1) where its output plane
-    holds two pixel vectors; its weights are packed at compile time, a stride gathers its pixels."""
+    holds two pixel vectors and its weights can be packed at compile time; a stride gathers its pixels."""
     pointwise = p["KD"] * p["KH"] * p["KW"] == 1 and not p["PAD_COPY"]
-    return pointwise and p["G"] == 1 and schedule_gemm.applies(p["OD"] * p["OH"] * p["OW"], p["OC"], ctx.target)
+    return (constant_weights and pointwise and p["G"] == 1
+            and schedule_gemm.applies(p["OD"] * p["OH"] * p["OW"], p["OC"], ctx.target))
 
 
 def winograd_applies(p: dict, constant_weights: bool) -> bool:

@@ -629,6 +629,14 @@ def linear_taps(in_size: int, out_size: int, scale: float, coordinates: str, roi
     return tuple(taps)
 
 
+def _float32_sum(values: Sequence[np.float32]) -> np.float32:
+    """A float32 running sum in order, as onnxruntime adds a tap table's weights."""
+    total = np.float32(0)
+    for v in values:
+        total = np.float32(total + v)
+    return total
+
+
 def _cubic_near(d: np.float32, a: np.float32) -> np.float32:
     """Keys' cubic convolution at a distance d < 1, float32 (onnxruntime's and torch's grouping)."""
     return ((a + np.float32(2)) * d - (a + np.float32(3))) * d * d + np.float32(1)
@@ -662,9 +670,7 @@ def cubic_taps(in_size: int, out_size: int, scale: float, coordinates: str, a: f
         total = f32(1)
         if exclude_outside:
             coefficients = [c if 0 <= i < in_size else f32(0) for c, i in zip(coefficients, indices)]
-            total = f32(0)
-            for c in coefficients:
-                total = f32(total + c)
+            total = _float32_sum(coefficients)
         taps.append((tuple(min(max(i, 0), in_size - 1) for i in indices),
                      tuple(float(f32(c / total)) for c in coefficients)))
     return tuple(taps)
@@ -711,9 +717,7 @@ def antialias_taps(in_size: int, out_size: int, scale: float, coordinates: str, 
             continue
         first, last = (low_cut, high_cut) if exclude_outside else (low, high)
         weights = [filt((f32(x) - center + f32(0.5)) * step) for x in range(first, last)]
-        total = f32(0)
-        for w in weights:
-            total = f32(total + w)
+        total = _float32_sum(weights)
         if not exclude_outside:   # fold the weights outside the axis into its first / last input, in order
             below, above = max(-first, 0), max(last - in_size, 0)
             for x in range(below):

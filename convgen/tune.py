@@ -73,10 +73,10 @@ def candidates(graph: Graph, node: Node, target: Target, threads: int, winograd:
         default = lower.conv_geometry(node, lower.LowerContext(graph, target, threads, winograd=False))[1]
     budget = schedule.accumulator_budget(target)
     found = [chosen, default]
-    if lower.gemm_applies(p, lower.LowerContext(graph, target, threads)) and node.inputs[1] in graph.constants:
+    ctx = lower.LowerContext(graph, target, threads)
+    if lower.gemm_applies(p, ctx, ctx.is_constant(node.inputs[1])):
         # the matrix product's register tiles (MR x NV that fit the file), strided layers' gather too
-        flops = 2 * p["N"] * p["C"] * p["OC"] * p["OD"] * p["OH"] * p["OW"]
-        gemm = schedule_gemm.gemm_schedule(p["OC"], flops, target, threads)
+        gemm = schedule_gemm.gemm_schedule(p["OC"], lower.conv_flops(node, ctx), target, threads)
         found += [gemm] + [dataclasses.replace(gemm, oc_vectors=schedule_gemm.balanced_channels(mr, p["OC"]),
                                                row_tile=nv) for mr, nv in schedule_gemm.tile_variants(target)]
     if default.path == "gemm":   # the other paths' variations from here on

@@ -281,17 +281,18 @@ def _resize(node: NodeView) -> list:
     regions, fill = _regions(node, x, coordinates), node.attr("extrapolation_value", 0.0)
     cropped = coordinates == "tf_crop_and_resize"
 
-    def outside(a: int) -> set[int]:   # the output indices of axis a that take extrapolation_value
-        return shapes.extrapolated(x.shape[a], out[a], factor[a], regions[a]) if cropped else set()
+    # per axis, the output indices that take extrapolation_value (computed once: the tables test each index)
+    outside = [shapes.extrapolated(d, o, s, r) if cropped and not k else set()
+               for d, o, s, r, k in zip(x.shape, out, factor, regions, kept)]
     if mode != "nearest":
         taps = _interpolation_taps(node, mode)
-        plans = {a: resample.linear_plan(a, [((), ()) if i in outside(a) else t for i, t in
+        plans = {a: resample.linear_plan(a, [((), ()) if i in outside[a] else t for i, t in
                                              enumerate(taps(d, o, s, coordinates, regions[a]))], fill)
                  for a, (d, o, s) in enumerate(zip(x.shape, out, factor)) if not kept[a]}
     else:
         rounding = "floor" if opset10 else node.attr("nearest_mode", "round_prefer_floor")
         sources = [list(range(d)) if k else
-                   [None if i in outside(a) else j
+                   [None if i in outside[a] else j
                     for i, j in enumerate(shapes.nearest_sources(d, o, s, coordinates, rounding, regions[a]))]
                    for a, (d, o, s, k) in enumerate(zip(x.shape, out, factor, kept))]
         fast = None if cropped else _whole_factors(node, x, sources)
