@@ -59,7 +59,7 @@ DOCTESTS = _doctests()
 @pytest.mark.parametrize("test", DOCTESTS)
 def test_docstring_examples(test: doctest.DocTest, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("CONVGEN_CACHE_DIR", str(tmp_path / "cache"))   # compiles as on a fresh machine
-    monkeypatch.setattr(convgen.nn, "_rng", np.random.default_rng(0))  # restored after: examples may reseed
+    monkeypatch.setattr(convgen.nn.params, "_rng", np.random.default_rng(0))  # restored after: examples may reseed
     report: list[str] = []
     result = doctest.DocTestRunner(optionflags=OPTIONS).run(test, out=report.append)
     assert result.failed == 0, "".join(report)

@@ -16,11 +16,12 @@ resample layer per changed axis (convgen/ops/resample.py), with torch's index an
 from __future__ import annotations
 
 import math
-from . import ops, shapes
-from .errors import ConvgenError, ShapeError, UnsupportedError
-from .nn import Module
-from .ops import resample
-from .trace import Tensor
+from .. import ops, shapes
+from ..errors import ConvgenError, ShapeError, UnsupportedError
+from .module import Module
+from ..ops import resample
+from ..trace import Tensor
+
 
 __all__ = ["AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d",
            "AdaptiveMaxPool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",

@@ -16,10 +16,12 @@ from typing import Sequence
 
 import numpy as np
 
-from . import ops
-from .errors import ShapeError
-from .nn import Module, _emit, _int, _parameter_shape
-from .trace import Tensor
+from .. import ops
+from ..errors import ShapeError
+from .module import Module, _emit
+from .params import _int, _parameter_shape
+from ..trace import Tensor
+
 
 __all__ = ["LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "layer_norm",
            "group_norm", "instance_norm"]

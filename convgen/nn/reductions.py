@@ -11,7 +11,8 @@ array([ 6., 15.], dtype=float32)
 """
 from __future__ import annotations
 
-from .trace import Tensor
+from ..trace import Tensor
+
 
 __all__ = ["mean", "sum", "amax", "amin", "prod", "logsumexp"]
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from . import ops
-from .errors import ConvgenError
-from .nn import _activation, _ActivationLayer
-from .ops.activation import SELU_ALPHA, SELU_GAMMA
-from .trace import Tensor
+from .. import ops
+from ..errors import ConvgenError
+from .activations import _activation, _ActivationLayer
+from ..ops.activation import SELU_ALPHA, SELU_GAMMA
+from ..trace import Tensor
+
 
 __all__ = ["SiLU", "GELU", "Mish", "ELU", "SELU", "CELU", "Softplus", "Softsign", "silu", "gelu", "mish", "elu",
            "selu", "celu", "softplus", "softsign", "exp", "log", "sqrt", "pow", "abs", "neg", "reciprocal", "erf",
