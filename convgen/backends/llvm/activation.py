@@ -185,22 +185,37 @@ def _prelude(e: Emitter, name: str, emit: Callable[[Emitter, ir.Value], ir.Value
 EXP_POLYNOMIAL = (1.38146128e-3, 8.36871006e-3, 4.16683890e-2, 1.66665211e-1, 4.99999940e-1, 1.0, 1.0)
 
 
-def _emit_exp(e: Emitter, x: ir.Value) -> ir.Value:
-    """convgen_expf: x = n*ln2 + r (Cody-Waite), e^r by the fitted polynomial, times 2^n."""
+def _exp_scaled(e: Emitter, x: ir.Value, k: float) -> ir.Value:
+    """convgen_exp_scaledf: e^(k x) for k of 1 or 1/2, Cody-Waite with ln2 / k, the polynomial in r with
+    coefficients c_j k^j, e^-87 below -87 / k, n capped at 127 by an integer min (the polynomial
+    overflows to inf beyond), 2^n shifted out of the rounding constant's bits."""
     b, f = e.b, e.f32
-    x = b.select(e.fcmp("<", x, f(-87.0)), f(-87.0), b.select(e.fcmp(">", x, f(88.0)), f(88.0), x))
-    shifted = e.muladd(x, f(1.44269504), f(12582912.0))  # round to nearest: n in the low mantissa bits
-    n = b.fsub(shifted, f(12582912.0))
-    r = e.muladd(b.fneg(n), f(0.693145752), x)
-    r = e.muladd(b.fneg(n), f(1.42860677e-6), r)
-    p = f(EXP_POLYNOMIAL[0])
-    for c in EXP_POLYNOMIAL[1:]:
-        p = e.muladd(p, r, f(c))
-    # 2^n: the bits of `shifted` are 0x4B400000 + n, whose shift by 23 is n << 23 (fptosi would be poison
-    # for NaN) (named exp_bits: the only i32 arithmetic in a module, tests/test_large_indices.py checks)
-    integer = b.shl(b.bitcast(shifted, I32), ir.Constant(I32, 23), name="exp_bits")
-    bits = b.add(integer, ir.Constant(I32, 0x3F800000), name="exp_bits")
-    return b.fmul(p, b.bitcast(bits, F32))
+    x = b.select(e.fcmp("<", x, f(-87.0 / k)), f(-87.0 / k), x)
+    shifted = e.muladd(x, f(_f32(1.44269504) * k), f(12583039.0))  # 1.5 * 2^23 + 127 + n
+    # (named exp_bits: the only i32 arithmetic in a module, tests/test_large_indices.py checks)
+    bits = b.bitcast(shifted, I32)
+    bits = b.select(b.icmp_signed("<", bits, ir.Constant(I32, 0x4B4000FE), name="exp_bits"), bits,
+                    ir.Constant(I32, 0x4B4000FE), name="exp_bits")  # n <= 127
+    n = b.fsub(b.bitcast(bits, F32), f(12583039.0))
+    r = e.muladd(b.fneg(n), f(_f32(0.693145752) / k), x)
+    r = e.muladd(b.fneg(n), f(_f32(1.42860677e-6) / k), r)
+    degree = len(EXP_POLYNOMIAL) - 1
+    p = f(_f32(EXP_POLYNOMIAL[0]) * k ** degree)
+    for j, c in enumerate(EXP_POLYNOMIAL[1:], 1):
+        p = e.muladd(p, r, f(_f32(c) * k ** (degree - j)))
+    # 2^n: (n + 127) << 23 (fptosi would be poison for NaN)
+    scale = b.bitcast(b.shl(bits, ir.Constant(I32, 23), name="exp_bits"), F32)
+    return b.fmul(p, scale)
+
+
+def _f32(c: float) -> float:
+    """c rounded to float32, as the C literal `c` + "f" is (scaled by k after: exact, k a power of 2)."""
+    return float(np.float32(c))
+
+
+def _emit_exp(e: Emitter, x: ir.Value) -> ir.Value:
+    """convgen_expf: e^x, e^-87 below -87, inf past 88.7."""
+    return _exp_scaled(e, x, 1.0)
 
 
 # convgen_tanhf's rational approximation (Eigen's): odd numerator, even denominator, in x^2
@@ -240,7 +255,7 @@ def _emit_sigmoid(e: Emitter, x: ir.Value) -> ir.Value:
 
 def _emit_exp_full(e: Emitter, x: ir.Value) -> ir.Value:
     """convgen_exp_fullf: (e^(x/2))^2, inf past 88.72 and 0 below -103 as libm."""
-    h = e.b.call(_prelude(e, "convgen_expf", _emit_exp), [e.b.fmul(e.f32(0.5), x)])
+    h = e.b.call(_prelude(e, "convgen_exp_halff", lambda fe, v: _exp_scaled(fe, v, 0.5)), [x])
     return e.b.fmul(h, h)
 
 
