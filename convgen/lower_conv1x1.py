@@ -20,6 +20,9 @@ def lower_conv_gemm(node: Node, ctx: LowerContext, p: dict, sched: ConvSchedule)
     p.update(P=pixels, VW=sched.vector_width, MR=mr, NV=sched.row_tile, OCB=math.ceil(p["OC"] / mr),
              KC=blocks.kc, KB=math.ceil(p["C"] / blocks.kc), NC=blocks.nc, PB=math.ceil(pixels / blocks.nc),
              LAST_FULL=blocks.last_full, TAIL=blocks.tail, STRIDED=(p["SD"], p["SH"], p["SW"]) != (1, 1, 1))
+    # stride 1: the first channel block's tiles pack their panels from the input rows as they compute (a
+    # separate packing pass could not overlap the FMAs: a fifth of 256->64 56x56); a stride gathers first
+    p["PACK_FIRST"] = not p["STRIDED"]
     weights = pack_conv_weights(ctx.graph.constants[node.inputs[1]], 1, p["OCB"], 1, mr)  # [1][OCB][C][1][MR]
     scratch = sched.threads * blocks.kc * blocks.nc * 4
     return KernelSpec("conv_gemm", p, conv_operands(node, node.inputs[1]), [("y", node.output)], scratch,

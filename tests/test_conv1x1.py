@@ -98,6 +98,7 @@ def _check(case: dict, backend: str, target: Target) -> None:
     kernel = _kernel(model)
     assert kernel.template == "conv_gemm" and kernel.params["RESIDUAL"] == case["residual"]
     assert kernel.params["STRIDED"] == (stride > 1)
+    assert kernel.params["PACK_FIRST"] == (stride == 1)  # stride 1: the first channel block packs as it computes
     assert (kernel.params["MR"], kernel.params["NV"]) == schedule_gemm.register_tile(target, case["oc"])
     assert_close(model(*inputs), expected)
 

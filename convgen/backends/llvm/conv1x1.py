@@ -1,8 +1,10 @@
 """1x1 convolution as a matrix product per sample, Y[OC][P] = W[OC][C] x X[C][P] (a strided layer's
-pixels gathered by the packing), as templates/conv1x1.c.j2: threads over (sample, block of NC pixels); per K block of KC input channels the
-thread packs its pixels' input rows into register-tile panels ([KC][tile width]), then runs, tile by
-tile, every block of MR output channels over them; K blocks after the first add to the output rows, the
-last adds the bias, the skip and the activation.  Weights arrive packed at compile time: [OCB][C][MR]."""
+pixels gathered by the packing), as templates/conv1x1.c.j2: threads over (sample, block of NC pixels);
+per K block of KC input channels the thread runs, tile by tile, every block of MR output channels over
+the tile's packed panel ([KC][tile width]): at stride 1 (PACK_FIRST) the first block's tile packs it from
+the input rows as it computes and prefetches the next tile's rows, a strided layer gathers every panel
+first; K blocks after the first add to the output rows, the last adds the bias, the skip and the
+activation.  Weights arrive packed at compile time: [OCB][C][MR]."""
 from __future__ import annotations
 
 from llvmlite import ir
@@ -13,28 +15,35 @@ from .emitter import I64, PTR, VOID, Emitter, Index, IntLike, Ptr
 from .parallel import Capture, parallel_for, thread_number
 
 POINTERS = ("xp", "wt", "bt", "st", "yt")
+PACK_POINTERS = ("xs", "pf")   # the pack variant's input rows and the rows it prefetches, before POINTERS
 
 
-def _tile_function(e: Emitter, name: str) -> tuple[ir.Function, Emitter]:
-    """An always-inline `void tile(xp, wt, bt, st, yt, kc, kb, oc_valid)` with noalias pointers."""
-    fn = ir.Function(e.module, ir.FunctionType(VOID, [PTR] * len(POINTERS) + [I64] * 3), name)
+def _tile_function(e: Emitter, name: str, pack: bool) -> tuple[ir.Function, Emitter]:
+    """An always-inline `void tile([xs, pf,] xp, wt, bt, st, yt, kc, kb, oc_valid)` with noalias pointers."""
+    pointers = PACK_POINTERS * pack + POINTERS
+    fn = ir.Function(e.module, ir.FunctionType(VOID, [PTR] * len(pointers) + [I64] * 3), name)
     fn.linkage = "internal"
     fn.attributes.add("alwaysinline")
     fn.attributes.add("nounwind")
-    for arg, arg_name in zip(fn.args, POINTERS + ("kc", "kb", "oc_valid")):
+    for arg, arg_name in zip(fn.args, pointers + ("kc", "kb", "oc_valid")):
         arg.name = arg_name
         if isinstance(arg.type, ir.PointerType):
             arg.add_attribute("noalias")
     return fn, e.sibling(fn)
 
 
-def _gemm_tile(e: Emitter, k: Kernel, rows: int, lanes: int) -> ir.Function:
+def _gemm_tile(e: Emitter, k: Kernel, rows: int, lanes: int, pack: bool = False) -> ir.Function:
     """The register tile: MR output channels x `rows` vectors of `lanes` pixels (lanes 1: scalars) over
-    the kc input channels of K block kb; xp the tile's packed panel [kc][rows * lanes]."""
+    the kc input channels of K block kb; xp the tile's packed panel [kc][rows * lanes].  pack: the first
+    channel block's tile, which reads its inputs from the input rows xs (a plane apart), writes them to
+    the panel for the other blocks and prefetches the next tile's rows (pf) into L2 (as the template)."""
     p = k.params
-    fn, te = _tile_function(e, f"{k.fn}.tile{rows}x{lanes}")
-    xp, wt, bt, st, yt = (te.arg_ptr(i) for i in range(len(POINTERS)))
-    kc, kb, oc_valid = te.arg_index(5), te.arg_index(6), te.arg_index(7)
+    fn, te = _tile_function(e, f"{k.fn}.tile{rows}x{lanes}{'.pack' if pack else ''}", pack)
+    first_arg = len(PACK_POINTERS) if pack else 0
+    xs, pf = (te.arg_ptr(i) for i in range(first_arg)) if pack else (None, None)
+    xp, wt, bt, st, yt = (te.arg_ptr(first_arg + i) for i in range(len(POINTERS)))
+    kc, kb, oc_valid = (te.arg_index(first_arg + len(POINTERS) + i) for i in range(3))
+    in_plane = p["ID"] * p["IH"] * p["IW"]
     mr, plane = p["MR"], p["P"]
     zero = te.zeros(lanes) if lanes > 1 else te.f32(0.0)
 
@@ -50,7 +59,14 @@ def _gemm_tile(e: Emitter, k: Kernel, rows: int, lanes: int) -> ir.Function:
                 acc[j][r].set(load(yt, j * plane + r * lanes))
     # the reduction over the block's input channels: `rows` input vectors, MR weight broadcasts
     with te.loop(kc, name="c") as c:
-        xv = [load(xp, (c * rows + r) * lanes) for r in range(rows)]
+        if pack:
+            xv = [load(xs, c * in_plane + r * lanes) for r in range(rows)]
+            for r in range(rows):
+                te.b.store(xv[r], (xp + (c * rows + r) * lanes).value, align=4)
+                if lanes > 1:
+                    te.prefetch(pf + (c * in_plane + r * lanes))
+        else:
+            xv = [load(xp, (c * rows + r) * lanes) for r in range(rows)]
         for j in range(mr):  # unrolled: the accumulators stay in registers
             wv = wt[c * mr + j]
             wv = te.splat(wv, lanes) if lanes > 1 else wv
@@ -104,39 +120,57 @@ def conv_gemm(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None
     assert p["OCB"] * mr >= p["OC"] > (p["OCB"] - 1) * mr and p["KB"] * p["KC"] >= p["C"] > (p["KB"] - 1) * p["KC"]
     assert p["NC"] % nr == 0 and (p["PB"] - 1) * p["NC"] + p["LAST_FULL"] * nr + sum(
         r * l for r, l, _ in p["TAIL"]) == plane
-    tiles = {(p["NV"], p["VW"]): _gemm_tile(e, k, p["NV"], p["VW"])}
-    for rows, lanes, _ in p["TAIL"]:
-        tiles[rows, lanes] = _gemm_tile(e, k, rows, lanes)
+    shapes = [(p["NV"], p["VW"])] + [(rows, lanes) for rows, lanes, _ in p["TAIL"]]
+    tiles = {key: _gemm_tile(e, k, *key) for key in shapes}
+    packing = {key: _gemm_tile(e, k, *key, pack=True) for key in shapes} if p["PACK_FIRST"] else {}
     null = Ptr(e, ir.Constant(PTR, None))
+    in_plane = p["ID"] * p["IH"] * p["IW"]
 
     def block(e: Emitter, index: list[Index], cap: dict[str, Capture]) -> None:
         n, pb = index
         xb = cap["scratch"] + thread_number(e, p["THREADS"]) * (p["KC"] * p["NC"])
         last_block = e.icmp("==", pb, p["PB"] - 1)
         full = e.iselect(last_block, e.const(p["LAST_FULL"]), e.const(p["NC"] // nr))
-        xn = cap["x"] + n * (p["C"] * p["ID"] * p["IH"] * p["IW"])   # the sample's input channels
+        xn = cap["x"] + n * (p["C"] * in_plane)   # the sample's input channels
         at = n * (p["OC"] * plane) + pb * p["NC"]
         yn, sn = cap["y"] + at, cap["r"] + at if p["RESIDUAL"] else None   # the skip: the output's layout
         with e.loop(p["KB"], name="kb") as kb:
             k0 = kb * p["KC"]
             kc = e.imin(p["C"] - k0, p["KC"])
-            _pack(e, p, xb, xn, k0, kc, full, pb, last_block)
+            if not p["PACK_FIRST"]:
+                _pack(e, p, xb, xn, k0, kc, full, pb, last_block)
 
-            def run(ob: Index, key: tuple[int, int], offset: IntLike) -> None:
+            def run(ob: IntLike, key: tuple[int, int], offset: IntLike, pack_from: list[Ptr] = ()) -> None:
                 wt = cap["w"] + (ob * p["C"] + k0) * mr
                 bt = cap["b"] + ob * mr if p["HAS_BIAS"] else null
                 out = ob * (mr * plane) + offset
                 st = sn + out if sn else null
-                e.b.call(tiles[key], [(xb + kc * offset).value, wt.value, bt.value, st.value, (yn + out).value,
-                                      e.int_value(kc), e.int_value(kb), e.int_value(e.imin(p["OC"] - ob * mr, mr))])
+                fn = packing[key] if pack_from else tiles[key]
+                e.b.call(fn, [q.value for q in pack_from] + [
+                    (xb + kc * offset).value, wt.value, bt.value, st.value, (yn + out).value,
+                    e.int_value(kc), e.int_value(kb), e.int_value(e.imin(p["OC"] - ob * mr, mr))])
+
+            def column(key: tuple[int, int], offset: IntLike) -> None:
+                """The tile at pixel `offset` of the block over every channel block; with PACK_FIRST the
+                first reads the input rows, packs them and prefetches the next tile's (while in the plane)."""
+                if not p["PACK_FIRST"]:
+                    with e.loop(p["OCB"], name="ob") as ob:
+                        run(ob, key, offset)
+                    return
+                xs = xn + (k0 * in_plane + pb * p["NC"] + offset)
+                ahead = e.icmp("<=", pb * p["NC"] + offset + 2 * nr, plane)
+                pf = Ptr(e, e.b.select(ahead, (xs + nr).value, xs.value))
+                run(0, key, offset, [xs, pf])
+                with e.loop(p["OCB"], start=1, name="ob") as ob:
+                    run(ob, key, offset)
 
             # tiles outer, channel blocks inner: the tile's input panel serves every block from L1
-            with e.loop(full, name="t") as t, e.loop(p["OCB"], name="ob") as ob:
-                run(ob, (p["NV"], p["VW"]), t * nr)
+            with e.loop(full, name="t") as t:
+                column((p["NV"], p["VW"]), t * nr)
             if p["TAIL"]:  # the plane's last pixels: the tail tiles
-                with e.if_then(last_block), e.loop(p["OCB"], name="ob") as ob:
+                with e.if_then(last_block):
                     for rows, lanes, offset in p["TAIL"]:
-                        run(ob, (rows, lanes), offset)
+                        column((rows, lanes), offset)
 
     captures: dict[str, Capture] = {"x": args["x"], "w": args["w"], "y": args["y"], "scratch": scratch}
     if p["HAS_BIAS"]:

@@ -235,6 +235,12 @@ class Emitter:
         fn = self.module.declare_intrinsic("llvm.memcpy", [PTR, PTR, I64])
         self.b.call(fn, [dst.value, src.value, self.int_value(nbytes), ir.Constant(I1, 0)])
 
+    def prefetch(self, address: Ptr, write: bool = False, locality: int = 2) -> None:
+        """__builtin_prefetch(address, write, locality): a hint, never a fault (locality 2: into L2, as the templates)."""
+        fn = self.module.globals.get("llvm.prefetch.p0") or ir.Function(
+            self.module, ir.FunctionType(ir.VoidType(), [PTR, I32, I32, I32]), "llvm.prefetch.p0")
+        self.b.call(fn, [address.value, ir.Constant(I32, int(write)), ir.Constant(I32, locality), ir.Constant(I32, 1)])
+
     def memset(self, dst: Ptr, byte: int, nbytes: IntLike) -> None:
         fn = self.module.declare_intrinsic("llvm.memset", [PTR, I64])
         self.b.call(fn, [dst.value, ir.Constant(I8, byte), self.int_value(nbytes), ir.Constant(I1, 0)])
