@@ -191,3 +191,29 @@ def test_bad_dims_are_shape_errors():
         x.mean(3)
     with pytest.raises(convgen.ShapeError, match="twice"):
         x.sum((1, -2))
+
+
+@capped_settings(16)
+@given(method=st.sampled_from(TORCH_REDUCTIONS), case=reductions(), keepdim=st.booleans(), batch=st.integers(1, 3),
+       run_time_batch=st.booleans(), seed=st.integers(0, 2 ** 16))
+def test_reductions_on_two_threads_match_torch(method, case, keepdim, batch, run_time_batch, seed, backend):
+    """Every layer given two threads (the work threshold lowered to nothing): blocks of the outermost kept
+    loop (a vector-multiple share of a kept innermost row, a share of an outer loop), or one block when
+    nothing is kept; samples inside each block, a run-time batch too."""
+    from convgen import schedule
+    shape, axes = case
+    shape = [batch] + shape
+    axes = None if axes is None else [a + 1 for a in axes]   # the batch axis kept: it may be a run-time value
+    dim = tuple(axes) if axes else tuple(range(1, len(shape)))
+    x = _data("ReduceProd" if method == "prod" else "", shape, seed)
+    traced = nn.Input(tuple([1] + shape[1:]) if run_time_batch else tuple(shape))
+    graph = nn.graph(getattr(traced, method)(dim, keepdim), name="r2")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(schedule, "MIN_FLOPS_PER_THREAD", 1)
+        model = convgen.compile(graph, backend=backend, threads=2, batch=None if run_time_batch else batch)
+    (kernel,) = [k for k in model._lowered.kernels if k.op in ("reduce", "global_pool")]
+    p = kernel.params
+    assert p["THREADS"] == (2 if p["BLOCKS"] > 1 else 1) and p["BLOCKS"] <= 2
+    if p["PAR"] == len(p["DIMS"]) - 1 and p["BLOCKS"] > 1:
+        assert p["BLOCK"] % p["LANES"] == 0
+    assert_close(model(x), _torch_reduce(method, t64(x), dim, keepdim).numpy())
