@@ -49,6 +49,11 @@ def test_tiles_and_blocks_fit_registers_and_caches(target: Target):
             assert b.nc % nr == 0 and b.nc * b.kc * 4 <= target.l2_bytes
             assert (math.ceil(pixels / b.nc) - 1) * b.nc + b.last_full * nr + sum(r * l for r, l, _ in b.tail) == pixels
             assert math.ceil(pixels / b.nc) >= min(2, math.ceil(pixels / nr))  # a pixel block per thread
+            # the static split of the (sample, block) items loads no thread more than a block past its share,
+            # and with few blocks no more than a tile (768 -> 192 28x28 had 384, 384 and 16 pixels)
+            busiest, tiles = schedule_gemm.busiest_thread(pixels, b.nc, 1, 2), math.ceil(pixels / nr)
+            few = math.ceil(pixels / b.nc) < schedule_gemm.FEW_ITEMS * 2
+            assert busiest <= (math.ceil(tiles / 2) * nr if few else math.ceil(pixels / 2) + b.nc)
 
 
 def _kernel(model):
@@ -162,3 +167,20 @@ def test_run_time_batch(backend):
         x = np.random.default_rng(batch).standard_normal((batch, 19, 9, 10)).astype(np.float32)
         expected = torch.relu(torch.nn.functional.conv2d(t64(x), t64(state["weight"]), t64(state["bias"])))
         assert_close(model(x), expected.numpy())
+
+
+def test_weights_are_blocked_by_k_block_then_channel_block():
+    # [KB][OCB][kc][MR]: one K block's panels of every channel block in one stream, the last K block shorter
+    from convgen.lower import pack_conv_weights
+    from convgen.lower_conv1x1 import k_blocked_weights
+    oc, c, mr, kc = 11, 10, 4, 4
+    w = np.arange(oc * c, dtype=np.float32).reshape(oc, c, 1, 1) + 1
+    flat = k_blocked_weights(pack_conv_weights(w, 1, 3, 1, mr), kc)
+    assert flat.shape == (3 * mr * c,)
+    for k0 in range(0, c, kc):
+        width = min(kc, c - k0)
+        for ob in range(3):
+            for ch in range(width):
+                for j in range(mr):
+                    o = ob * mr + j
+                    assert flat[k0 * 3 * mr + (ob * width + ch) * mr + j] == (w[o, k0 + ch, 0, 0] if o < oc else 0)

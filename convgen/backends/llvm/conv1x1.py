@@ -4,7 +4,7 @@ per K block of KC input channels the thread runs, tile by tile, every block of M
 the tile's packed panel ([KC][tile width]): at stride 1 (PACK_FIRST) the first block's tile packs it from
 the input rows as it computes and prefetches the next tile's rows, a strided layer gathers every panel
 first; K blocks after the first add to the output rows, the last adds the bias, the skip and the
-activation.  Weights arrive packed at compile time: [OCB][C][MR]."""
+activation.  Weights arrive packed at compile time: [KB][OCB][KC][MR] (the last K block kc)."""
 from __future__ import annotations
 
 from llvmlite import ir
@@ -141,7 +141,7 @@ def conv_gemm(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None
                 _pack(e, p, xb, xn, k0, kc, full, pb, last_block)
 
             def run(ob: IntLike, key: tuple[int, int], offset: IntLike, pack_from: list[Ptr] = ()) -> None:
-                wt = cap["w"] + (ob * p["C"] + k0) * mr
+                wt = cap["w"] + (k0 * (p["OCB"] * mr) + ob * kc * mr)
                 bt = cap["b"] + ob * mr if p["HAS_BIAS"] else null
                 out = ob * (mr * plane) + offset
                 st = sn + out if sn else null
