@@ -224,6 +224,9 @@ def conv_geometry(node: Node, ctx: LowerContext, gemm: bool = True) -> tuple[dic
     # Rapids, 1 thread: gathered 360 us, direct 88; 256 -> 512 14x14: 95 against 70)
     if gemm and gemm_applies(p, ctx, constant_weights) and p["SD"] * p["SH"] * p["SW"] == 1:
         sched = schedule_gemm.gemm_schedule(oc, flops, ctx.target, ctx.threads)
+    if sched.path == "rowwise" and depthwise_applies(p):
+        sched = schedule.depthwise_schedule(g, p["OCG"], p["OH"], p["OW"], _phase_axes(p)[1].extent, flops,
+                                            ctx.target, ctx.threads)
     if ctx.winograd and winograd_applies(p, constant_weights):
         m = schedule.choose_winograd(p["N"], p["CG"], p["OCG"], g, p["OH"], p["OW"], flops, ctx.target)
         if m:
@@ -287,6 +290,51 @@ def lower_winograd(node: Node, ctx: LowerContext, p: dict, sched: schedule.ConvS
                       4 * p["XB_OFFSET"] + xb_bytes, packed)
 
 
+def depthwise_applies(p: dict) -> bool:
+    """The depthwise kernel takes 2-D layers of one input plane per group (1-D and 3-D ones stay rowwise)
+    with short rows (schedule.DEPTHWISE_MAX_ROW, longer where strided)."""
+    longest = schedule.DEPTHWISE_MAX_ROW * (2 if p["SW"] > 1 else 1)
+    return p["CG"] == 1 and p["KD"] == 1 and p["XD"] == 1 and p["OH"] > 1 and p["OW"] <= longest
+
+
+def _phase_axes(p: dict) -> tuple[shapes.PhaseAxis, shapes.PhaseAxis]:
+    return (shapes.phase_axis(p["XH"], p["SH"], p["PH"], p["IH"]), shapes.phase_axis(p["XW"], p["SW"], p["PW"], p["IW"]))
+
+
+def lower_depthwise(node: Node, p: dict, sched: schedule.ConvSchedule) -> KernelSpec:
+    """The input plane of each group split into its stride phases, padded (shapes.PhaseAxis), per thread in
+    scratch, then [CT channels' phases + slack][CT channels' band buffers]; TAPS: each tap's float offset in
+    a channel's phases; BANDS: [first band, bands, rows, vectors per tile, full tiles, remainder vectors]."""
+    rows_axis, cols_axis = _phase_axes(p)
+    pitch, vw = cols_axis.extent, sched.vector_width
+    plane = rows_axis.extent * pitch
+    taps = []
+    for kh in range(p["KH"]):
+        a, dh = rows_axis.tap(kh, p["SH"], p["DH"])
+        for kw in range(p["KW"]):
+            b, dw = cols_axis.tap(kw, p["SW"], p["DW"])
+            taps.append((a * p["SW"] + b) * plane + dh * pitch + dw)
+    band_rows = sched.tile_rows
+    full, last = divmod(p["OH"], band_rows)
+    bands, reads_end, band_floats = [], 0, 0
+    for first, count, rows in [(0, full, band_rows), (full, 1, last)]:
+        if not count or not rows:
+            continue
+        vectors = math.ceil(((rows - 1) * pitch + p["OW"]) / vw)
+        bands.append([first, count, rows, *schedule.depthwise_tiles(vectors, sched.row_tile)])
+        reads_end = max(reads_end, (first + count - 1) * band_rows * pitch + vectors * vw + max(taps))
+        band_floats = max(band_floats, vectors * vw)
+    phases = p["SH"] * p["SW"] * plane
+    pset = -(-max(phases, reads_end) // 16) * 16   # a channel's phases and the slack its last vectors read
+    p.update(VW=vw, CT=sched.oc_vectors, PHH=rows_axis.extent, PWW=pitch, PP=plane, PHASES_END=phases, PSET=pset,
+             QSET=band_floats, ROW_PHASES=[list(t) for t in zip(rows_axis.before, rows_axis.copied, rows_axis.first)],
+             COL_PHASES=[list(t) for t in zip(cols_axis.before, cols_axis.copied, cols_axis.first)],
+             TAPS=taps, BANDS=bands, RB=band_rows,
+             TILE_SIZES=sorted({size for band in bands for size in (band[3], band[5]) if size}))
+    scratch = sched.threads * sched.oc_vectors * (pset + band_floats) * 4
+    return KernelSpec("conv_depthwise", p, conv_operands(node, node.inputs[1]), [("y", node.output)], scratch)
+
+
 def conv_operands(node: Node, w_value: str) -> list[tuple[str, str | None]]:
     """x, w, b (None: no bias) and, for a residual conv, r: the skip its epilogue adds (ConvAttrs.residual)."""
     operands = [("x", node.inputs[0]), ("w", w_value), ("b", node.inputs[2] if len(node.inputs) >= 3 else None)]
@@ -305,6 +353,8 @@ def lower_conv(node: Node, ctx: LowerContext) -> KernelSpec:
         return lower_winograd(node, ctx, p, sched)
     if sched.path == "gemm":
         return lower_conv1x1.lower_conv_gemm(node, ctx, p, sched)
+    if sched.path == "depthwise":
+        return lower_depthwise(node, p, sched)
     scratch = _pad_scratch_bytes(p)
     packed = {}
     if sched.path in ("direct", "pixels"):

@@ -167,6 +167,45 @@ def _tile_rows(out_height: int, out_width: int, row_tile: int, oc_vectors: int, 
     return math.ceil(out_height / math.ceil(out_height / most))
 
 
+# The depthwise kernel's band of output rows accumulates in a buffer of at most this many floats (16 KB:
+# it stays in L1 beside the input's phases until its rows are stored).
+DEPTHWISE_BAND_FLOATS = 4096
+# Rows of up to this many output pixels (twice as many under a stride, which the rowwise kernel gathers) take
+# the depthwise kernel; longer ones the rowwise kernel, which stores its rows without the band buffer's extra
+# pass.  Sapphire Rapids AVX-512, 1 thread, us, rowwise / depthwise, C and LLVM: 5x5 576x7x7 90 / 43 and
+# 95 / 42, 5x5 240x14x14 94 / 52 and 74 / 47, 5x5 stride 2 288x14x14 56 / 25 and 57 / 24, 3x3 stride 2
+# 72x56x56 52 / 45 and 49 / 45; but 3x3 88x28x28 43 / 32 and 22 / 32, 7x7 192x28x28 797 / 275 and 225 / 264,
+# 3x3 144x56x56 214 / 294 and 190 / 194, 3x3 stride 2 16x112x112 44 / 47 and 50 / 51.
+DEPTHWISE_MAX_ROW = 16
+
+
+def depthwise_schedule(groups: int, multiplier: int, out_height: int, out_width: int, row_pitch: int, flops: int,
+                       target: Target, threads: int) -> ConvSchedule:
+    """The depthwise kernel (one input plane per group): a plane's output pixels, rows `row_pitch` apart
+    (its input phases' row length), in vectors of the widest width; register tiles of up to the pixels
+    path's accumulator budget of those vectors (tile_rows: rows per band, balanced over the plane); where a
+    band has fewer vectors than the FMA chains (7x7 maps: 5 vectors of 16), one tile serves several
+    channels (oc_vectors: channels per tile, a divisor of the groups) so that the chains stay busy."""
+    width = target.max_vector_width
+    budget = accumulator_budget(target, "pixels")
+    most = max(1, min(out_height, DEPTHWISE_BAND_FLOATS // row_pitch))
+    rows = math.ceil(out_height / math.ceil(out_height / most))
+    vectors = math.ceil(((rows - 1) * row_pitch + out_width) / width)
+    channels = 1
+    while (multiplier == 1 and channels * min(vectors, budget) < target.fma_chains
+           and 2 * channels * vectors <= budget and groups % (2 * channels) == 0):
+        channels *= 2
+    tile = max(1, min(vectors, budget // channels))
+    return ConvSchedule("depthwise", width, channels, tile, threads_for(flops, threads), tile_rows=rows)
+
+
+def depthwise_tiles(vectors: int, most: int) -> tuple[int, int, int]:
+    """A band of `vectors` vectors in balanced register tiles of up to `most`: (vectors per tile, full
+    tiles, vectors of the remainder tile, 0 for none)."""
+    tile = math.ceil(vectors / math.ceil(vectors / most))
+    return tile, vectors // tile, vectors % tile
+
+
 def pixels_schedule(ocg: int, out_width: int, target: Target, threads: int, inner: bool) -> ConvSchedule:
     """Up to 2 vectors of pixels x as many output channels as the accumulator budget leaves."""
     width = target.max_vector_width

@@ -864,3 +864,33 @@ def check_norm_groups(layer: str, channels: int, groups: int) -> None:
     if groups < 1 or channels % groups:
         raise ShapeError(f"{layer}: axis 1 (channels): {channels} channels are not divisible into "
                          f"num_groups={groups} groups")
+
+
+@dataclass(frozen=True)
+class PhaseAxis:
+    """One axis of a strided window's input split into `stride` phases (phase b holds the padded input's
+    positions j * stride + b), the layout of the depthwise kernel (templates/conv.c.j2): an output at o
+    reads, for its tap k, phase (k * dilation) % stride at o + (k * dilation) // stride, so consecutive
+    outputs read consecutive floats of one phase for every stride.  Per phase: the positions before the
+    input (padding), the positions copied from it, and the first input position copied."""
+    extent: int                 # positions per phase: ceil(padded extent / stride)
+    before: tuple[int, ...]
+    copied: tuple[int, ...]
+    first: tuple[int, ...]
+
+    def tap(self, k: int, stride: int, dilation: int) -> tuple[int, int]:
+        """(phase, offset in the phase) of tap k."""
+        return k * dilation % stride, k * dilation // stride
+
+
+def phase_axis(padded_extent: int, stride: int, pad_begin: int, in_size: int) -> PhaseAxis:
+    extent = -(-padded_extent // stride)
+    before, copied, first = [], [], []
+    for b in range(stride):
+        # phase positions j with j * stride + b - pad_begin in [0, in_size)
+        lo = min(extent, max(0, -(-(pad_begin - b) // stride)))
+        hi = min(extent, max(lo, -(-(in_size + pad_begin - b) // stride)))
+        before.append(lo)
+        copied.append(hi - lo)
+        first.append(lo * stride + b - pad_begin)
+    return PhaseAxis(extent, tuple(before), tuple(copied), tuple(first))

@@ -64,10 +64,13 @@ def signature(graph: Graph, node: Node, target: Target, threads: int, backend: s
 def candidates(graph: Graph, node: Node, target: Target, threads: int, winograd: bool = True) -> list[ConvSchedule]:
     """The cost model's schedule first, then variations of its register tile and loop order, the
     other register-tiled path where it applies, and Winograd F(m x m, 3 x 3) for every tile size the
-    kernels have (F(6x6) too, which the cost model leaves out) where that applies; none for rowwise layers."""
+    kernels have (F(6x6) too, which the cost model leaves out) where that applies; none for rowwise layers,
+    the rowwise kernel for depthwise ones."""
     p, default = lower.conv_geometry(node, lower.LowerContext(graph, target, threads, winograd=winograd))
     if default.path == "rowwise":
         return [default]
+    if default.path == "depthwise":   # against the rowwise kernel it replaces (schedule.DEPTHWISE_MAX_ROW)
+        return [default, ConvSchedule("rowwise", 0, 0, schedule.row_block(p["OW"]), default.threads)]
     chosen = default
     if default.path == "winograd":   # the cost model's choice first, then the direct path's variations
         default = lower.conv_geometry(node, lower.LowerContext(graph, target, threads, winograd=False))[1]

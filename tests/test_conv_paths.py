@@ -169,7 +169,7 @@ def test_direct_path_wide_row_tile_matches_torch(backend):
 ROWWISE_CASES = [
     # (x shape, out channels, kwargs): few output channels per group take the rowwise path, whose
     # row blocks are all full (a constant trip count) or end with a partial one (rows over 256 pixels)
-    ((1, 6, 9, 13), 6, dict(kernel_size=3, padding=1, groups=6)),                        # depthwise, full blocks
+    ((1, 6, 9, 23), 6, dict(kernel_size=3, padding=1, groups=6)),                        # depthwise, full blocks
     ((2, 4, 5, 7, 9), 4, dict(kernel_size=3, padding=(1, 0, 2), groups=4)),              # depthwise 3-D
     ((1, 3, 2 * 256 + 37), 3, dict(kernel_size=5, padding=2, groups=3)),                 # 3 blocks, the last partial
     ((1, 2, 3, 600), 2, dict(kernel_size=(1, 3), stride=(1, 2), dilation=(1, 3), padding=(0, 4))),  # 300 wide

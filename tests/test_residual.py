@@ -2,7 +2,7 @@
 which graphs fuse and which must not (broadcast adds, an activation before the add, other readers of the
 conv's output, the skip computed after the conv), and the fused kernels of both backends against torch in
 float64 on every conv path (direct with the row and the whole-output epilogue pass, pixels with its tail
-tiles, rowwise, Winograd F(2/4/6)) over drawn shapes, both operand orders, activations, batch > 1 and two
+tiles, rowwise, depthwise, Winograd F(2/4/6)) over drawn shapes, both operand orders, activations, batch > 1 and two
 threads; ResNet from both ONNX exporters against torch and onnxruntime."""
 from __future__ import annotations
 
@@ -70,12 +70,16 @@ def _case(path: str, n: int, cin: int, cout: int, h: int, w: int, stride: int):
         return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2), (n, cin, h, w), dict(stride=stride, padding=k // 2)
     if path == "pixels":      # a 1-D stride-1 row of at least two vectors: full and tail tiles
         return nn.Conv1d(cin, cout, 3, padding=1), (n, cin, 2 * host().max_vector_width + h * w), dict(padding=1)
-    if path == "rowwise":     # depthwise
-        return nn.Conv2d(cin, cin, 3, padding=1, groups=cin), (n, cin, h, w), dict(padding=1, groups=cin)
+    if path == "rowwise":     # depthwise on rows longer than the depthwise kernel takes
+        return (nn.Conv2d(cin, cin, 3, padding=1, groups=cin), (n, cin, h, w + schedule.DEPTHWISE_MAX_ROW),
+                dict(padding=1, groups=cin))
+    if path == "depthwise":   # short rows, strided too
+        return (nn.Conv2d(cin, cin, 3, stride=stride, padding=1, groups=cin), (n, cin, h, w),
+                dict(stride=stride, padding=1, groups=cin))
     return nn.Conv2d(cin, cout, 3, padding=1, bias=stride == 1), (n, cin, h, w), dict(padding=1)
 
 
-@pytest.mark.parametrize("path", ["direct", "pixels", "rowwise", "winograd"])
+@pytest.mark.parametrize("path", ["direct", "pixels", "rowwise", "depthwise", "winograd"])
 @capped_settings(max_examples=4)
 @given(m=st.sampled_from([2, 4, 6]),
        n=st.integers(1, 2), cin=st.integers(1, 24), cout=st.integers(4, 40), h=st.integers(3, 13),

@@ -37,4 +37,4 @@ def test_benchmark_names_each_layers_algorithm():
     assert bench.algorithms(conv) == f"direct {p.get('RH', 1)}x{p['RW']}px {p['OCV']}x{p['VW']}ch"
     depthwise = convgen.compile(nn.Sequential(nn.Conv2d(4, 4, 3, groups=4), nn.Conv2d(4, 8, 3),
                                               nn.Conv2d(8, 8, 3, groups=8)).to_graph((1, 4, 12, 12)))
-    assert bench.algorithms(depthwise) == "rowwise x2, direct x1"
+    assert bench.algorithms(depthwise) == "depthwise x2, direct x1"

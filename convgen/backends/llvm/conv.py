@@ -9,7 +9,7 @@ from ...lower import Kernel
 from . import activation
 from .emitter import F32, I32, I64, PTR, VOID, Emitter, Index, IntLike, Ptr, vector
 from .parallel import Capture, parallel_for, thread_number
-from .window import pad_input, pad_plane
+from .window import fill_row, pad_input, pad_plane
 
 
 def _tile_function(e: Emitter, name: str, pointers: tuple[str, ...] = ("xt", "wt", "bt", "yt")
@@ -417,3 +417,119 @@ def conv_pixels(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> No
     names = ["n", "g", "od", "oh", "q"] if p["BLOCKS_INNER"] else ["n", "g", "ob", "od", "oh", "q"]
     extents = {"n": p["N"], "g": p["G"], "ob": p["OCB"], "od": p["OD"], "oh": p["OH"], "q": p["CHUNKS"]}
     parallel_for(e, p["THREADS"], [extents[i] for i in names], names, captures, chunk, "rows")
+
+
+# -- depthwise: a plane's output pixels in vectors over whole rows, the input in stride phases ----------------
+
+def _depthwise_tile(e: Emitter, k: Kernel, vectors: int) -> ir.Function:
+    """void tile(xt, wt, qt, _): CT channels x `vectors` vectors of VW band positions, as depthwise_tile in
+    templates/conv.c.j2: every tap adds its weight times vectors read at its offset in the channel's phases;
+    taps unrolled up to 64 (their offsets fold into the loads), else a loop over the offset table."""
+    p = k.params
+    fn, te = _tile_function(e, f"{k.fn}.tile{vectors}", ("xt", "wt", "qt"))
+    xt, wt, qt = (te.arg_ptr(i) for i in range(3))
+    vw, ct, kk_count = p["VW"], p["CT"], p["KH"] * p["KW"]
+    acc = [[te.var(te.zeros(vw), f"acc{c}_{r}") for r in range(vectors)] for c in range(ct)]
+
+    def tap(t: IntLike, offset: IntLike) -> None:
+        for c in range(ct):
+            wv = te.splat(wt[t + c * kk_count], vw)
+            xk = xt + (offset + c * p["PSET"])
+            for r in range(vectors):
+                acc[c][r].set(te.fma(wv, xk.load_vector(r * vw, vw), acc[c][r].get()))
+    if kk_count <= 64:
+        for t, offset in enumerate(p["TAPS"]):
+            tap(t, offset)
+    else:
+        taps = Ptr(te, te.constant_table(f"{k.fn}.taps{vectors}", I64, p["TAPS"]), I64)
+        with te.loop(kk_count, name="t") as t:
+            tap(t, Index(te, taps[t]))
+    for c in range(ct):
+        for r in range(vectors):
+            te.b.store(acc[c][r].get(), (qt + (c * p["QSET"] + r * vw)).value, align=4)
+    te.ret()
+    return fn
+
+
+def _fill_phases(e: Emitter, p: dict, dst: Ptr, src: Ptr) -> None:
+    """Copy input plane src ([IH][IW]) into its stride phases at dst ([SH][SW][PHH][PWW], zero outside the
+    input), as fill_phases in templates/conv.c.j2, then zero the slack the last vectors read."""
+    for a, (top, count, first_row) in enumerate(p["ROW_PHASES"]):
+        for b, (left, copied, first_col) in enumerate(p["COL_PHASES"]):
+            with e.loop(p["PHH"], name="i") as i:
+                row = dst + ((a * p["SW"] + b) * p["PP"] + i * p["PWW"])
+                inside = e.all_of([e.icmp(">=", i, top), e.icmp("<", i, top + count)])
+                with e.if_else(inside) as (then, otherwise):
+                    with then:
+                        fill_row(e, row, 0, left, 0.0)
+                        src_row = src + ((i - top) * p["SH"] + first_row) * p["IW"] + first_col
+                        if p["SW"] == 1:
+                            e.memcpy(row + left, src_row, 4 * copied)
+                        else:
+                            with e.loop(copied, name="j") as j:
+                                row[j + left] = src_row[j * p["SW"]]
+                        fill_row(e, row, left + copied, p["PWW"], 0.0)
+                    with otherwise:
+                        fill_row(e, row, 0, p["PWW"], 0.0)
+    fill_row(e, dst, p["PHASES_END"], p["PSET"], 0.0)
+
+
+def conv_depthwise(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
+    """One input plane per group: threads over (batch, blocks of CT groups); a thread fills its phases,
+    then per band of output rows runs the register tiles into its band buffer and stores the rows."""
+    p = k.params
+    tiles = {size: _depthwise_tile(e, k, size) for size in p["TILE_SIZES"]}
+    vw, ct, kk_count = p["VW"], p["CT"], p["KH"] * p["KW"]
+    whole = p["activation"] is not None and not p["RESIDUAL"]
+
+    def block(e: Emitter, index: list[Index], cap: dict[str, Capture]) -> None:
+        n, gb = index
+        xph = cap["scratch"] + thread_number(e, p["THREADS"]) * (ct * (p["PSET"] + p["QSET"]))
+        qbuf = xph + ct * p["PSET"]
+        with e.loop(ct, name="c") as c:
+            _fill_phases(e, p, xph + c * p["PSET"], cap["x"] + (n * p["C"] + gb * ct + c) * (p["IH"] * p["IW"]))
+        with e.loop(p["OCG"], name="t") as t:
+            oc0 = gb * (ct * p["OCG"]) + t
+            wt = cap["w"] + oc0 * kk_count
+            for first, count, rows, size, full, rest in p["BANDS"]:
+                with e.loop(first + count, start=first, name="band") as band:
+                    q0 = band * (p["RB"] * p["PWW"])
+                    with e.loop(full, name="tt") as tt:
+                        e.b.call(tiles[size], [(xph + q0 + tt * (size * vw)).value, wt.value,
+                                               (qbuf + tt * (size * vw)).value, e.int_value(0)])
+                    if rest:
+                        e.b.call(tiles[rest], [(xph + q0 + full * size * vw).value, wt.value,
+                                               (qbuf + full * size * vw).value, e.int_value(0)])
+                    _depthwise_epilogue(e, p, cap, qbuf, n, oc0, band, rows, (full * size + rest) * vw, whole)
+
+    captures: dict[str, Capture] = {"x": args["x"], "w": args["w"], "y": args["y"], "scratch": scratch}
+    if p["HAS_BIAS"]:
+        captures["b"] = args["b"]
+    if p["RESIDUAL"]:
+        captures["r"] = args["r"]
+    parallel_for(e, p["THREADS"], [p["N"], p["G"] // ct], ["n", "gb"], captures, block, "planes")
+
+
+def _depthwise_epilogue(e: Emitter, p: dict, cap: dict[str, Capture], qbuf: Ptr, n: Index, oc0: Index,
+                        band: Index, rows: int, floats: int, whole: bool) -> None:
+    """Each row's pixels out of the band buffer: with an activation and no skip, bias and activation over
+    the band's whole vectors first, then plain copies; else bias, skip and activation on the way out."""
+    with e.loop(p["CT"], name="c") as c:
+        oc = oc0 + c
+        bias = cap["b"][oc] if p["HAS_BIAS"] else e.f32(0.0)
+        qc = qbuf + c * p["QSET"]
+        if whole:
+            def activate(i: Index) -> None:
+                qc[i] = activation.apply(e, p["activation"], e.b.fadd(qc[i], bias))
+            e.vector_row(floats, p["VW"], activate)
+        with e.loop(rows, name="rr") as rr:
+            at = ((n * p["OC"] + oc) * p["OH"] + band * p["RB"] + rr) * p["OW"]
+            qrow, yrow = qc + rr * p["PWW"], cap["y"] + at
+            srow = cap["r"] + at if p["RESIDUAL"] else None   # the skip has the output's layout
+
+            def store(i: Index) -> None:
+                yrow[i] = finish(e, p, e.b.fadd(qrow[i], bias), srow, i)
+            if whole:
+                e.memcpy(yrow, qrow, 4 * p["OW"])
+            else:
+                e.vector_row(p["OW"], p["VW"], store)

@@ -20,7 +20,7 @@ from .emitter import I8, I32, I64, PTR, Emitter, Index, Ptr, Var
 
 Family = Callable[[Emitter, Kernel, dict[str, Ptr], Ptr], None]
 FAMILIES: dict[str, Family] = {
-    "conv_direct": conv.conv_direct, "conv_rowwise": conv.conv_rowwise, "conv_pixels": conv.conv_pixels, "locally_connected": conv.locally_connected,
+    "conv_direct": conv.conv_direct, "conv_rowwise": conv.conv_rowwise, "conv_pixels": conv.conv_pixels, "conv_depthwise": conv.conv_depthwise, "locally_connected": conv.locally_connected,
     "conv_winograd": winograd.conv_winograd, "conv_gemm": conv1x1.conv_gemm,
     "pool": pool.pool,
     "conv_transpose": conv_transpose.conv_transpose, "lp_pool": lp_pool.lp_pool,

@@ -5,7 +5,7 @@ from .emitter import Emitter, Index, Ptr
 from .parallel import Capture, parallel_for
 
 
-def _fill(e: Emitter, row: Ptr, begin: int, end: int, fill: float) -> None:
+def fill_row(e: Emitter, row: Ptr, begin: int, end: int, fill: float) -> None:
     with e.loop(end, start=begin, name="ww") as ww:
         row[ww] = e.f32(fill)
 
@@ -23,11 +23,11 @@ def pad_plane(e: Emitter, p: dict, dst: Ptr, src: Ptr, fill: float) -> None:
         # rows of padding, then each input row between its left and right padding
         with e.if_else(inside) as (then, otherwise):
             with then:
-                _fill(e, row, 0, left, fill)
+                fill_row(e, row, 0, left, fill)
                 e.memcpy(row + left, src + (sd * p["IH"] + sh) * p["IW"], 4 * copied)
-                _fill(e, row, left + copied, p["XW"], fill)
+                fill_row(e, row, left + copied, p["XW"], fill)
             with otherwise:
-                _fill(e, row, 0, p["XW"], fill)
+                fill_row(e, row, 0, p["XW"], fill)
 
 
 def pad_input(e: Emitter, p: dict, x: Ptr, scratch: Ptr, fill: float) -> Ptr:
