@@ -98,7 +98,7 @@ class NodeView:
         if value.dtype.kind != "f" and value.dtype.name != "bfloat16":
             raise UnsupportedError(f"{self.label}: input {i} ({self.input_names[i]!r}) has element type "
                                    f"{value.dtype}; convgen computes in float32")
-        return self.ctx.constant(self.input_names[i], value.astype(np.float32))
+        return self.ctx.constant(self.input_names[i], value.astype(np.float32, copy=False))
 
     def as_float32(self, value: Tensor, i: int) -> Tensor:
         """A run-time input as the float32 the layers compute in: other types are cast, where that is exact

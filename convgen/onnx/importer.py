@@ -43,12 +43,12 @@ def from_onnx(model, input_shapes: Mapping[str, Sequence[int]] | None = None) ->
     (2, 3, 4, 4)
     >>> g = convgen.from_onnx("model.onnx")                 # doctest: +SKIP
     """
-    proto = at_supported_opset(load_model(model))
+    proto, weights = at_supported_opset(load_model(model))
     graph = proto.graph
     check_supported(graph)
     check_arity(graph, default_opset(proto))
     ctx = Context()
-    _read_initializers(ctx, graph)
+    _read_initializers(ctx, graph, weights)
     _read_inputs(ctx, graph, dict(input_shapes or {}))
     for node in topological_order(graph, set(ctx.values)):
         _convert(ctx, node)
@@ -68,8 +68,10 @@ def check_supported(graph) -> None:
         raise UnsupportedError(f"the model uses ops convgen does not import: {listing}")
 
 
-def _read_initializers(ctx: Context, graph) -> None:
+def _read_initializers(ctx: Context, graph, weights: Mapping) -> None:
+    """Every initializer's array; `weights`: those the opset conversion left out (their stand-ins are in `graph`)."""
     for tensor in graph.initializer:
+        tensor = weights.get(tensor.name, tensor)
         if tensor.name in ctx.values:
             raise ConvgenError(f"initializer {tensor.name!r} is defined twice")
         ctx.values[tensor.name] = to_array(tensor, f"initializer {tensor.name!r}")

@@ -7,6 +7,7 @@ ops convgen imports, later versions only added element types.
 """
 from __future__ import annotations
 
+import math
 import os
 from collections import deque
 from typing import Any
@@ -68,8 +69,9 @@ def default_opset(model) -> int:
     return int(versions[0])
 
 
-def at_supported_opset(model):
-    """The model at opset >= 13: older ones converted with onnx's version converter."""
+def at_supported_opset(model) -> tuple[Any, dict[str, Any]]:
+    """The model at opset >= 13 (older ones converted with onnx's version converter), and the initializers
+    that stayed out of the conversion by name: in the returned model those are data-less stand-ins."""
     onnx = onnx_module()
     check_text(model)
     opset = default_opset(model)
@@ -77,17 +79,54 @@ def at_supported_opset(model):
     if opset < MIN_OPSET or opset > newest:
         raise UnsupportedError(f"the model uses opset {opset}; convgen imports opsets {MIN_OPSET} to {newest}")
     if opset >= CANONICAL_OPSET:
-        return model
+        return model, {}
     from onnx import version_converter
+    skeleton, weights = _without_weights(onnx, model)
     try:
-        converted = version_converter.convert_version(model, CANONICAL_OPSET)
+        converted = version_converter.convert_version(skeleton, CANONICAL_OPSET)
     except Exception as error:
         op_types = sorted({n.op_type for n in model.graph.node})
         raise UnsupportedError(f"onnx's version converter could not raise the model from opset {opset} "
                                f"to {CANONICAL_OPSET} (its op types: {', '.join(op_types)}): {error}") from None
     if opset < 11:
         _keep_opset10_resizing(onnx, converted)
-    return converted
+    return converted, weights
+
+
+# Initializers of more elements than this stay out of onnx's version converter, which never reads weights yet
+# serializes and parses the whole model (VGG-19's 548 MB: 46 s; without them 0.2 s).  Shape and axes
+# tensors, which adapters may read, are far smaller.
+DETACHED_ELEMENTS = 1024
+
+
+def _without_weights(onnx, model) -> tuple[Any, dict[str, Any]]:
+    """A copy of `model` whose large top-level initializers are stand-ins without data (dims and type
+    kept), built field by field so the weights are never copied; and those initializers by name."""
+    skeleton = onnx.ModelProto()
+    for field, value in model.ListFields():
+        if field.name != "graph":
+            _copy_field(skeleton, field, value)
+    weights = {}
+    for field, value in model.graph.ListFields():
+        if field.name != "initializer":
+            _copy_field(skeleton.graph, field, value)
+            continue
+        for tensor in value:
+            if math.prod(tensor.dims) <= DETACHED_ELEMENTS:   # (reading raw_data would copy it)
+                skeleton.graph.initializer.add().CopyFrom(tensor)
+                continue
+            weights[tensor.name] = tensor
+            skeleton.graph.initializer.add(name=tensor.name, dims=tensor.dims, data_type=tensor.data_type)
+    return skeleton, weights
+
+
+def _copy_field(message, field, value) -> None:
+    if field.is_repeated:
+        getattr(message, field.name).extend(value)
+    elif field.type == field.TYPE_MESSAGE:
+        getattr(message, field.name).CopyFrom(value)
+    else:
+        setattr(message, field.name, value)
 
 
 OPSET10_NEAREST = "convgen_opset10"
