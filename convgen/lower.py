@@ -220,6 +220,8 @@ def conv_geometry(node: Node, ctx: LowerContext, gemm: bool = True) -> tuple[dic
     sched = schedule.conv_schedule(oc // g, p["OW"], flops, ctx.target, ctx.threads, stride_w=p["SW"],
                                    one_row=pointwise or p["OD"] * p["OH"] == 1,
                                    weight_bytes=w_type.nbytes, kernel_w=p["KW"], out_height=p["OH"])
+    if sched.path == "direct" and g == 1 and p["SW"] == 1:   # few channels: pixels in vectors, if they fill more lanes
+        sched = schedule.narrow_schedule(oc, p["OW"], p["OH"], flops, ctx.target, ctx.threads) or sched
     # strided 1x1 layers stay direct unless tuning picks the gather (64 -> 128 56x56 stride 2, Sapphire
     # Rapids, 1 thread: gathered 360 us, direct 88; 256 -> 512 14x14: 95 against 70)
     if gemm and gemm_applies(p, ctx, constant_weights) and p["SD"] * p["SH"] * p["SW"] == 1:
@@ -357,7 +359,7 @@ def lower_conv(node: Node, ctx: LowerContext) -> KernelSpec:
         return lower_depthwise(node, p, sched)
     scratch = _pad_scratch_bytes(p)
     packed = {}
-    if sched.path in ("direct", "pixels"):
+    if sched.path in ("direct", "pixels", "narrow"):
         _check_runtime_packing(node, ctx, w_value)
         # packed weights: [G][blocks][CG][KK][tile], tile = OCV vectors of VW channels, or MR channels
         ocv, width = (sched.oc_vectors, sched.vector_width) if sched.path == "direct" else (1, sched.oc_vectors)
@@ -372,6 +374,10 @@ def lower_conv(node: Node, ctx: LowerContext) -> KernelSpec:
                      FULL_HINTS=schedule.fills_register_file(sched, ctx.target),
                      ACTIVATION_AFTER=schedule.activation_after_layer(out_floats, p["OW"], ctx.target.max_vector_width,
                                                                       sched.threads))
+        elif sched.path == "narrow":
+            full, tail, tail_at = schedule.narrow_row_tiles(p["OW"], sched.vector_width, sched.row_tile)
+            p.update(VW=sched.vector_width, MR=sched.oc_vectors, NV=sched.row_tile, RH=sched.tile_rows,
+                     OHB=math.ceil(p["OH"] / sched.tile_rows), FULL=full, TAIL=tail, TAIL_AT=tail_at)
         else:
             full = p["OW"] // (sched.row_tile * sched.vector_width)
             per_chunk = schedule.tiles_per_chunk(full, sched.row_tile * sched.vector_width)

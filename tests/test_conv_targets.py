@@ -124,7 +124,7 @@ def test_register_tiled_paths_match_torch_on_each_target(backend, target, case):
         model = convgen.compile(module.to_graph(x.shape, name="targets"), backend=backend, threads=case["threads"],
                                 winograd=False)
     (kernel,) = [kk for kk in model._lowered.kernels if kk.op == "conv"]
-    assert kernel.template in ("conv_direct", "conv_pixels", "conv_gemm"), kernel.template
+    assert kernel.template in ("conv_direct", "conv_pixels", "conv_gemm", "conv_narrow"), kernel.template
     assert kernel.params["VW"] <= target.max_vector_width
     state = conv.state_dict()
     expected = getattr(TF, f"conv{ndim}d")(t64(x), t64(state["weight"]), t64(state["bias"]) if bias else None,

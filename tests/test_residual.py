@@ -63,11 +63,22 @@ def _winograd_schedules(graph, m: int, threads: int) -> dict:
                                                   threads)}
 
 
+def _narrow_schedules(graph, threads: int) -> dict:
+    """The narrow path's tile for the graph's conv, whatever its channel count (1-3 would run rowwise)."""
+    (node,) = [n for n in passes.optimize(graph).nodes if n.op == "conv"]
+    out = node.type.shape
+    return {node.name: schedule.narrow_tiles(out[1], out[3], out[2], host(), threads)}
+
+
 # (path, conv factory from drawn cin/cout/size, input shape, torch conv kwargs)
 def _case(path: str, n: int, cin: int, cout: int, h: int, w: int, stride: int):
-    if path == "direct":      # 3x3 (Winograd off) or a strided 1x1
-        k = 1 if stride == 2 and cin % 2 else 3
+    if path == "direct":      # 3x3 (Winograd off) or a strided 1x1; more channels than the narrow path takes
+        k, cout = 1 if stride == 2 and cin % 2 else 3, max(cout, schedule.NARROW_MAX_CHANNELS + 1)
         return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2), (n, cin, h, w), dict(stride=stride, padding=k // 2)
+    if path == "narrow":      # 1-8 output channels, rows of a vector or more, strides down the rows
+        cout, w = cout % schedule.NARROW_MAX_CHANNELS + 1, w + host().max_vector_width
+        return (nn.Conv2d(cin, cout, 3, stride=(stride, 1), padding=1), (n, cin, h, w),
+                dict(stride=(stride, 1), padding=1))
     if path == "pixels":      # a 1-D stride-1 row of at least two vectors: full and tail tiles
         return nn.Conv1d(cin, cout, 3, padding=1), (n, cin, 2 * host().max_vector_width + h * w), dict(padding=1)
     if path == "rowwise":     # depthwise on rows longer than the depthwise kernel takes
@@ -79,7 +90,7 @@ def _case(path: str, n: int, cin: int, cout: int, h: int, w: int, stride: int):
     return nn.Conv2d(cin, cout, 3, padding=1, bias=stride == 1), (n, cin, h, w), dict(padding=1)
 
 
-@pytest.mark.parametrize("path", ["direct", "pixels", "rowwise", "depthwise", "winograd"])
+@pytest.mark.parametrize("path", ["direct", "pixels", "rowwise", "depthwise", "winograd", "narrow"])
 @capped_settings(max_examples=4)
 @given(m=st.sampled_from([2, 4, 6]),
        n=st.integers(1, 2), cin=st.integers(1, 24), cout=st.integers(4, 40), h=st.integers(3, 13),
@@ -96,6 +107,8 @@ def test_fused_residual_conv_matches_torch(path, m, n, cin, cout, h, w, stride, 
     for backend in ("c", "llvm"):
         if path == "winograd":
             model = _compile_with(graph, backend, threads, _winograd_schedules(graph, m, threads))
+        elif path == "narrow":
+            model = _compile_with(graph, backend, threads, _narrow_schedules(graph, threads))
         else:
             model = convgen.compile(graph, backend=backend, threads=threads, winograd=False)
         kernel = _fused_kernel(model)

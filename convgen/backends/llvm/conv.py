@@ -3,6 +3,8 @@
 arrive with unit leading axes."""
 from __future__ import annotations
 
+from typing import Callable
+
 from llvmlite import ir
 
 from ...lower import Kernel
@@ -150,6 +152,56 @@ def finish(e: Emitter, p: dict, value: ir.Value, skip: Ptr | None, at: IntLike) 
     return activation.apply(e, p["activation"], value)
 
 
+def row_block_operands(e: Emitter, p: dict, cap: dict[str, Capture], index: list[Index], tile: int
+                       ) -> tuple[Index, IntLike, Ptr, Ptr, Ptr, Index]:
+    """For the row block (n, g, channel block ob, od, block of rows ohb) of a path whose channel blocks hold
+    `tile` channels: its first row, its valid channels, its packed weights, bias and input row, and where its
+    output starts."""
+    n, g, ob, od, ohb = index
+    oh, oc0 = ohb * p["RH"], g * p["OCG"] + ob * tile
+    oc_valid = e.imin(p["OCG"] - ob * tile, tile)
+    wt = cap["wp"] + (g * p["OCB"] + ob) * (p["CG"] * p["KD"] * p["KH"] * p["KW"] * tile)
+    bt = cap["b"] + oc0 if p["HAS_BIAS"] else Ptr(e, ir.Constant(PTR, None))
+    xrow = cap["xs"] + (((n * p["C"] + g * p["CG"]) * p["XD"] + od * p["SD"]) * p["XH"] + oh * p["SH"]) * p["XW"]
+    return oh, oc_valid, wt, bt, xrow, (((n * p["OC"] + oc0) * p["OD"] + od) * p["OH"] + oh) * p["OW"]
+
+
+def finish_rows(e: Emitter, p: dict, cap: dict[str, Capture], yrow: Ptr, row_at: Index, oh: Index,
+                oc_valid: IntLike) -> None:
+    """The skip and the activation over each channel's finished rows of a row block (the skip: the output's
+    layout), as the direct and narrow templates apply them."""
+    count = e.imin(p["OH"] - oh, p["RH"]) * p["OW"]
+    srow = cap["r"] + row_at if p["RESIDUAL"] else None
+    with e.loop(oc_valid, name="t") as t:
+        yp = yrow + t * (p["OD"] * p["OH"] * p["OW"])
+        sp = srow + t * (p["OD"] * p["OH"] * p["OW"]) if srow else None
+        with e.loop(count, name="i") as i:
+            yp[i] = finish(e, p, yp[i], sp, i)
+
+
+def with_remainder_rows(e: Emitter, p: dict, ohb: Index, along_rows: Callable[[Emitter, int], None]) -> None:
+    """along_rows(e, RH) for a row block, or along_rows(e, OH % RH) for the last one where RH does not divide OH."""
+    rows_tail = p["OH"] % p["RH"]
+    if not rows_tail:
+        along_rows(e, p["RH"])
+        return
+    with e.if_else(e.icmp("<", ohb, p["OHB"] - 1)) as (then, otherwise):
+        with then:
+            along_rows(e, p["RH"])
+        with otherwise:  # the remainder rows
+            along_rows(e, rows_tail)
+
+
+def conv_captures(p: dict, args: dict[str, Ptr], **pointers: Ptr) -> dict[str, Capture]:
+    """What a conv's parallel loop body reads: `pointers`, y, and the bias and skip where the layer has them."""
+    captures: dict[str, Capture] = {**pointers, "y": args["y"]}
+    if p["HAS_BIAS"]:
+        captures["b"] = args["b"]
+    if p["RESIDUAL"]:
+        captures["r"] = args["r"]
+    return captures
+
+
 def conv_weight_index(p: dict, g: Index, oc: Index, c: Index, kk: Index) -> Index:
     """Where weight (group g, output channel oc, input channel c, tap kk) is in (OC, CG, KD, KH, KW)."""
     return ((g * p["OCG"] + oc) * p["CG"] + c) * (p["KD"] * p["KH"] * p["KW"]) + kk
@@ -182,17 +234,10 @@ def conv_direct(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> No
         pack_weights(e, p, args["w"], wp)
     else:
         wp = args["w"]  # packed at compile time: [G][OCB][CG][KK][TILE]
-    tile, kk_count = p["OCV"] * p["VW"], p["KD"] * p["KH"] * p["KW"]
+    tile = p["OCV"] * p["VW"]
 
     def row_block(e: Emitter, index: list[Index], cap: dict[str, Capture]) -> None:
-        n, g, ob, od, ohb = index
-        oh = ohb * p["RH"]
-        oc0 = g * p["OCG"] + ob * tile
-        oc_valid = e.imin(p["OCG"] - ob * tile, tile)
-        wt = cap["wp"] + (g * p["OCB"] + ob) * (p["CG"] * kk_count * tile)
-        bt = cap["b"] + oc0 if p["HAS_BIAS"] else Ptr(e, ir.Constant(PTR, None))
-        xrow = cap["xs"] + (((n * p["C"] + g * p["CG"]) * p["XD"] + od * p["SD"]) * p["XH"] + oh * p["SH"]) * p["XW"]
-        row_at = (((n * p["OC"] + oc0) * p["OD"] + od) * p["OH"] + oh) * p["OW"]
+        oh, oc_valid, wt, bt, xrow, row_at = row_block_operands(e, p, cap, index, tile)
         yrow = cap["y"] + row_at
 
         def along_rows(e: Emitter, rh: int) -> None:
@@ -205,29 +250,11 @@ def conv_direct(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> No
                 ow = full * p["RW"]
                 e.b.call(tiles[rh, tail], [(xrow + ow * p["SW"]).value, wt.value, bt.value, (yrow + ow).value,
                                            e.int_value(oc_valid)])
-        if rows_tail:
-            with e.if_else(e.icmp("<", ohb, p["OHB"] - 1)) as (then, otherwise):
-                with then:
-                    along_rows(e, p["RH"])
-                with otherwise:  # the remainder rows
-                    along_rows(e, rows_tail)
-        else:
-            along_rows(e, p["RH"])
+        with_remainder_rows(e, p, index[4], along_rows)
         if (p["activation"] is not None or p["RESIDUAL"]) and not p["ACTIVATION_AFTER"]:
-            # the skip and the activation over each channel's finished rows (the skip: the output's layout)
-            count = e.imin(p["OH"] - oh, p["RH"]) * p["OW"]
-            srow = cap["r"] + row_at if p["RESIDUAL"] else None
-            with e.loop(oc_valid, name="t") as t:
-                yp = yrow + t * (p["OD"] * p["OH"] * p["OW"])
-                sp = srow + t * (p["OD"] * p["OH"] * p["OW"]) if srow else None
-                with e.loop(count, name="i") as i:
-                    yp[i] = finish(e, p, yp[i], sp, i)
+            finish_rows(e, p, cap, yrow, row_at, oh, oc_valid)
 
-    captures: dict[str, Capture] = {"xs": xs, "wp": wp, "y": args["y"]}
-    if p["HAS_BIAS"]:
-        captures["b"] = args["b"]
-    if p["RESIDUAL"]:
-        captures["r"] = args["r"]
+    captures = conv_captures(p, args, xs=xs, wp=wp)
     # threads over batch, groups, channel blocks and blocks of output rows (blocks innermost with BLOCKS_INNER)
     names = ["n", "g", "od", "ohb", "ob"] if p["BLOCKS_INNER"] else ["n", "g", "ob", "od", "ohb"]
     extents = {"n": p["N"], "g": p["G"], "ob": p["OCB"], "od": p["OD"], "ohb": p["OHB"]}
@@ -365,17 +392,23 @@ def _store_pixels(e: Emitter, p: dict, rows: int, lanes: int, acc: list[list], b
                     yp[t] = finish(e, p, yp[t], sp, t)
 
 
+def input_and_channel_weights(e: Emitter, p: dict, args: dict[str, Ptr], scratch: Ptr) -> tuple[Ptr, Ptr]:
+    """The (padded) input and the weights packed by single channels, [G][OCB][CG][KK][MR] (packed here from
+    run-time weights, or at compile time): the pixels and narrow paths' operands."""
+    xs = pad_input(e, p, args["x"], scratch, 0.0)
+    if not p["PACK_AT_RUNTIME"]:
+        return xs, args["w"]
+    wp = scratch + p["WPACK_OFFSET"]
+    pack_weights(e, {**p, "OCV": 1, "VW": p["MR"]}, args["w"], wp)
+    return xs, wp
+
+
 def conv_pixels(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
     p = k.params
     tiles = {(p["NV"], p["VW"]): _pixel_tile(e, k, p["NV"], p["VW"])}
     for rows, lanes, _ in p["TAIL"]:
         tiles[(rows, lanes)] = _pixel_tile(e, k, rows, lanes)
-    xs = pad_input(e, p, args["x"], scratch, 0.0)
-    if p["PACK_AT_RUNTIME"]:
-        wp = scratch + p["WPACK_OFFSET"]
-        pack_weights(e, {**p, "OCV": 1, "VW": p["MR"]}, args["w"], wp)
-    else:
-        wp = args["w"]  # packed at compile time: [G][OCB][CG][KK][MR]
+    xs, wp = input_and_channel_weights(e, p, args, scratch)
     mr, kk_count, tile_px = p["MR"], p["KD"] * p["KH"] * p["KW"], p["NV"] * p["VW"]
     full = p["OW"] // tile_px
 

@@ -14,14 +14,14 @@ from llvmlite import ir
 from ... import __version__
 from ...lower import Buffer, Kernel, LoweredModel
 from ..c import signature
-from . import conv, conv1x1, conv_transpose, convert, dense, elementwise, lp_pool, norm, pad, pool, reduce, resample, strided, winograd
+from . import conv, conv1x1, conv_narrow, conv_transpose, convert, dense, elementwise, lp_pool, norm, pad, pool, reduce, resample, strided, winograd
 from .convert import element_type
 from .emitter import I8, I32, I64, PTR, Emitter, Index, Ptr, Var
 
 Family = Callable[[Emitter, Kernel, dict[str, Ptr], Ptr], None]
 FAMILIES: dict[str, Family] = {
     "conv_direct": conv.conv_direct, "conv_rowwise": conv.conv_rowwise, "conv_pixels": conv.conv_pixels, "conv_depthwise": conv.conv_depthwise, "locally_connected": conv.locally_connected,
-    "conv_winograd": winograd.conv_winograd, "conv_gemm": conv1x1.conv_gemm,
+    "conv_narrow": conv_narrow.conv_narrow, "conv_winograd": winograd.conv_winograd, "conv_gemm": conv1x1.conv_gemm,
     "pool": pool.pool,
     "conv_transpose": conv_transpose.conv_transpose, "lp_pool": lp_pool.lp_pool,
     "global_lp_pool": lp_pool.global_lp_pool,
