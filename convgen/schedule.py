@@ -255,8 +255,11 @@ def pool_rows(span: int, out_height: int) -> int:
 
 
 def dense_schedule(out_features: int, flops: int, target: Target, threads: int) -> DenseSchedule:
+    """Blocks of up to fma_chains feature vectors (each an FMA chain over the whole reduction), balanced:
+    LeNet-5's 84 features in one block of 6 vectors of 16, not 2 of 4 (a third of their weights padding)."""
     width = _vector_width_for(out_features, target)
-    oc_vectors = min(4, math.ceil(out_features / width))
+    vectors = math.ceil(out_features / width)
+    oc_vectors = math.ceil(vectors / math.ceil(vectors / target.fma_chains))
     return DenseSchedule(width, oc_vectors, threads_for(flops, threads))
 
 

@@ -40,15 +40,14 @@ def _block(e: Emitter, p: dict, index: list[Index], cap: dict[str, Capture]) -> 
     lanes = Ptr(e, e.alloca(ir.ArrayType(vector(vw), ocv), name="lanes"))
     for j in range(ocv):
         e.b.store(acc[j].get(), (lanes + j * vw).value, align=4)
-    for j in range(ocv):
-        # features past M belong to the zero padding of the last block
-        with e.loop(e.imin(vw, p["M"] - ob * tile - j * vw), name=f"lane{j}") as v:
-            m = ob * tile + j * vw + v
-            s = _scaled(e, p["ALPHA"], lanes[j * vw + v])
-            if p["HAS_BIAS"]:
-                c = cap["b"][row * p["B_ROW"] + m * p["B_COL"]]
-                s = e.b.fadd(s, c) if p["BETA"] == 1 else e.muladd(e.f32(p["BETA"]), c, s)
-            cap["y"][row * p["M"] + m] = activation.apply(e, p["activation"], s)
+    # one loop over the block's features (past M: the zero padding of the last block), which vectorizes
+    with e.loop(e.imin(tile, p["M"] - ob * tile), name="t") as t:
+        m = ob * tile + t
+        s = _scaled(e, p["ALPHA"], lanes[t])
+        if p["HAS_BIAS"]:
+            c = cap["b"][row * p["B_ROW"] + m * p["B_COL"]]
+            s = e.b.fadd(s, c) if p["BETA"] == 1 else e.muladd(e.f32(p["BETA"]), c, s)
+        cap["y"][row * p["M"] + m] = activation.apply(e, p["activation"], s)
 
 
 def linear(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
