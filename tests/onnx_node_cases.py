@@ -33,7 +33,7 @@ CASE_MODULES = {
     "HardSwish": "hardswish", "Gelu": "gelu", "Mish": "mish", "Elu": "elu", "Selu": "selu", "Celu": "celu",
     "Softplus": "softplus", "Softsign": "softsign", "Exp": "exp", "Log": "log", "Sqrt": "sqrt", "Pow": "pow",
     "Abs": "abs", "Neg": "neg", "Reciprocal": "reciprocal", "Erf": "erf", "Min": "min", "Max": "max",
-    "Mean": "mean",
+    "Mean": "mean", "Sign": "sign",
     "Split": "split", "Expand": "expand", "Tile": "tile", "DepthToSpace": "depthtospace",
     "SpaceToDepth": "spacetodepth", "Resize": "resize", "Upsample": "upsample", "Where": "where",
     "Greater": "greater", "Less": "less", "Equal": "equal", "GreaterOrEqual": "greater_or_equal",

@@ -54,6 +54,7 @@ DSL = {
     "neg": (nn.neg, torch.neg),
     "reciprocal": (nn.reciprocal, torch.reciprocal),
     "erf": (nn.erf, torch.erf),
+    "sign": (nn.sign, torch.sign),   # torch's: 0 for NaN
     "square": (lambda x: x ** 2, lambda t: t ** 2),
     "cube": (lambda x: nn.pow(x, 3), lambda t: t ** 3),
     "pow_-2": (lambda x: x ** -2, lambda t: t ** -2),
@@ -123,7 +124,7 @@ def test_approximations_are_accurate_over_dense_sweeps(backend, kind):
 FUSED_KINDS = st.sampled_from([
     ("silu", ()), ("gelu", ()), ("gelu_tanh", ()), ("mish", ()), ("elu", (0.3,)), ("celu", (2.0,)),
     ("selu", (1.6732632423543772, 1.0507009873554805)), ("softplus", (2.0, 5.0)), ("softsign", ()),
-    ("exp", ()), ("abs", ()), ("erf", ()), ("pow", (2.0,)), ("neg", ()), ("sqrt", ()),
+    ("exp", ()), ("abs", ()), ("erf", ()), ("pow", (2.0,)), ("neg", ()), ("sqrt", ()), ("sign", (1.0,)),
 ])
 
 
@@ -161,7 +162,7 @@ def _onnxruntime(model, feeds):
 
 
 UNARY_ONNX = ["HardSwish", "Mish", "Softsign", "Exp", "Log", "Sqrt", "Abs", "Neg", "Reciprocal", "Erf", "Softplus",
-              "Sigmoid"]
+              "Sigmoid", "Sign"]
 
 
 @capped_settings(4)
@@ -183,6 +184,18 @@ def test_onnx_unary_nodes_match_onnxruntime(backend, shape, alpha, gamma, expone
         finite = np.isfinite(ref)
         np.testing.assert_array_equal(np.isnan(out), np.isnan(ref), err_msg=name)
         np.testing.assert_allclose(out[finite], ref[finite], rtol=2e-5, atol=2e-6, err_msg=name)
+
+
+def test_onnx_sign_of_special_values_matches_onnxruntime(backend):
+    """Sign keeps NaN as onnxruntime does (torch.sign gives 0: the DSL's nn.sign does that), +0 for -0."""
+    x = np.concatenate([SPECIAL_VALUES, -SPECIAL_VALUES]).astype(np.float32)[None]
+    model = _node_model([helper.make_node("Sign", ["x"], ["y"])], [("x", list(x.shape))], ["y"])
+    (expected,) = _onnxruntime(model, {"x": x})
+    actual = convgen.compile(convgen.from_onnx(model), backend=backend)(x)
+    np.testing.assert_array_equal(actual, expected)
+    np.testing.assert_array_equal(np.signbit(actual), np.signbit(expected))
+    with pytest.raises(convgen.ConvgenError, match="nan_propagates must be 0 or 1"):
+        convgen.ops.Activation("sign", (0.5,))
 
 
 @st.composite

@@ -40,7 +40,7 @@ from .activations import (  # noqa: F401
     LeakyReLU, Sigmoid, Tanh, Hardsigmoid, Hardswish, Softmax, PReLU, _ActivationLayer)
 from .elementwise import (  # noqa: F401
     SiLU, GELU, Mish, ELU, SELU, CELU, Softplus, Softsign, silu, gelu, mish, elu, selu, celu, softplus, softsign,
-    exp, log, sqrt, pow, abs, neg, reciprocal, erf, minimum, maximum, mean_n)
+    exp, log, sqrt, pow, abs, neg, reciprocal, erf, sign, minimum, maximum, mean_n)
 from .tensor_ops import (  # noqa: F401
     add, sub, mul, div, matmul, add_n, TORCH_PAD_MODES, pad, reshape, permute, transpose, channel_shuffle, cat,
     flatten, Flatten, ChannelShuffle, Identity, Dropout, ConstantPad1d, ConstantPad2d, ConstantPad3d, ZeroPad1d,

@@ -24,7 +24,7 @@ from ..trace import Tensor
 
 __all__ = ["SiLU", "GELU", "Mish", "ELU", "SELU", "CELU", "Softplus", "Softsign", "silu", "gelu", "mish", "elu",
            "selu", "celu", "softplus", "softsign", "exp", "log", "sqrt", "pow", "abs", "neg", "reciprocal", "erf",
-           "minimum", "maximum", "mean_n"]
+           "sign", "minimum", "maximum", "mean_n"]
 
 
 def _gelu_kind(approximate: str) -> str:
@@ -183,6 +183,11 @@ def reciprocal(x: Tensor) -> Tensor:
 def erf(x: Tensor) -> Tensor:
     """torch.erf."""
     return _activation(x, "erf")
+
+
+def sign(x: Tensor) -> Tensor:
+    """torch.sign: -1, 0 or 1; 0 for NaN, as torch's kernel gives it (ONNX Sign keeps the NaN)."""
+    return _activation(x, "sign", 0.0)
 
 
 def _variadic(op: str, tensors: Sequence[Tensor]) -> Tensor:

@@ -26,6 +26,11 @@ def _unary(node: NodeView) -> list:
     return _activation(node, UNARY[node.op_type])
 
 
+@converter("Sign")
+def _sign(node: NodeView) -> list:
+    return _activation(node, "sign", 1.0)  # NaN stays NaN, as onnxruntime's
+
+
 @converter("Softplus")
 def _softplus(node: NodeView) -> list:
     return _activation(node, "softplus", 1.0, math.inf)  # ONNX's has no threshold

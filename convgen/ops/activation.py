@@ -15,6 +15,8 @@
     softplus(beta, threshold)           beta * x > threshold ? x : log(1 + exp(beta * x)) / beta
     softsign                            x / (1 + |x|)
     exp, log, sqrt, abs, neg, reciprocal, erf
+    sign(nan_propagates)                -1, 0 or 1 (0 for -0 too); NaN gives NaN with nan_propagates = 1
+                                        (ONNX Sign as onnxruntime and numpy do it), 0 with 0 (torch.sign)
     pow(exponent)                       x ** exponent, a constant
     scale(factor)                       x * factor (ONNX Mean's 1/n, as an epilogue of the sum)
 
@@ -70,6 +72,10 @@ def _pow(x, exponent):
         return np.power(x, exponent)
 
 
+def _sign(x, nan_propagates):
+    return np.where(x > 0, 1.0, np.where(x < 0, -1.0, x - x if nan_propagates else 0.0))
+
+
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 SELU_ALPHA, SELU_GAMMA = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 
@@ -99,6 +105,7 @@ KINDS: dict[str, ActivationKind] = {
     "neg": ActivationKind((), np.negative, 1),
     "reciprocal": ActivationKind((), lambda x: 1.0 / x, 1),
     "erf": ActivationKind((), _erf, 6),
+    "sign": ActivationKind(("nan_propagates",), _sign, 2),
     "pow": ActivationKind(("exponent",), _pow, 4),
     "scale": ActivationKind(("factor",), lambda x, factor: x * factor, 1),
 }
@@ -118,6 +125,8 @@ class Activation:
         object.__setattr__(self, "params", tuple(float(p) for p in self.params))
         if self.kind == "pow" and not math.isfinite(self.params[0]):
             raise ConvgenError(f"activation pow: the exponent must be a finite number, got {self.params[0]}")
+        if self.kind == "sign" and self.params[0] not in (0.0, 1.0):
+            raise ConvgenError(f"activation sign: nan_propagates must be 0 or 1, got {self.params[0]}")
         if self.kind in ("softplus", "celu") and self.params[0] == 0:
             raise ConvgenError(f"activation {self.kind}: {expected[0]} must not be 0")
 

@@ -111,6 +111,13 @@ def _softsign(e: Emitter, x: ir.Value, params: list) -> ir.Value:
     return e.b.fdiv(x, e.b.fadd(e.f32(1.0), e.intrinsic("llvm.fabs", [x])))
 
 
+def _sign(e: Emitter, x: ir.Value, params: list) -> ir.Value:
+    """x > 0 ? 1 : (x < 0 ? -1 : x - x (+0 for either zero, NaN for NaN) or 0)."""
+    f = e.f32
+    rest = e.b.fsub(x, x) if params[0] else f(0.0)
+    return e.b.select(e.fcmp(">", x, f(0.0)), f(1.0), e.b.select(e.fcmp("<", x, f(0.0)), f(-1.0), rest))
+
+
 def _call_exp_full(e: Emitter, x: ir.Value) -> ir.Value:
     return e.b.call(_prelude(e, "convgen_exp_fullf", _emit_exp_full), [x])
 
@@ -143,7 +150,7 @@ ACTIVATIONS: dict[str, Rule] = {
     "relu": _relu, "clip": _clip, "leaky_relu": _leaky_relu, "sigmoid": _sigmoid, "tanh": _tanh,
     "hard_sigmoid": _hard_sigmoid, "hard_swish": _hard_swish,
     "silu": _silu, "gelu": _gelu, "gelu_tanh": _gelu_tanh, "elu": _elu, "selu": _selu, "celu": _celu,
-    "softplus": _softplus, "softsign": _softsign, "pow": _pow,
+    "softplus": _softplus, "softsign": _softsign, "pow": _pow, "sign": _sign,
     "mish": lambda e, x, params: e.b.call(_prelude(e, "convgen_mishf", _emit_mish), [x]),
     "exp": lambda e, x, params: _call_exp_full(e, x),
     "log": lambda e, x, params: _log(e, x),
