@@ -343,6 +343,22 @@ def conv_operands(node: Node, w_value: str) -> list[tuple[str, str | None]]:
     return operands + ([("r", node.inputs[3])] if node.attrs.residual else [])
 
 
+def _read_in_place(p: dict, sched: schedule.ConvSchedule, scratch: int) -> int:
+    """A direct conv padded only along H and W reads its input in place (p["CLIP"]: its border rows and tiles
+    leave out the taps outside the input) where schedule.in_place_row_tiles says so; the pad scratch goes.
+    Returns the scratch before the packed weights."""
+    p["CLIP"] = False
+    if not p["PAD_COPY"] or p["PD"] or p["PDE"] or p["XD"] > p["ID"]:
+        return scratch
+    inside = shapes.windows_inside(p["IW"], p["OW"], p["KW"], p["SW"], p["DW"], p["PW"])
+    tiles = schedule.in_place_row_tiles(sched, p["OW"], inside)
+    if tiles is None:
+        return scratch
+    p.update(CLIP=True, PAD_COPY=False, XD=p["ID"], XH=p["IH"], XW=p["IW"], LEFT_TILES=[list(t) for t in tiles.left],
+             INTERIOR=list(tiles.interior), RIGHT_TILES=[list(t) for t in tiles.right])
+    return 0
+
+
 @lowering("conv")
 def lower_conv(node: Node, ctx: LowerContext) -> KernelSpec:
     a, w_value = node.attrs, node.inputs[1]
@@ -368,6 +384,8 @@ def lower_conv(node: Node, ctx: LowerContext) -> KernelSpec:
         p.update(OCB=blocks, BLOCKS_INNER=sched.blocks_inner, PACK_AT_RUNTIME=not ctx.is_constant(w_value),
                  WPACK_OFFSET=align(scratch) // 4)
         if sched.path == "direct":
+            scratch = _read_in_place(p, sched, scratch)
+            p["WPACK_OFFSET"] = align(scratch) // 4
             out_floats = p["OC"] * p["OD"] * p["OH"] * p["OW"]
             p.update(VW=sched.vector_width, OCV=sched.oc_vectors, RW=sched.row_tile, RH=sched.tile_rows,
                      OHB=math.ceil(p["OH"] / sched.tile_rows),

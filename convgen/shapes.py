@@ -330,6 +330,16 @@ def pad_loops(shape: Sequence[int], pads: Sequence[tuple[int, int]]) -> list[dic
     return axes
 
 
+def windows_inside(in_size: int, out_size: int, kernel: int, stride: int, dilation: int,
+                   pad_begin: int) -> tuple[int, int]:
+    """The outputs [first, end) along one axis whose whole window lies inside the unpadded input:
+    output o reads o * stride - pad_begin + k * dilation for k < kernel (first == end: none)."""
+    first = min(out_size, -(-pad_begin // stride))
+    last_start = in_size - 1 - (kernel - 1) * dilation + pad_begin   # the last window start inside, padded
+    end = max(first, min(out_size, last_start // stride + 1 if last_start >= 0 else 0))
+    return first, end
+
+
 def receptive_field_step(size: int, jump: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
     """Receptive field (size, jump) after a window layer, from the one before it."""
     return size + (effective_kernel(kernel, dilation) - 1) * jump, jump * stride

@@ -272,11 +272,18 @@ def test_show_code_prints_a_layers_llvm_ir():
     assert conv.startswith('; layer "0" (conv): @layer0_conv_0\n')
     functions = re.findall(r'^define [^@]*@"([^"]+)"', conv, re.M)
     # the kernel, its full register tile and, when the row tile does not divide 40, the remainder
-    # tile (the tile depends on the host's vector registers: 14 + 12 on AVX-512, 4 on AVX2)
+    # tile (the tile depends on the host's vector registers: 14 + 12 on AVX-512, 4 on AVX2); read in place
+    # (no padded copy), each of them for interior and border rows, and the border tiles at the row's ends
     (kernel,) = [k for k in model._lowered.kernels if k.op == "conv"]
-    row_tile, width, rows = kernel.params["RW"], kernel.params["VW"], kernel.params["RH"]
-    tiles = [row_tile] + ([40 % row_tile] if 40 % row_tile else [])
-    assert functions == ["layer0_conv_0"] + [f"layer0_conv_0.tile{rows}x{t}" for t in tiles]
+    p = kernel.params
+    row_tile, width, rows = p["RW"], p["VW"], p["RH"]
+    if p["CLIP"]:
+        tiles = [f"1x{row_tile}", *(f"1x{r}.at{ow0}" for ow0, r in p["LEFT_TILES"] + p["RIGHT_TILES"])]
+        tiles = [t.replace(".at", clipped + ".at") if ".at" in t else t + clipped for clipped in ("", ".rows")
+                 for t in tiles]
+    else:
+        tiles = [f"{rows}x{t}" for t in [row_tile] + ([40 % row_tile] if 40 % row_tile else [])]
+    assert functions == ["layer0_conv_0"] + [f"layer0_conv_0.tile{t}" for t in tiles]
     assert f"llvm.fma.v{width}f32" in conv
     assert "convgen_tanhf" in conv and "pool" not in conv
     assert model.show_code("2").startswith('; layer "2" (pool)')

@@ -14,28 +14,38 @@ from .parallel import Capture, parallel_for, thread_number
 from .window import fill_row, pad_input, pad_plane
 
 
-def _tile_function(e: Emitter, name: str, pointers: tuple[str, ...] = ("xt", "wt", "bt", "yt")
-                   ) -> tuple[ir.Function, Emitter]:
-    """An always-inline `void tile(xt, wt, bt, yt, oc_valid)` (or other `pointers`, then oc_valid) with
-    noalias pointers, and its emitter."""
-    fn = ir.Function(e.module, ir.FunctionType(VOID, [PTR] * len(pointers) + [I64]), name)
+def _tile_function(e: Emitter, name: str, pointers: tuple[str, ...] = ("xt", "wt", "bt", "yt"),
+                   indices: tuple[str, ...] = ()) -> tuple[ir.Function, Emitter]:
+    """An always-inline `void tile(xt, wt, bt, yt, oc_valid)` (or other `pointers`, then oc_valid and any
+    other int64 `indices`) with noalias pointers, and its emitter."""
+    fn = ir.Function(e.module, ir.FunctionType(VOID, [PTR] * len(pointers) + [I64] * (1 + len(indices))), name)
     fn.linkage = "internal"
     fn.attributes.add("alwaysinline")
     fn.attributes.add("nounwind")
-    for arg, arg_name in zip(fn.args, pointers + ("oc_valid",)):
+    for arg, arg_name in zip(fn.args, pointers + ("oc_valid",) + indices):
         arg.name = arg_name
         if isinstance(arg.type, ir.PointerType):
             arg.add_attribute("noalias")
     return fn, e.sibling(fn)
 
 
-def _direct_tile(e: Emitter, k: Kernel, tile_rows: int, rows: int) -> ir.Function:
+# With p["CLIP"] (no padded copy) a direct tile also takes its first window row and the window's rows inside the input.
+CLIP_INDICES = ("ih0", "kh_lo", "kh_hi")
+
+
+def _direct_tile(e: Emitter, k: Kernel, tile_rows: int, rows: int, clip_rows: bool = False,
+                 ow0: int | None = None) -> ir.Function:
     """void tile(xt, wt, bt, yt, oc_valid): `tile_rows` output rows x `rows` pixels along each x OCV
-    vectors of channels."""
+    vectors of channels.  With p["CLIP"], as direct_tile in templates/conv.c.j2, also (ih0, kh_lo, kh_hi):
+    xt is the input plane at column ow0 * SW - PW (at column 0 for a border tile at `ow0`, whose taps
+    outside the row are left out here), `clip_rows` variants run the window rows kh_lo <= kh < kh_hi."""
     p = k.params
-    fn, te = _tile_function(e, f"{k.fn}.tile{tile_rows}x{rows}")
+    name = f"{k.fn}.tile{tile_rows}x{rows}" + (".rows" if clip_rows else "") + (f".at{ow0}" if ow0 is not None else "")
+    fn, te = _tile_function(e, name, indices=CLIP_INDICES if p["CLIP"] else ())
     xt, wt, bt, yt = (te.arg_ptr(i) for i in range(4))
-    acc = _accumulate_tile(te, p, rows, xt, wt, tile_rows)
+    clip = (te.arg_index(5), te.arg_index(6) if clip_rows else 0, te.arg_index(7) if clip_rows else p["KH"]) \
+        if p["CLIP"] else None
+    acc = _accumulate_tile(te, p, rows, xt, wt, tile_rows, clip, ow0)
     store_transposed(te, p, tile_rows, rows, acc, bt, yt, te.arg_index(4))
     te.ret()
     return fn
@@ -98,26 +108,55 @@ def unshared(e: Emitter, ptr: Ptr) -> Ptr:
     return Ptr(e, e.b.call(barrier, [ptr.value]))
 
 
-def _accumulate_tile(e: Emitter, p: dict, rows: int, xt: Ptr, wt: Ptr, tile_rows: int = 1) -> list[list]:
+def _accumulate_tile(e: Emitter, p: dict, rows: int, xt: Ptr, wt: Ptr, tile_rows: int = 1,
+                     clip: tuple[Index, IntLike, IntLike] | None = None, ow0: int | None = None) -> list[list]:
     """The reduction over input channels and the kernel window; weights stream in packed order.
     Pixel (rr, r) of the tile is acc[rr * rows + r].  The C template's IN_REGISTER hint has no
-    counterpart here: LLVM keeps each loaded weight in a register."""
+    counterpart here: LLVM keeps each loaded weight in a register.  `clip` (ih0, kh_lo, kh_hi): the unpadded
+    input's rows, as direct_tile; `ow0`: a border tile's first pixel."""
     vw, ocv = p["VW"], p["OCV"]
     acc = [[e.var(e.zeros(vw), f"acc{r}_{j}") for j in range(ocv)] for r in range(tile_rows * rows)]
-    with e.loop(p["CG"], name="c") as c, e.loop(p["KD"], name="kd") as kd, e.loop(p["KH"], name="kh") as kh:
-        xk = xt + ((c * p["XD"] + kd * p["DD"]) * p["XH"] + kh * p["DH"]) * p["XW"]
+    ih0, kh_lo, kh_hi = clip or (0, 0, p["KH"])
+    with e.loop(p["CG"], name="c") as c, e.loop(p["KD"], name="kd") as kd, \
+            e.loop(kh_hi, start=kh_lo, name="kh") as kh:
+        xk = xt + ((c * p["XD"] + kd * p["DD"]) * p["XH"] + ih0 + kh * p["DH"]) * p["XW"]
         wk = wt + ((c * p["KD"] + kd) * p["KH"] + kh) * (p["KW"] * ocv * vw)
-        # the column loop kept rolled: unrolled, LLVM hoisted the next column's weights over the FMAs and
-        # spilled a 28-accumulator tile (3x3 dilated 256x28x28, 14 x 2 tile: 12 spill slots in the loop)
-        with e.loop(p["KW"], name="kw", unroll=not p["FULL_HINTS"]) as kw:
-            wv = [wk.load_vector((kw * ocv + j) * vw, vw) for j in range(ocv)]
-            xw = unshared(e, xk + kw * p["DW"]) if p["FULL_HINTS"] else xk + kw * p["DW"]
-            for rr in range(tile_rows):  # unrolled: the accumulators stay in registers
-                for r in range(rows):
-                    xv = e.splat(xw[rr * (p["SH"] * p["XW"]) + r * p["SW"]], vw)
-                    for j in range(ocv):
-                        acc[rr * rows + r][j].set(e.fma(wv[j], xv, acc[rr * rows + r][j].get()))
+        if ow0 is not None:
+            _border_taps(e, p, rows, acc, xk, wk, ow0 * p["SW"] - p["PW"])
+        else:
+            _row_taps(e, p, rows, tile_rows, acc, xk, wk)
     return acc
+
+
+def _row_taps(e: Emitter, p: dict, rows: int, tile_rows: int, acc: list[list], xk: Ptr, wk: Ptr) -> None:
+    """One window row of the tile: OCV weight vectors per column, a broadcast per pixel."""
+    vw, ocv = p["VW"], p["OCV"]
+    # the column loop kept rolled: unrolled, LLVM hoisted the next column's weights over the FMAs and
+    # spilled a 28-accumulator tile (3x3 dilated 256x28x28, 14 x 2 tile: 12 spill slots in the loop)
+    with e.loop(p["KW"], name="kw", unroll=not p["FULL_HINTS"]) as kw:
+        wv = [wk.load_vector((kw * ocv + j) * vw, vw) for j in range(ocv)]
+        xw = unshared(e, xk + kw * p["DW"]) if p["FULL_HINTS"] else xk + kw * p["DW"]
+        for rr in range(tile_rows):  # unrolled: the accumulators stay in registers
+            for r in range(rows):
+                xv = e.splat(xw[rr * (p["SH"] * p["XW"]) + r * p["SW"]], vw)
+                for j in range(ocv):
+                    acc[rr * rows + r][j].set(e.fma(wv[j], xv, acc[rr * rows + r][j].get()))
+
+
+def _border_taps(e: Emitter, p: dict, rows: int, acc: list[list], xk: Ptr, wk: Ptr, iw0: int) -> None:
+    """One window row of a one-row border tile whose first pixel reads column iw0 (in the padding): the
+    columns unrolled, each tap's column a constant, those outside the row left out."""
+    vw, ocv = p["VW"], p["OCV"]
+    for kw in range(p["KW"]):
+        columns = [(r, iw0 + r * p["SW"] + kw * p["DW"]) for r in range(rows)]
+        columns = [(r, col) for r, col in columns if 0 <= col < p["XW"]]
+        if not columns:
+            continue
+        wv = [wk.load_vector((kw * ocv + j) * vw, vw) for j in range(ocv)]
+        for r, col in columns:
+            xv = e.splat(xk[col], vw)
+            for j in range(ocv):
+                acc[r][j].set(e.fma(wv[j], xv, acc[r][j].get()))
 
 
 def store_tile(e: Emitter, p: dict, rows: int, acc: list[list], bt: Ptr, yt: Ptr, oc_valid: Index,
@@ -224,10 +263,16 @@ def conv_direct(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> No
     p = k.params
     tail, rows_tail = p["OW"] % p["RW"], p["OH"] % p["RH"]
     tiles = {}
-    for rh in [p["RH"]] + ([rows_tail] if rows_tail else []):
-        tiles[rh, p["RW"]] = _direct_tile(e, k, rh, p["RW"])
-        if tail:
-            tiles[rh, tail] = _direct_tile(e, k, rh, tail)
+    if p["CLIP"]:
+        for clip_rows in (False, True):
+            tiles[p["RW"], clip_rows, None] = _direct_tile(e, k, 1, p["RW"], clip_rows)
+            for ow0, rows in p["LEFT_TILES"] + p["RIGHT_TILES"]:
+                tiles[rows, clip_rows, ow0] = _direct_tile(e, k, 1, rows, clip_rows, ow0)
+    else:
+        for rh in [p["RH"]] + ([rows_tail] if rows_tail else []):
+            tiles[rh, p["RW"]] = _direct_tile(e, k, rh, p["RW"])
+            if tail:
+                tiles[rh, tail] = _direct_tile(e, k, rh, tail)
     xs = pad_input(e, p, args["x"], scratch, 0.0)
     if p["PACK_AT_RUNTIME"]:
         wp = scratch + p["WPACK_OFFSET"]
@@ -250,7 +295,39 @@ def conv_direct(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> No
                 ow = full * p["RW"]
                 e.b.call(tiles[rh, tail], [(xrow + ow * p["SW"]).value, wt.value, bt.value, (yrow + ow).value,
                                            e.int_value(oc_valid)])
-        with_remainder_rows(e, p, index[4], along_rows)
+
+        n, g, _, od, ohb = index
+
+        def clipped_row(e: Emitter, clip_rows: bool, clip: list[Index]) -> None:
+            """The tiles of one row read in place (p["CLIP"]), as clipped_row in templates/conv.c.j2."""
+            xplane = cap["xs"] + ((n * p["C"] + g * p["CG"]) * p["XD"] + od * p["SD"]) * (p["XH"] * p["XW"])
+
+            def call(rows: int, ow0: int | None, xt: Ptr, ow: IntLike) -> None:
+                e.b.call(tiles[rows, clip_rows, ow0], [xt.value, wt.value, bt.value, (yrow + ow).value,
+                                                       e.int_value(oc_valid)] + [e.int_value(i) for i in clip])
+            for ow0, rows in p["LEFT_TILES"]:
+                call(rows, ow0, xplane, ow0)
+            start, stop = p["INTERIOR"]
+            with e.loop(stop, start=start, step=p["RW"], name="ow") as ow:
+                call(p["RW"], None, xplane + (ow * p["SW"] - p["PW"]), ow)
+            for ow0, rows in p["RIGHT_TILES"]:
+                call(rows, ow0, xplane, ow0)
+
+        if p["CLIP"]:
+            # the window's first row ih0 (above the input in the top border rows) and its rows inside the input;
+            # the divisions see negative operands only where the select discards them
+            ih0 = oh * p["SH"] - p["PH"]
+            room = (p["IH"] - 1) - ih0
+            kh_lo = e.iselect(e.icmp("<", ih0, 0), (p["DH"] - 1 - ih0) // p["DH"], 0)
+            kh_hi = e.iselect(e.icmp("<", room, 0), 0, e.imin(room // p["DH"] + 1, p["KH"]))
+            inside = e.all_of([e.icmp("==", kh_lo, 0), e.icmp("==", kh_hi, p["KH"])])
+            with e.if_else(inside) as (then, otherwise):
+                with then:
+                    clipped_row(e, False, [ih0, kh_lo, kh_hi])
+                with otherwise:  # a border row
+                    clipped_row(e, True, [ih0, kh_lo, kh_hi])
+        else:
+            with_remainder_rows(e, p, ohb, along_rows)
         if (p["activation"] is not None or p["RESIDUAL"]) and not p["ACTIVATION_AFTER"]:
             finish_rows(e, p, cap, yrow, row_at, oh, oc_valid)
 
