@@ -4,6 +4,10 @@ Layers compute in float32 (max-pool indices are int64).  The other types exist a
 around casts: a graph input or output of any of them, the `cast` op between any two, and the
 `quantize` / `dequantize` ops (convgen/ops/cast.py).
 
+bool is one byte holding 0 or 1 (C uint8_t, LLVM i8, numpy bool).  Inside a model booleans are float32
+0 and 1 (what comparisons produce); a bool graph input is cast to that, a bool graph output cast from it
+(non-zero is true, NaN included, as ONNX's Cast says).
+
 float16 and bfloat16 travel as their raw 16 bits (C uint16_t, LLVM i16): the C backend converts
 float16 with the compiler's _Float16, the LLVM backend with `half`; bfloat16 is the top half of a
 float32 (rounded to nearest even).  In Python a float16 value is a numpy float16 array, a bfloat16
@@ -22,7 +26,7 @@ class DType:
     name: str
     c_type: str        # how the generated C declares an element
     itemsize: int
-    kind: str          # "float", "int" (signed), "uint", "half" (16-bit float bits)
+    kind: str          # "float", "int" (signed), "uint", "half" (16-bit float bits), "bool"
     low: int = 0       # integer types: the range a saturating conversion clamps to
     high: int = 0
 
@@ -37,6 +41,7 @@ TABLE: dict[str, DType] = {d.name: d for d in (
     DType("int16", "int16_t", 2, "int", -2 ** 15, 2 ** 15 - 1),
     DType("int8", "int8_t", 1, "int", -128, 127),
     DType("uint8", "uint8_t", 1, "uint", 0, 255),
+    DType("bool", "uint8_t", 1, "bool"),
 )}
 NAMES = tuple(TABLE)
 
@@ -71,5 +76,7 @@ def name_of(dtype) -> str | None:
 
 
 def raw(array: np.ndarray) -> np.ndarray:
-    """The array as a buffer cffi can take: 16-bit floats as their uint16 bits."""
+    """The array as a buffer cffi can take: 16-bit floats as their uint16 bits, booleans as uint8 bytes."""
+    if array.dtype.kind == "b":
+        return array.view(np.uint8)
     return array.view(np.uint16) if array.dtype.itemsize == 2 and array.dtype.kind not in "iu" else array

@@ -19,7 +19,8 @@ from conftest import capped_settings
 
 ONNX_TYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE, "float16": TensorProto.FLOAT16,
               "bfloat16": TensorProto.BFLOAT16, "int64": TensorProto.INT64, "int32": TensorProto.INT32,
-              "int16": TensorProto.INT16, "int8": TensorProto.INT8, "uint8": TensorProto.UINT8}
+              "int16": TensorProto.INT16, "int8": TensorProto.INT8, "uint8": TensorProto.UINT8,
+              "bool": TensorProto.BOOL}
 TYPES = list(ONNX_TYPES)
 INTEGERS = [t for t in TYPES if dtypes.get(t).kind in ("int", "uint")]
 
@@ -63,6 +64,8 @@ def _bfloat16_outputs_as_float(model):
 def source_values(dtype: str, rng, shape=(2, 3, 5)) -> np.ndarray:
     """Floats with fractions in [-0.9, 127.9] (in range of every integer type once truncated); integers
     over their whole range (narrowing keeps the low bits, as onnxruntime's does)."""
+    if dtype == "bool":
+        return rng.integers(0, 2, shape).astype(bool)
     if dtype in INTEGERS:
         info = np.iinfo(dtype)
         return rng.integers(info.min, info.max, shape, dtype=dtype, endpoint=True)
@@ -98,6 +101,20 @@ def test_float_to_integer_saturates(backend):
                     min(2 ** 31, info.max), info.min, min(int(np.float32(5e18)), info.max), 0, 127]
         np.testing.assert_array_equal(a, np.array([expected], target), err_msg=target)
         np.testing.assert_array_equal(a, cast_op.cast(x, "float32", target))
+
+
+@pytest.mark.parametrize("source", [t for t in TYPES if t != "bool"])
+def test_cast_to_bool_is_not_zero(source, backend):
+    """Zero and -0.0 are false; everything else is true: NaN, infinities, the smallest subnormal, 1 and -1."""
+    values = [0.0, -0.0, 1.0, -1.0, 2.0, 0.5, np.nan, np.inf, -np.inf, np.finfo(np.float32).smallest_subnormal]
+    x = np.array([values if source not in INTEGERS else [0, 0, 1, -1 if source != "uint8" else 3, 2, 0, 7, 100, 0, 1]])
+    x = cast_op.cast(x.astype(np.float32), "float32", source) if dtypes.get(source).kind == "half" else x.astype(source)
+    model = make_model([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.BOOL)], [io("x", source, x.shape)],
+                       [io("y", "bool")])
+    actual = convgen.compile(convgen.from_onnx(model), backend=backend)(x)
+    assert actual.dtype == np.bool_
+    np.testing.assert_array_equal(actual, ort_run(model, {"x": x})[0])
+    np.testing.assert_array_equal(actual, cast_op.as_float32(x, source) != 0)
 
 
 def test_16_bit_float_rounding_matches_onnxruntime(backend):

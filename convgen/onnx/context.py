@@ -90,19 +90,22 @@ class NodeView:
             raise ConvgenError(f"{self.label}: input {i} is missing")
         return self.ctx.value(self.input_names[i])
 
-    def operand(self, i: int) -> Tensor | str:
-        """Input i for tracer.emit: a run-time Tensor, or the name of a float graph constant."""
+    def operand(self, i: int, typed: bool = True) -> Tensor | str:
+        """Input i for tracer.emit: a run-time Tensor, or the name of a float graph constant.  `typed`: see
+        as_float32."""
         value = self.input(i)
         if isinstance(value, Tensor):
-            return self.as_float32(value, i)
+            return self.as_float32(value, i, typed)
         if value.dtype.kind != "f" and value.dtype.name != "bfloat16":
             raise UnsupportedError(f"{self.label}: input {i} ({self.input_names[i]!r}) has element type "
                                    f"{value.dtype}; convgen computes in float32")
         return self.ctx.constant(self.input_names[i], value.astype(np.float32, copy=False))
 
-    def as_float32(self, value: Tensor, i: int) -> Tensor:
+    def as_float32(self, value: Tensor, i: int, typed: bool = True) -> Tensor:
         """A run-time input as the float32 the layers compute in: other types are cast, where that is exact
-        enough (16-bit and 64-bit floats always, and small integers where INTEGER_EXACT says)."""
+        enough (16-bit and 64-bit floats always, small integers where INTEGER_EXACT says, booleans as 0/1).
+        `typed`: the op's float outputs are values of this input's type, cast back to it after the op
+        (computed_from); False where they are not (a comparison's boolean, Where's condition)."""
         dtype = value.type.dtype
         if dtype == "float32":
             return value
@@ -111,9 +114,10 @@ class NodeView:
             raise UnsupportedError(f"{self.label}: input {i} ({self.input_names[i]!r}) has element type {dtype}; "
                                    f"convgen computes {self.op_type} in float32, which holds integers exactly only "
                                    "for 8- and 16-bit values in data movement, max and clipping ops")
-        if self.computed_from not in (None, dtype):
-            raise UnsupportedError(f"{self.label}: inputs of element types {self.computed_from} and {dtype}")
-        self.computed_from = dtype
+        if typed:
+            if self.computed_from not in (None, dtype):
+                raise UnsupportedError(f"{self.label}: inputs of element types {self.computed_from} and {dtype}")
+            self.computed_from = dtype
         return self.ctx.tracer.emit(self.name + f"_in{i}_float32", "cast", CastAttrs("float32"), [value], kind="Cast")
 
     def const(self, i: int, what: str) -> np.ndarray:

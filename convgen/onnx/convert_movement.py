@@ -309,6 +309,7 @@ def _where(node: NodeView) -> list:
     the where layer (ops.binary), its condition a comparison's run-time 0/1 or the constant mask as 0/1."""
     condition = node.input(0)
     if isinstance(condition, Tensor):
+        condition = node.as_float32(condition, 0, typed=False)   # a bool input or Cast: as 0/1
         return [node.emit("where", ops.BinaryAttrs(), [condition, node.operand(1), node.operand(2)])]
     condition = condition.astype(bool)
     shape = shapes.broadcast_shape(node.label, condition.shape, node.shape_of(1), node.shape_of(2))

@@ -75,18 +75,20 @@ COMPARISONS = {"Greater": "greater", "Less": "less", "Equal": "equal", "GreaterO
 
 @converter(*COMPARISONS)
 def _compare(node: NodeView) -> list:
-    """A boolean result as float32 0 and 1 (convgen has no bool element type): Where, Not, And, Or, Xor and
-    Cast to float read it so."""
-    return [node.emit(COMPARISONS[node.op_type], ops.BinaryAttrs(), [node.operand(0), node.operand(1)])]
+    """A boolean result as float32 0 and 1, whatever the inputs' type: Where, Not, And, Or, Xor and Cast read
+    it so; as a graph output it is cast to the bool the model declares."""
+    operands = [node.operand(0, typed=False), node.operand(1, typed=False)]
+    return [node.emit(COMPARISONS[node.op_type], ops.BinaryAttrs(), operands)]
 
 
 @converter("Not", "And", "Or", "Xor")
 def _logic(node: NodeView) -> list:
-    """On 0/1 values: Not is x == 0, And min, Or max, Xor !=."""
+    """On 0/1 values (bool inputs cast to them): Not is x == 0, And min, Or max, Xor !=."""
     if node.op_type == "Not":
-        return [node.emit("equal", ops.BinaryAttrs(), [node.operand(0), node.ctx.constant(node.name + "_zero", np.zeros(()))])]
+        zero = node.ctx.constant(node.name + "_zero", np.zeros(()))
+        return [node.emit("equal", ops.BinaryAttrs(), [node.operand(0, typed=False), zero])]
     op = {"And": "min", "Or": "max", "Xor": "not_equal"}[node.op_type]
-    return [node.emit(op, ops.BinaryAttrs(), [node.operand(0), node.operand(1)])]
+    return [node.emit(op, ops.BinaryAttrs(), [node.operand(0, typed=False), node.operand(1, typed=False)])]
 
 
 @converter("BatchNormalization")

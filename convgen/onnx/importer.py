@@ -5,7 +5,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .. import ops
+from .. import dtypes, ops
 from ..errors import ConvgenError, ModelFormatError, ShapeError, UnsupportedError
 from ..ir import Graph
 from ..trace import Tensor
@@ -177,6 +177,25 @@ def _declared(ctx: Context, value_info, value: Tensor) -> Tensor:
     return ctx.tracer.emit(c_name(f"{value_info.name}_as_{dtype}"), "cast", ops.CastAttrs(dtype), [value], kind="Cast")
 
 
+def _constant_output(ctx: Context, value_info, value: np.ndarray) -> str:
+    """A graph output known at import (a shape, Dropout's all-true mask): a float32 graph constant, cast to
+    its element type where that is another and float32 holds its values exactly."""
+    dtype = dtypes.name_of(value.dtype)
+    if value.size == 0:
+        raise UnsupportedError(f"graph output {value_info.name!r} is empty (shape {list(value.shape)}); convgen's "
+                               "tensors have no empty axes")
+    exact = dtype is not None and value.ndim > 0 and np.array_equal(value.astype(np.float32).astype(value.dtype), value)
+    if not exact:
+        kind = "scalar" if value.ndim == 0 else "tensor"
+        raise UnsupportedError(f"graph output {value_info.name!r} is a {value.dtype} {kind} known at import; "
+                               "convgen's outputs known at import are tensors of its element types that float32 "
+                               "holds exactly")
+    name = ctx.constant(value_info.name, value)
+    if dtype == "float32":
+        return name
+    return ctx.tracer.emit(c_name(f"{value_info.name}_as_{dtype}"), "cast", ops.CastAttrs(dtype), [name], kind="Cast").value
+
+
 def _finish(ctx: Context, graph) -> Graph:
     tracer = ctx.tracer
     outputs = []
@@ -191,11 +210,7 @@ def _finish(ctx: Context, graph) -> Graph:
         if isinstance(value, Tensor):
             outputs.append(_declared(ctx, value_info, value).value)
             continue
-        if value.dtype != np.float32 or value.ndim == 0:
-            kind = "scalar" if value.ndim == 0 else "tensor"
-            raise UnsupportedError(f"graph output {value_info.name!r} is a {value.dtype} {kind} known at import; "
-                                   "convgen's outputs are float32 tensors")
-        outputs.append(ctx.constant(value_info.name, value))
+        outputs.append(_constant_output(ctx, value_info, value))
     if not outputs:
         raise ConvgenError("the ONNX graph has no outputs")
     used = {v for n in tracer.nodes for v in n.inputs} | set(outputs)

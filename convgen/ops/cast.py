@@ -10,6 +10,7 @@ Conversion rules (the kernels in templates/convert.c.j2 and backends/llvm/conver
   - integer -> narrower integer keeps the low bits (two's complement), as C and onnxruntime do;
   - -> float16 / bfloat16 rounds to nearest even through float32 (onnxruntime's order: a float64
     or an integer is first rounded to float32);
+  - -> bool is "not zero" (NaN is true, -0.0 false); bool -> any type is 0 or 1;
   - quantize rounds half to even and saturates to the output type; scale and zero point are one
     value (per tensor) or one per index of `axis` (per axis); both are float32 constants here
     (an 8-bit zero point is exact in float32).
@@ -126,6 +127,8 @@ def saturate_to_integer(x: np.ndarray, dtype: str) -> np.ndarray:
 def cast(x: np.ndarray, source: str, to: str) -> np.ndarray:
     """The cast kernels' semantics in numpy (see the module docstring)."""
     src, dst = dtypes.get(source), dtypes.get(to)
+    if to == "bool":
+        return as_float32(x, source) != 0 if src.kind == "half" else np.asarray(x) != 0
     if source == "bfloat16" or (dst.kind == "half" and src.kind != "half" and source != "float32"):
         x = as_float32(x, source)   # through float32, as onnxruntime converts
         source, src = "float32", dtypes.get("float32")

@@ -11,7 +11,7 @@ from .emitter import F32, F64, HALF, I8, I16, I32, I64, Emitter, Ptr
 
 ELEMENT_TYPES: dict[str, ir.Type] = {
     "float32": F32, "float64": F64, "float16": I16, "bfloat16": I16, "int64": I64, "int32": I32,
-    "int16": I16, "int8": I8, "uint8": I8,
+    "int16": I16, "int8": I8, "uint8": I8, "bool": I8,
 }
 
 
@@ -39,7 +39,11 @@ def to_float32(e: Emitter, dtype: str, value: ir.Value) -> ir.Value:
         return e.b.fptrunc(value, F32)
     if _is_float(dtype):
         return value
-    return e.b.uitofp(value, F32) if dtype == "uint8" else e.b.sitofp(value, F32)
+    return e.b.uitofp(value, F32) if _unsigned(dtype) else e.b.sitofp(value, F32)
+
+
+def _unsigned(dtype: str) -> bool:
+    return dtypes.get(dtype).kind in ("uint", "bool")
 
 
 def _to_bfloat16(e: Emitter, f: ir.Value) -> ir.Value:
@@ -71,12 +75,16 @@ def _integer(e: Emitter, source: str, value: ir.Value, to: str) -> ir.Value:
         return value
     if value.type.width > target.width:
         return e.b.trunc(value, target)
-    return e.b.zext(value, target) if source == "uint8" else e.b.sext(value, target)
+    return e.b.zext(value, target) if _unsigned(source) else e.b.sext(value, target)
 
 
 def convert(e: Emitter, source: str, value: ir.Value, to: str, p: dict) -> ir.Value:
     """One element of type `source` as type `to`, by the rules of convgen/ops/cast.py."""
     v = load(e, source, value)
+    if to == "bool":   # not zero; NaN is true (an unordered compare)
+        zero = ir.Constant(v.type, 0.0 if _is_float(source) else 0)
+        ne = e.b.fcmp_unordered("!=", v, zero) if _is_float(source) else e.b.icmp_unsigned("!=", v, zero)
+        return e.b.zext(ne, I8)
     if to == "float16":
         return e.b.bitcast(e.b.fptrunc(to_float32(e, source, v), HALF), I16)
     if to == "bfloat16":
@@ -88,7 +96,7 @@ def convert(e: Emitter, source: str, value: ir.Value, to: str, p: dict) -> ir.Va
     # float64
     if _is_float(source):
         return v if v.type == F64 else e.b.fpext(v, F64)
-    return e.b.uitofp(v, F64) if source == "uint8" else e.b.sitofp(v, F64)
+    return e.b.uitofp(v, F64) if _unsigned(source) else e.b.sitofp(v, F64)
 
 
 def cast(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
