@@ -535,7 +535,7 @@ double fma_peak(long iters, int threads) {
 """
 # Independent FMA chains to try: enough to cover latency x ports (10 measured best on Zen 3, 16 on AVX-512 Xeons), but
 # chains + 2 must fit the register file (16 ymm without AVX-512: 16 chains spilled there, 59 vs 98 GFLOP/s).
-PEAK_CHAINS = (8, 10, 12, 16)
+PEAK_CHAINS = (4, 6, 8, 10, 12, 16)
 
 
 def vector_widths() -> list[int]:
@@ -729,7 +729,8 @@ def host_info() -> dict:
     from convgen.target import host
     target = host()
     return {"cpu": model, "cpus": os.cpu_count(), "cc": cc.splitlines()[0] if cc else "?",
-            "isa": target.isa, "fma_units": target.fma_units, "l1d_kib": target.l1d_bytes // 1024,
+            "isa": target.isa, "fma_units": target.fma_units, "fma_bits": 8 * (target.fma_bytes or target.vector_bytes),
+            "flops_per_cycle": target.flops_per_cycle, "l1d_kib": target.l1d_bytes // 1024,
             "l2_kib": target.l2_bytes // 1024, "python": platform.python_version(), "numpy": np.__version__}
 
 
@@ -787,8 +788,8 @@ def main() -> None:
     print(f"FP32 FMA peak, 1 thread, measured by an FMA-throughput probe (generated kernel, {PEAK_CHAINS} chains): "
           f"{per_core:.0f} GFLOP/s ("
           + ", ".join(f"{8 * w}-bit vectors {g:.0f}" for w, g in by_width.items())
-          + f"); the widest unit's {by_width[widest]:.0f} = {widest // 4} lanes x {info['fma_units']} FMA units x 2"
-          f" x {by_width[widest] / (widest // 4 * info['fma_units'] * 2):.2f} GHz")
+          + f"); the widest unit's {by_width[widest]:.0f} = {info['fma_units']} FMA pipes x {info['fma_bits'] // 32} lanes"
+          f" x 2 x {by_width[widest] / info['flops_per_cycle']:.2f} GHz")
     everything = {"host": {**info, "load_average_at_start": load}, "tuned": args.tune,
                   "peak_gflops_per_core": per_core, "peak_by_vector_bits": {8 * w: g for w, g in by_width.items()},
                   "versions": {}, "tolerance": TOLERANCE,

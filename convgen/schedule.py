@@ -366,7 +366,7 @@ def winograd_cycles(m: int, batch: int, cg: int, ocg: int, groups: int, out_h: i
     lanes, alpha = target.max_vector_width, m + 2
     points, tiles = alpha * alpha, winograd_tiles(out_h, out_w, m)
     cgp, ocgp = math.ceil(cg / lanes) * lanes, math.ceil(ocg / lanes) * lanes
-    per_cycle = 2 * lanes * target.fma_units
+    per_cycle = target.flops_per_cycle
     gemm = batch * groups * points * tiles * cgp * ocgp * 2 / (per_cycle * WINOGRAD_GEMM_EFFICIENCY)
     # each transform: two passes of alpha (or m) rows of ~alpha/2 + 1 terms, per tile and channel vector
     terms = alpha // 2 + 1
@@ -379,7 +379,7 @@ def winograd_cycles(m: int, batch: int, cg: int, ocg: int, groups: int, out_h: i
 
 
 def direct_cycles(flops: int, target: Target) -> float:
-    return flops / (2 * target.max_vector_width * target.fma_units * DIRECT_EFFICIENCY)
+    return flops / (target.flops_per_cycle * DIRECT_EFFICIENCY)
 
 
 def choose_winograd(batch: int, cg: int, ocg: int, groups: int, out_h: int, out_w: int, flops: int,
