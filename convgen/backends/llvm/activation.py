@@ -43,17 +43,22 @@ def _tanh(e: Emitter, x: ir.Value, params: list) -> ir.Value:
     return e.b.call(_prelude(e, "convgen_tanhf", _emit_tanh), [x])
 
 
-def _clamp_unit(e: Emitter, t: ir.Value) -> ir.Value:
-    """t < 0 ? 0 : (t > 1 ? 1 : t), NaN staying NaN."""
-    return e.b.select(e.fcmp("<", t, e.f32(0.0)), e.f32(0.0), e.b.select(e.fcmp(">", t, e.f32(1.0)), e.f32(1.0), t))
+def _unit_clamp(e: Emitter, t: ir.Value) -> ir.Value:
+    """convgen_unit_clampf: t clamped to [0, 1] by llvm.smax / llvm.smin of its bits (integer order is float
+    order for t >= 0; negative t becomes +0); NaN becomes 0 or 1, the callers keep it."""
+    bits = e.intrinsic("llvm.smax", [e.b.bitcast(t, I32), ir.Constant(I32, 0)])
+    bits = e.intrinsic("llvm.smin", [bits, ir.Constant(I32, 0x3F800000)])  # the bits of 1.0f
+    return e.b.bitcast(bits, F32)
 
 
 def _hard_sigmoid(e: Emitter, x: ir.Value, params: list) -> ir.Value:
-    return _clamp_unit(e, e.muladd(e.f32(params[0]), x, e.f32(params[1])))
+    t = e.muladd(e.f32(params[0]), x, e.f32(params[1]))
+    return e.b.select(e.is_nan(t), t, _unit_clamp(e, t))
 
 
 def _hard_swish(e: Emitter, x: ir.Value, params: list) -> ir.Value:
-    return e.b.fmul(x, _hard_sigmoid(e, x, [_ratio(1, 6), 0.5]))
+    """x * clamp(x / 6 + 1/2, 0, 1): NaN stays NaN through the product."""
+    return e.b.fmul(x, _unit_clamp(e, e.muladd(x, e.f32(_ratio(1, 6)), e.f32(0.5))))
 
 
 def _half(e: Emitter, x: ir.Value) -> ir.Value:
