@@ -97,8 +97,10 @@ def _remember(key: tuple | None, model: CompiledModel) -> CompiledModel:
 
 
 def _runner(model: CompiledModel) -> Callable:
-    """What an index hit calls with the arrays: a one-input, one-output model's closure (what model(x)
-    runs, without the argument packing of a call), else the model."""
+    """What an index hit calls with the arrays: the model's C call path (what model(*arrays) runs,
+    without the argument packing of a call), else a one-input, one-output model's closure, else the model."""
+    if model._fast is not None:
+        return model._fast
     return model if model._single is None else model._single
 
 

@@ -114,4 +114,4 @@ def test_threads_none_follows_omp_num_threads_between_calls(monkeypatch, rng):
         key = F._signature(("max", 2, False, True, False, "c"), (3, 2, 0, 1, None, None), None, x)
         attrs = convgen.ops.PoolAttrs("max", (3, 3), (2, 2), ((0, 0), (0, 0)), (1, 1), False, True, None, False)
         model = F._kernels[("pool", attrs, (x.shape,), "c", int(value))]
-        assert F._signatures[key] is model._single and model.signature["threads"] == int(value)
+        assert F._signatures[key] is F._runner(model) and model.signature["threads"] == int(value)

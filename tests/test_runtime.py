@@ -189,6 +189,7 @@ def test_many_python_threads_share_one_model(backend, rng, threads):
     graph = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2)).to_graph((1, 8, 24, 24))
     model = convgen.compile(graph, backend=backend, threads=threads)
     assert model.workspace_bytes > 0          # the per-thread workspaces are exercised
+    assert model._fast is not None            # through the C call path (tests/test_callpath.py)
     inputs = [rng.standard_normal((1, 8, 24, 24)).astype(np.float32) for _ in range(8)]
     expected = [reference(graph, x) for x in inputs]
     failures = []
