@@ -226,9 +226,9 @@ def conv_geometry(node: Node, ctx: LowerContext, gemm: bool = True) -> tuple[dic
     # Rapids, 1 thread: gathered 360 us, direct 88; 256 -> 512 14x14: 95 against 70)
     if gemm and gemm_applies(p, ctx, constant_weights) and p["SD"] * p["SH"] * p["SW"] == 1:
         sched = schedule_gemm.gemm_schedule(oc, flops, ctx.target, ctx.threads)
-    if sched.path == "rowwise" and depthwise_applies(p):
+    if sched.path == "rowwise" and depthwise_applies(p, ctx.target):
         sched = schedule.depthwise_schedule(g, p["OCG"], p["OH"], p["OW"], _phase_axes(p)[1].extent, flops,
-                                            ctx.target, ctx.threads)
+                                            ctx.target, ctx.threads, _column_taps(p))
     if ctx.winograd and winograd_applies(p, constant_weights):
         m = schedule.choose_winograd(p["N"], p["CG"], p["OCG"], g, p["OH"], p["OW"], flops, ctx.target)
         if m:
@@ -292,21 +292,49 @@ def lower_winograd(node: Node, ctx: LowerContext, p: dict, sched: schedule.ConvS
                       4 * p["XB_OFFSET"] + xb_bytes, packed)
 
 
-def depthwise_applies(p: dict) -> bool:
+def depthwise_applies(p: dict, target: Target) -> bool:
     """The depthwise kernel takes 2-D layers of one input plane per group (1-D and 3-D ones stay rowwise)
-    with short rows (schedule.DEPTHWISE_MAX_ROW, longer where strided)."""
-    longest = schedule.DEPTHWISE_MAX_ROW * (2 if p["SW"] > 1 else 1)
-    return p["CG"] == 1 and p["KD"] == 1 and p["XD"] == 1 and p["OH"] > 1 and p["OW"] <= longest
+    with short rows (schedule.DEPTHWISE_MAX_ROW, longer where strided), or rows of up to
+    schedule.DEPTHWISE_STACKED_MAX_ROW where its stacked tiles fit the registers."""
+    if not (p["CG"] == 1 and p["KD"] == 1 and p["XD"] == 1 and p["OH"] > 1):
+        return False
+    if p["OW"] <= schedule.DEPTHWISE_MAX_ROW * (2 if p["SW"] > 1 else 1):
+        return True
+    return (p["OW"] <= schedule.DEPTHWISE_STACKED_MAX_ROW
+            and schedule.stacked_tile(p["OH"], p["OW"], _column_taps(p), target) is not None)
 
 
 def _phase_axes(p: dict) -> tuple[shapes.PhaseAxis, shapes.PhaseAxis]:
     return (shapes.phase_axis(p["XH"], p["SH"], p["PH"], p["IH"]), shapes.phase_axis(p["XW"], p["SW"], p["PW"], p["IW"]))
 
 
+def _depthwise_columns(p: dict) -> list[tuple[int, list[tuple[int, int]]]]:
+    """The window's taps by the column of the phases they read: (the column's float offset in a channel's
+    phases, [(tap kh * KW + kw, its row offset in the phase)]), columns in offset order."""
+    rows_axis, cols_axis = _phase_axes(p)
+    plane = rows_axis.extent * cols_axis.extent
+    columns: dict[int, list[tuple[int, int]]] = {}
+    for kh in range(p["KH"]):
+        a, dh = rows_axis.tap(kh, p["SH"], p["DH"])
+        for kw in range(p["KW"]):
+            b, dw = cols_axis.tap(kw, p["SW"], p["DW"])
+            columns.setdefault((a * p["SW"] + b) * plane + dw, []).append((kh * p["KW"] + kw, dh))
+    return sorted(columns.items())
+
+
+def _column_taps(p: dict) -> schedule.ColumnTaps:
+    columns = _depthwise_columns(p)
+    return schedule.ColumnTaps(len(columns), max(len(m) for _, m in columns),
+                               max(dh for _, m in columns for _, dh in m), p["KH"] * p["KW"])
+
+
 def lower_depthwise(node: Node, p: dict, sched: schedule.ConvSchedule) -> KernelSpec:
     """The input plane of each group split into its stride phases, padded (shapes.PhaseAxis), per thread in
     scratch, then [CT channels' phases + slack][CT channels' band buffers]; TAPS: each tap's float offset in
-    a channel's phases; BANDS: [first band, bands, rows, vectors per tile, full tiles, remainder vectors]."""
+    a channel's phases; BANDS: [first band, bands, rows, vectors per tile, full tiles, remainder vectors,
+    band buffer floats to finish]; TILES: each tile's [rows, vectors] (flat tiles: rows 0).  Stacked tiles
+    (sched.stacked): COLUMNS ([offset, [[tap, row offset], ...]], _depthwise_columns), band buffer rows
+    QPITCH apart (a row's vectors); flat ones: vectors along the band, its rows PWW apart as in the phases."""
     rows_axis, cols_axis = _phase_axes(p)
     pitch, vw = cols_axis.extent, sched.vector_width
     plane = rows_axis.extent * pitch
@@ -316,23 +344,37 @@ def lower_depthwise(node: Node, p: dict, sched: schedule.ConvSchedule) -> Kernel
         for kw in range(p["KW"]):
             b, dw = cols_axis.tap(kw, p["SW"], p["DW"])
             taps.append((a * p["SW"] + b) * plane + dh * pitch + dw)
+    columns = _depthwise_columns(p)
+    reach = max(dh for _, members in columns for _, dh in members)
     band_rows = sched.tile_rows
     full, last = divmod(p["OH"], band_rows)
-    bands, reads_end, band_floats = [], 0, 0
+    row_vectors = math.ceil(p["OW"] / vw)
+    qpitch = row_vectors * vw if sched.stacked else pitch
+    bands, tiles, reads_end, band_floats = [], set(), 0, 0
     for first, count, rows in [(0, full, band_rows), (full, 1, last)]:
         if not count or not rows:
             continue
-        vectors = math.ceil(((rows - 1) * pitch + p["OW"]) / vw)
-        bands.append([first, count, rows, *schedule.depthwise_tiles(vectors, sched.row_tile)])
-        reads_end = max(reads_end, (first + count - 1) * band_rows * pitch + vectors * vw + max(taps))
-        band_floats = max(band_floats, vectors * vw)
+        band_start = (first + count - 1) * band_rows * pitch
+        if sched.stacked:
+            split = schedule.depthwise_tiles(row_vectors, sched.row_tile)
+            floats = rows * qpitch
+            reads_end = max(reads_end, band_start + columns[-1][0] + (rows - 1 + reach) * pitch + row_vectors * vw)
+        else:
+            vectors = math.ceil(((rows - 1) * pitch + p["OW"]) / vw)
+            split = schedule.depthwise_tiles(vectors, sched.row_tile)
+            floats = vectors * vw
+            reads_end = max(reads_end, band_start + vectors * vw + max(taps))
+        bands.append([first, count, rows, *split, floats])
+        tiles |= {(rows if sched.stacked else 0, size) for size in (split[0], split[2]) if size}
+        band_floats = max(band_floats, floats)
     phases = p["SH"] * p["SW"] * plane
     pset = -(-max(phases, reads_end) // 16) * 16   # a channel's phases and the slack its last vectors read
     p.update(VW=vw, CT=sched.oc_vectors, PHH=rows_axis.extent, PWW=pitch, PP=plane, PHASES_END=phases, PSET=pset,
              QSET=band_floats, ROW_PHASES=[list(t) for t in zip(rows_axis.before, rows_axis.copied, rows_axis.first)],
              COL_PHASES=[list(t) for t in zip(cols_axis.before, cols_axis.copied, cols_axis.first)],
-             TAPS=taps, BANDS=bands, RB=band_rows,
-             TILE_SIZES=sorted({size for band in bands for size in (band[3], band[5]) if size}))
+             TAPS=taps, BANDS=bands, RB=band_rows, STACKED=sched.stacked, QPITCH=qpitch,
+             COLUMNS=[[offset, [list(m) for m in members]] for offset, members in columns],
+             TILES=[list(t) for t in sorted(tiles)])
     scratch = sched.threads * sched.oc_vectors * (pset + band_floats) * 4
     return KernelSpec("conv_depthwise", p, conv_operands(node, node.inputs[1]), [("y", node.output)], scratch)
 

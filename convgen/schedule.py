@@ -30,6 +30,8 @@ class ConvSchedule:
     winograd_m: int = 0  # "winograd": the output tile edge m of F(m x m, 3 x 3); row_tile: tiles per register tile
     chunk_tiles: int = 0  # "winograd": tiles whose transformed input is held (in L2) at once
     tile_rows: int = 1   # "direct": output rows in the register tile (2-D tiles over rows shorter than it)
+    stacked: bool = False  # "depthwise": tiles of tile_rows output rows x row_tile vectors a row, which share
+                           # each input row's loads (else row_tile vectors along the flattened band)
 
 
 @dataclass(frozen=True)
@@ -177,16 +179,27 @@ DEPTHWISE_BAND_FLOATS = 4096
 # 72x56x56 52 / 45 and 49 / 45; but 3x3 88x28x28 43 / 32 and 22 / 32, 7x7 192x28x28 797 / 275 and 225 / 264,
 # 3x3 144x56x56 214 / 294 and 190 / 194, 3x3 stride 2 16x112x112 44 / 47 and 50 / 51.
 DEPTHWISE_MAX_ROW = 16
+# Rows of up to this many output pixels take it where its stacked tiles fit the registers (stacked_tile).
+# AMD Zen 4 AVX-512, 1 thread, thread time, us, before (rowwise or flat tiles) -> stacked, C / LLVM: 7x7
+# 192x28x28 894 -> 178 / 287 -> 183 (onnxruntime 192), 3x3 144x56x56 174 -> 154 / 153 -> 160, 3x3 88x28x28
+# 37 -> 23 / 26 -> 26, 5x5 240x14x14 56 -> 33 / 49 -> 34, 5x5 stride 2 96x28x28 39 -> 35 / 25 -> 23, 3x3 stride 2
+# 72x56x56 45 -> 43 / 50 -> 43, 3x3 stride 2 16x112x112 49 -> 46 / 50 -> 48.  Wider rows are not measured.
+DEPTHWISE_STACKED_MAX_ROW = 64
 
 
 def depthwise_schedule(groups: int, multiplier: int, out_height: int, out_width: int, row_pitch: int, flops: int,
-                       target: Target, threads: int) -> ConvSchedule:
+                       target: Target, threads: int, columns: ColumnTaps | None = None) -> ConvSchedule:
     """The depthwise kernel (one input plane per group): a plane's output pixels, rows `row_pitch` apart
-    (its input phases' row length), in vectors of the widest width; register tiles of up to the pixels
-    path's accumulator budget of those vectors (tile_rows: rows per band, balanced over the plane); where a
-    band has fewer vectors than the FMA chains (7x7 maps: 5 vectors of 16), one tile serves several
-    channels (oc_vectors: channels per tile, a divisor of the groups) so that the chains stay busy."""
+    (its input phases' row length), in vectors of the widest width.  Stacked tiles (stacked_tile) where
+    the register file holds them; else register tiles of up to the pixels path's accumulator budget of
+    vectors along the flattened band (tile_rows: rows per band, balanced over the plane); where a band
+    has fewer vectors than the FMA chains (7x7 maps: 5 vectors of 16), one tile serves several channels
+    (oc_vectors: channels per tile, a divisor of the groups) so that the chains stay busy."""
     width = target.max_vector_width
+    stacked = stacked_tile(out_height, out_width, columns, target) if columns else None
+    if stacked:
+        rows, vectors = stacked
+        return ConvSchedule("depthwise", width, 1, vectors, threads_for(flops, threads), tile_rows=rows, stacked=True)
     budget = accumulator_budget(target, "pixels")
     most = max(1, min(out_height, DEPTHWISE_BAND_FLOATS // row_pitch))
     rows = math.ceil(out_height / math.ceil(out_height / most))
@@ -197,6 +210,44 @@ def depthwise_schedule(groups: int, multiplier: int, out_height: int, out_width:
         channels *= 2
     tile = max(1, min(vectors, budget // channels))
     return ConvSchedule("depthwise", width, channels, tile, threads_for(flops, threads), tile_rows=rows)
+
+
+@dataclass(frozen=True)
+class ColumnTaps:
+    """A depthwise window's taps grouped by the column of the phases they read (taps of one column, in
+    different rows, read the same input row for different output rows): how many columns, the most taps
+    in one, and the farthest row offset of a tap (in phase rows)."""
+    columns: int
+    most: int
+    reach: int
+    taps: int
+
+
+def stacked_tile(out_height: int, out_width: int, columns: ColumnTaps, target: Target) -> tuple[int, int] | None:
+    """(output rows, vectors a row) of the depthwise kernel's stacked tile, or None where it does not pay.
+
+    A stacked tile holds R output rows x V vectors (a row's pixels, or a balanced share of them) and walks
+    the window column by column: the column's taps' weights in registers, each input row the column
+    reads loaded once (V vectors) for the taps of every output row it serves.  Per output vector that is
+    columns x (R + reach) / R loads and taps / (R V) broadcasts instead of the flat tile's one load and
+    broadcast per tap (7x7: ~14 against ~50), which made the flat tile load-bound.  R and V: the fewest
+    loads per output vector whose accumulators, weights, one row's loads and a spare fit the registers,
+    with at least as many accumulators as FMA chains (7-row maps keep the flat tile's channel pairs)."""
+    width, registers = target.max_vector_width, target.vector_registers
+    row_vectors = math.ceil(out_width / width)
+    best, best_cost = None, math.inf
+    for most_vectors in range(1, row_vectors + 1):
+        vectors, _, _ = depthwise_tiles(row_vectors, most_vectors)
+        most_rows = min(out_height, (registers - 1 - columns.most - vectors) // vectors)
+        if most_rows < 2:
+            continue
+        rows = math.ceil(out_height / math.ceil(out_height / most_rows))
+        if rows * vectors < target.fma_chains:
+            continue
+        cost = (columns.columns * (rows + columns.reach) * vectors + columns.taps) / (rows * vectors)
+        if cost < best_cost:
+            best, best_cost = (rows, vectors), cost
+    return best
 
 
 def depthwise_tiles(vectors: int, most: int) -> tuple[int, int, int]:

@@ -169,7 +169,7 @@ def test_direct_path_wide_row_tile_matches_torch(backend):
 ROWWISE_CASES = [
     # (x shape, out channels, kwargs): few output channels per group take the rowwise path, whose
     # row blocks are all full (a constant trip count) or end with a partial one (rows over 256 pixels)
-    ((1, 6, 9, 23), 6, dict(kernel_size=3, padding=1, groups=6)),                        # depthwise, full blocks
+    ((1, 6, 9, 67), 6, dict(kernel_size=3, padding=1, groups=6)),                        # depthwise, full blocks
     ((2, 4, 5, 7, 9), 4, dict(kernel_size=3, padding=(1, 0, 2), groups=4)),              # depthwise 3-D
     ((1, 3, 2 * 256 + 37), 3, dict(kernel_size=5, padding=2, groups=3)),                 # 3 blocks, the last partial
     ((1, 2, 3, 600), 2, dict(kernel_size=(1, 3), stride=(1, 2), dilation=(1, 3), padding=(0, 4))),  # 300 wide
@@ -196,7 +196,7 @@ def test_depthwise_planes_on_two_threads(backend):
     """Each thread pads the planes it works on into its own buffer: a shared one would mix planes."""
     rng = np.random.default_rng(7)
     module = nn.Conv2d(32, 64, 3, padding=2, dilation=2, groups=32)   # 2 output channels per plane
-    x = rng.standard_normal((2, 32, 19, 23)).astype(np.float32)
+    x = rng.standard_normal((2, 32, 19, 67)).astype(np.float32)   # rows past the depthwise kernel's
     model = _compile_conv(module, x, backend, threads=2)
     kernel = _kernel(model)
     assert kernel.template == "conv_rowwise" and kernel.params["PLANE_PAD"] and kernel.params["THREADS"] == 2

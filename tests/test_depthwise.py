@@ -1,6 +1,7 @@
 """The depthwise kernel (one input plane per group, rows of up to schedule.DEPTHWISE_MAX_ROW pixels, twice that
-under a stride): the input split into its stride phases (shapes.PhaseAxis), output pixels in vectors over
-bands of whole rows, tiles of several channels on small maps.  Its schedule on simulated AVX2 (16 ymm) and
+under a stride, or up to DEPTHWISE_STACKED_MAX_ROW in stacked tiles): the input split into its stride phases
+(shapes.PhaseAxis), output pixels in vectors over bands of whole rows or in stacked tiles of rows x a row's
+vectors (schedule.stacked_tile), tiles of several channels on small maps.  Its schedule on simulated AVX2 (16 ymm) and
 AVX-512 (32 zmm) targets, the layers that take it and those that stay rowwise, and its kernels compiled for
 either ISA on both backends against torch in float64 over drawn shapes: odd sizes, channel counts that are
 not a multiple of the vector width (nor of the channels per tile), stride 1 to 3, dilation, every padding,
@@ -48,10 +49,10 @@ def depthwise_cases(draw):
     padding = draw(st.integers(0, (k - 1) * dilation))
     reach = dilation * (k - 1) + 1
     least = max(1, reach - 2 * padding)
-    # rows the depthwise kernel takes: output rows of up to 16 pixels, 32 under a stride
-    widest = (schedule.DEPTHWISE_MAX_ROW * (2 if stride > 1 else 1) - 1) * stride + reach - 2 * padding
+    # rows the depthwise kernel can take: output rows of up to DEPTHWISE_STACKED_MAX_ROW pixels
+    widest = (schedule.DEPTHWISE_STACKED_MAX_ROW - 1) * stride + reach - 2 * padding
     h = draw(st.integers(max(least, stride + 1), max(least, stride + 1, 24)))
-    w = draw(st.integers(least, max(least, min(widest, 40))))
+    w = draw(st.integers(least, max(least, min(widest, draw(st.sampled_from([40, 80]))))))
     return dict(c=draw(st.integers(1, 37)), multiplier=draw(st.sampled_from([1, 1, 1, 2, 3])), k=k, stride=stride,
                 dilation=dilation, padding=padding, h=h, w=w, bias=draw(st.booleans()),
                 act=draw(st.sampled_from(list(ACTIVATIONS))), batch=draw(st.integers(1, 2)),
@@ -71,34 +72,55 @@ def test_depthwise_kernel_matches_torch_on_each_target(backend, target, case):
     expected = _reference(conv, x, case["act"], stride=case["stride"], padding=case["padding"],
                           dilation=case["dilation"], groups=case["c"])
     flattened = (case["k"], case["stride"], case["padding"]) == (1, 1, 0)   # a 1x1 plane runs as one row
-    if flattened or expected.shape[2] < 2 or expected.shape[3] > schedule.DEPTHWISE_MAX_ROW * (2 if case["stride"] > 1 else 1):
-        return   # a one-row output, or rows the rowwise kernel takes
+    if flattened or expected.shape[2] < 2:
+        return   # a one-row output
     with compiled_for(target):
         model = convgen.compile(module.to_graph(x.shape, name="dw"), backend=backend, threads=case["threads"])
     kernel = _conv_kernel(model)
-    assert kernel.template == "conv_depthwise", kernel.template
+    out_h, out_w = expected.shape[2:]
+    short = out_w <= schedule.DEPTHWISE_MAX_ROW * (2 if case["stride"] > 1 else 1)
+    stacked = out_w <= schedule.DEPTHWISE_STACKED_MAX_ROW and schedule.stacked_tile(
+        out_h, out_w, _columns(case["k"], case["stride"], case["dilation"]), target) is not None
+    assert kernel.template == ("conv_depthwise" if short or stacked else "conv_rowwise"), kernel.template
     p = kernel.params
-    assert p["VW"] == target.max_vector_width and p["CT"] * max(p["TILE_SIZES"]) < target.vector_registers
+    if kernel.template == "conv_depthwise":
+        assert p["VW"] == target.max_vector_width and p["STACKED"] == stacked
+        for rows, vectors in p["TILES"]:   # accumulators, one column's weights, a row's loads and a spare fit
+            most = _columns(case["k"], case["stride"], case["dilation"]).most
+            held = rows * vectors + most + vectors + 1 if stacked else p["CT"] * vectors + 1
+            assert held <= target.vector_registers
     assert_close(model(x), expected)
 
 
+def _columns(k: int, stride: int, dilation: int) -> schedule.ColumnTaps:
+    """A k x k window's columns as lower._depthwise_columns groups them, from first principles: a column
+    per (row phase, kernel column), its taps the kernel rows of that phase, the farthest (k - 1) * dilation
+    // stride phase rows down."""
+    phases = [[kh for kh in range(k) if kh * dilation % stride == a] for a in range(stride)]
+    phases = [taps for taps in phases if taps]
+    return schedule.ColumnTaps(len(phases) * k, max(len(t) for t in phases), (k - 1) * dilation // stride, k * k)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("shape, k, stride, act", [
-    ((1, 96, 28, 28), 5, 2, "hard_swish"),    # MobileNetV3-Small's strided 5x5 layers: 4 phases
-    ((1, 40, 14, 14), 5, 1, "hard_swish"),    # 14x14: one band of one tile
-    ((2, 36, 7, 7), 5, 1, "relu"),            # 7x7: tiles of 2 channels
-    ((1, 6, 23, 12), 9, 1, None),             # 81 taps: the loop over the offset table, not unrolled
-    ((1, 3, 301, 16), 3, 1, "hard_swish"),    # 301 rows: a band of 151, a shorter last one
+@pytest.mark.parametrize("shape, k, stride, act, stacked", [
+    ((1, 96, 28, 28), 5, 2, "hard_swish", True),   # MobileNetV3-Small's strided 5x5 layers: 4 phases, 10 columns
+    ((1, 40, 14, 14), 5, 1, "hard_swish", True),   # 14x14: one tile of 14 rows
+    ((2, 36, 7, 7), 5, 1, "relu", False),          # 7x7: flat tiles of 2 channels
+    ((1, 6, 7, 7), 9, 1, None, False),             # 81 taps on 7 rows: the flat tile's loop over the offsets
+    ((1, 6, 23, 12), 9, 1, None, True),            # 81 taps, 9 a column, stacked
+    ((1, 3, 301, 16), 3, 1, "hard_swish", True),   # 301 rows: 11 bands of one tile of 26 rows, one of 15
+    ((1, 192, 28, 28), 7, 1, None, True),          # ConvNeXt's 7x7: 2 tiles of a vector a row
+    ((1, 5, 19, 61), 3, 1, "relu", True),          # 61 pixels: 4 vectors a row, in tiles of 1
 ])
-def test_network_layers_on_the_depthwise_kernel(backend, shape, k, stride, act):
+def test_network_layers_on_the_depthwise_kernel(backend, shape, k, stride, act, stacked):
     nn.manual_seed(shape[1])
     conv, module = _module(shape[1], 1, k, stride, k // 2, 1, True, act)
     x = np.random.default_rng(shape[1]).standard_normal(shape).astype(np.float32)
     model = convgen.compile(module.to_graph(x.shape, name="dw"), backend=backend, threads=1)
     kernel = _conv_kernel(model)
-    assert kernel.template == "conv_depthwise"
+    assert kernel.template == "conv_depthwise" and kernel.params["STACKED"] == stacked
     if shape[2] == 301:
-        assert [band[:3] for band in kernel.params["BANDS"]] == [[0, 1, 151], [1, 1, 150]]
+        assert [band[:3] for band in kernel.params["BANDS"]] == [[0, 11, 26], [11, 1, 15]]   # 27 rows fit
     assert_close(model(x), _reference(conv, x, act, stride=stride, padding=k // 2, groups=shape[1]))
 
 
@@ -124,9 +146,10 @@ def test_depthwise_kernel_adds_a_fused_skip(backend, act):
 
 @pytest.mark.parametrize("shape, stride, template", [
     ((1, 8, 14, 14), 1, "conv_depthwise"), ((1, 8, 16, 16), 1, "conv_depthwise"),
-    ((1, 8, 17, 17), 1, "conv_rowwise"),       # 17-pixel rows fill vectors on the rowwise kernel
+    ((1, 8, 17, 17), 1, "conv_depthwise"),     # stacked tiles
     ((1, 8, 56, 56), 2, "conv_depthwise"),     # 28 strided pixels: the rowwise kernel would gather them
-    ((1, 8, 112, 112), 2, "conv_rowwise"),
+    ((1, 8, 112, 112), 2, "conv_depthwise"),   # 56: stacked
+    ((1, 8, 65, 65), 1, "conv_rowwise"),       # past DEPTHWISE_STACKED_MAX_ROW
     ((1, 8, 1, 14), 1, "conv_rowwise"),        # one output row
 ])
 def test_which_layers_take_the_depthwise_kernel(shape, stride, template):
@@ -159,6 +182,25 @@ def test_depthwise_tiles_follow_each_register_file(target, out_size, pitch, tile
     assert (sched.path, sched.vector_width) == ("depthwise", target.max_vector_width)
     assert (sched.oc_vectors, sched.row_tile, sched.tile_rows) == tile
     assert sched.oc_vectors * sched.row_tile + 1 <= target.vector_registers
+
+
+@pytest.mark.parametrize("target, size, k, stride, tile", [
+    # (rows, vectors a row) of the stacked tile: the fewest loads per output vector whose accumulators, one
+    # column's weights, a row's loads and a spare fit; none with fewer accumulators than FMA chains
+    (AVX512, 28, 7, 1, (14, 1)),    # 23 rows of 1 vector fit: 2 x 14 rows; 2 vectors: 3 x 10 rows load more
+    (AVX2, 28, 7, 1, None),         # 16 ymm: 7 rows of 1 vector at most, fewer than the 8 chains
+    (AVX2, 28, 3, 1, (10, 1)),      # 11 rows of 1 vector: 3 x 10 (balanced: 10, 10, 8)
+    (AVX512, 7, 5, 1, None),        # 7 rows of 1 vector: flat tiles of 2 channels instead
+    (AVX512, 14, 5, 2, None),       # 7 x 7 outputs
+    (AVX512, 56, 3, 1, (19, 1)),    # 4 vectors a row: 27 rows of 1 fit, 3 x 19 over 56
+])
+def test_stacked_tiles_follow_each_register_file(target, size, k, stride, tile):
+    out = (size + 2 * (k // 2) - k) // stride + 1
+    assert schedule.stacked_tile(out, out, _columns(k, stride, 1), target) == tile
+    sched = schedule.depthwise_schedule(64, 1, out, out, out + k, 10**9, target, 1, _columns(k, stride, 1))
+    assert sched.stacked == (tile is not None)
+    if tile:
+        assert (sched.tile_rows, sched.row_tile, sched.oc_vectors) == (*tile, 1)
 
 
 def test_channels_per_tile_divide_the_groups():

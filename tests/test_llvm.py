@@ -175,7 +175,7 @@ def test_two_threads_give_the_same_results_as_one(rng, winograd):
     two = convgen.compile(graph, backend="llvm", threads=2, winograd=winograd)
     threads = {k.template: k.params.get("THREADS") for k in two._lowered.kernels}
     first_conv = "conv_winograd" if winograd else "conv_direct"
-    assert threads == {first_conv: 2, "pool": 2, "conv_rowwise": 2, "linear": 2}
+    assert threads == {first_conv: 2, "pool": 2, "conv_depthwise": 2, "conv_rowwise": 2, "linear": 2}
     assert "GOMP_parallel" in two.source and "GOMP_parallel" not in one.source
     assert two.source.count('call i32 @"omp_get_thread_num"()') >= 5  # pad copies, rows, blocks: each outlined
     np.testing.assert_array_equal(two(x), one(x))

@@ -82,7 +82,7 @@ def _case(path: str, n: int, cin: int, cout: int, h: int, w: int, stride: int):
     if path == "pixels":      # a 1-D stride-1 row of at least two vectors: full and tail tiles
         return nn.Conv1d(cin, cout, 3, padding=1), (n, cin, 2 * host().max_vector_width + h * w), dict(padding=1)
     if path == "rowwise":     # depthwise on rows longer than the depthwise kernel takes
-        return (nn.Conv2d(cin, cin, 3, padding=1, groups=cin), (n, cin, h, w + schedule.DEPTHWISE_MAX_ROW),
+        return (nn.Conv2d(cin, cin, 3, padding=1, groups=cin), (n, cin, h, w + schedule.DEPTHWISE_STACKED_MAX_ROW),
                 dict(padding=1, groups=cin))
     if path == "depthwise":   # short rows, strided too
         return (nn.Conv2d(cin, cin, 3, stride=stride, padding=1, groups=cin), (n, cin, h, w),

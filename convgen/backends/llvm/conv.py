@@ -561,6 +561,30 @@ def _depthwise_tile(e: Emitter, k: Kernel, vectors: int) -> ir.Function:
     return fn
 
 
+def _depthwise_stacked_tile(e: Emitter, k: Kernel, tile_rows: int, vectors: int) -> ir.Function:
+    """void tile(xt, wt, qt, _): `tile_rows` output rows x `vectors` vectors of a row, as depthwise_stacked_tile
+    in templates/conv.c.j2: column by column (COLUMNS), the column's weights splat once, each input row it
+    reads loaded once for the taps of every output row of the tile that reads it."""
+    p = k.params
+    fn, te = _tile_function(e, f"{k.fn}.tile{tile_rows}x{vectors}", ("xt", "wt", "qt"))
+    xt, wt, qt = (te.arg_ptr(i) for i in range(3))
+    vw, pitch = p["VW"], p["PWW"]
+    acc = [[te.var(te.zeros(vw), f"acc{rr}_{r}") for r in range(vectors)] for rr in range(tile_rows)]
+    for offset, members in p["COLUMNS"]:
+        weights = [te.splat(wt[t], vw) for t, _ in members]
+        for j in range(tile_rows + max(dh for _, dh in members)):
+            xv = [xt.load_vector(offset + j * pitch + r * vw, vw) for r in range(vectors)]
+            for wv, (_, dh) in zip(weights, members):
+                if 0 <= j - dh < tile_rows:
+                    for r in range(vectors):
+                        acc[j - dh][r].set(te.fma(wv, xv[r], acc[j - dh][r].get()))
+    for rr in range(tile_rows):
+        for r in range(vectors):
+            te.b.store(acc[rr][r].get(), (qt + (rr * p["QPITCH"] + r * vw)).value, align=4)
+    te.ret()
+    return fn
+
+
 def _fill_phases(e: Emitter, p: dict, dst: Ptr, src: Ptr) -> None:
     """Copy input plane src ([IH][IW]) into its stride phases at dst ([SH][SW][PHH][PWW], zero outside the
     input), as fill_phases in templates/conv.c.j2, then zero the slack the last vectors read."""
@@ -588,7 +612,8 @@ def conv_depthwise(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) ->
     """One input plane per group: threads over (batch, blocks of CT groups); a thread fills its phases,
     then per band of output rows runs the register tiles into its band buffer and stores the rows."""
     p = k.params
-    tiles = {size: _depthwise_tile(e, k, size) for size in p["TILE_SIZES"]}
+    tiles = {(rows, size): _depthwise_stacked_tile(e, k, rows, size) if p["STACKED"] else _depthwise_tile(e, k, size)
+             for rows, size in p["TILES"]}
     vw, ct, kk_count = p["VW"], p["CT"], p["KH"] * p["KW"]
     whole = p["activation"] is not None and not p["RESIDUAL"]
 
@@ -601,16 +626,17 @@ def conv_depthwise(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) ->
         with e.loop(p["OCG"], name="t") as t:
             oc0 = gb * (ct * p["OCG"]) + t
             wt = cap["w"] + oc0 * kk_count
-            for first, count, rows, size, full, rest in p["BANDS"]:
+            for first, count, rows, size, full, rest, floats in p["BANDS"]:
+                tile_rows = rows if p["STACKED"] else 0
                 with e.loop(first + count, start=first, name="band") as band:
                     q0 = band * (p["RB"] * p["PWW"])
                     with e.loop(full, name="tt") as tt:
-                        e.b.call(tiles[size], [(xph + q0 + tt * (size * vw)).value, wt.value,
-                                               (qbuf + tt * (size * vw)).value, e.int_value(0)])
+                        e.b.call(tiles[tile_rows, size], [(xph + q0 + tt * (size * vw)).value, wt.value,
+                                                          (qbuf + tt * (size * vw)).value, e.int_value(0)])
                     if rest:
-                        e.b.call(tiles[rest], [(xph + q0 + full * size * vw).value, wt.value,
-                                               (qbuf + full * size * vw).value, e.int_value(0)])
-                    _depthwise_epilogue(e, p, cap, qbuf, n, oc0, band, rows, (full * size + rest) * vw, whole)
+                        e.b.call(tiles[tile_rows, rest], [(xph + q0 + full * size * vw).value, wt.value,
+                                                          (qbuf + full * size * vw).value, e.int_value(0)])
+                    _depthwise_epilogue(e, p, cap, qbuf, n, oc0, band, rows, floats, whole)
 
     captures: dict[str, Capture] = {"x": args["x"], "w": args["w"], "y": args["y"], "scratch": scratch}
     if p["HAS_BIAS"]:
@@ -634,7 +660,7 @@ def _depthwise_epilogue(e: Emitter, p: dict, cap: dict[str, Capture], qbuf: Ptr,
             e.vector_row(floats, p["VW"], activate)
         with e.loop(rows, name="rr") as rr:
             at = ((n * p["OC"] + oc) * p["OH"] + band * p["RB"] + rr) * p["OW"]
-            qrow, yrow = qc + rr * p["PWW"], cap["y"] + at
+            qrow, yrow = qc + rr * p["QPITCH"], cap["y"] + at
             srow = cap["r"] + at if p["RESIDUAL"] else None   # the skip has the output's layout
 
             def store(i: Index) -> None:
