@@ -531,7 +531,7 @@ class CompiledModel:
             _raise_status(self_prefix, status)
 
         self_prefix, address = self.prefix, lambda cdata: int(self._ffi.cast("uintptr_t", cdata))
-        return extension.Call(
+        return extension.Call(   # ValueError / TypeError here is a bug in the call path: let the tests see it
             forward=address(self._run), weights=address(self._weights), batch=self.batch,
             inputs=tuple(zip(self._input_dtypes, self.input_shapes)),
             outputs=tuple(zip(self._output_dtypes, self.output_shapes)),

@@ -147,6 +147,25 @@ def test_several_inputs_and_outputs_match_torch(backend, rng):
     assert F._signatures[key].__class__.__name__ == "Call"
 
 
+def test_a_graph_without_inputs_matches_onnxruntime(backend):
+    """A graph of constants: no input arrays, the output alone (and out=)."""
+    import onnx
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+    value = np.arange(6, dtype=np.float32).reshape(2, 3)
+    graph = helper.make_graph([helper.make_node("Constant", [], ["z"], value=numpy_helper.from_array(value))],
+                              "constant", [], [helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 3])])
+    model_proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    expected = onnxruntime.InferenceSession(model_proto.SerializeToString(),
+                                            providers=["CPUExecutionProvider"]).run(None, {})[0]
+    model = convgen.compile(convgen.from_onnx(model_proto), backend=backend)
+    assert model._fast is not None and model.input_names == ()
+    assert np.array_equal(model(), expected)
+    out = np.empty((2, 3), np.float32)
+    assert model(out=out) is out and np.array_equal(out, expected)
+    del onnx
+
+
 def test_several_outputs_into_out(backend, rng):
     x = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
     values, indices = F.max_pool2d(x, 2, return_indices=True, backend=backend)
