@@ -238,8 +238,9 @@ TANH_DENOMINATOR = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900
 
 
 def _odd_rational(e: Emitter, x: ir.Value, bound: float, numerator: tuple[float, ...],
-                  denominator: tuple[float, ...]) -> ir.Value:
-    """c * p(c^2) / q(c^2) with c = x clamped to [-bound, bound], Horner in c^2 (tanh's and erf's form)."""
+                  denominator: tuple[float, ...], ratio_first: bool = False) -> ir.Value:
+    """c * p(c^2) / q(c^2) with c = x clamped to [-bound, bound], Horner in c^2 (tanh's and erf's form);
+    ratio_first: c * (p / q), as convgen_tanhf."""
     b, f = e.b, e.f32
     c = b.select(e.fcmp("<", x, f(-bound)), f(-bound), b.select(e.fcmp(">", x, f(bound)), f(bound), x))
     x2 = b.fmul(c, c)
@@ -248,16 +249,15 @@ def _odd_rational(e: Emitter, x: ir.Value, bound: float, numerator: tuple[float,
         p = e.muladd(p, x2, f(a))
     for a in denominator[1:]:
         q = e.muladd(q, x2, f(a))
-    return b.fdiv(b.fmul(c, p), q)
+    return b.fmul(c, b.fdiv(p, q)) if ratio_first else b.fdiv(b.fmul(c, p), q)
 
 
 def _emit_tanh(e: Emitter, x: ir.Value) -> ir.Value:
-    """convgen_tanhf: p(x)/q(x) on [-7.905, 7.905], x itself below 4e-4, +-1 past 9.1."""
+    """convgen_tanhf: c (p/q) on [-7.905, 7.905] (tiny x too: p/q first), +-1 past 9.1."""
     b, f = e.b, e.f32
-    rational = _odd_rational(e, x, TANH_CLAMP, TANH_NUMERATOR, TANH_DENOMINATOR)
+    rational = _odd_rational(e, x, TANH_CLAMP, TANH_NUMERATOR, TANH_DENOMINATOR, ratio_first=True)
     magnitude = e.intrinsic("llvm.fabs", [x])
-    t = b.select(e.fcmp("<", magnitude, f(0.0004)), x, rational)
-    return b.select(e.fcmp(">", magnitude, f(9.1)), e.intrinsic("llvm.copysign", [f(1.0), x]), t)
+    return b.select(e.fcmp(">", magnitude, f(9.1)), e.intrinsic("llvm.copysign", [f(1.0), x]), rational)
 
 
 def _emit_sigmoid(e: Emitter, x: ir.Value) -> ir.Value:
