@@ -27,6 +27,10 @@ def lower_conv_gemm(node: Node, ctx: LowerContext, p: dict, sched: ConvSchedule)
     p["PACK_FIRST"] = not p["STRIDED"]
     weights = k_blocked_weights(pack_conv_weights(ctx.graph.constants[node.inputs[1]], 1, p["OCB"], 1, mr),
                                 blocks.kc)
+    # the single-pixel tail tiles read a channel block's weights as CV vectors of VW: the last block's read
+    # passes its MR floats
+    p["CV"] = math.ceil(mr / sched.vector_width)
+    weights = np.concatenate([weights, np.zeros(p["CV"] * sched.vector_width, np.float32)])
     scratch = sched.threads * blocks.kc * blocks.nc * 4
     return KernelSpec("conv_gemm", p, conv_operands(node, node.inputs[1]), [("y", node.output)], scratch,
                       {"w": weights})

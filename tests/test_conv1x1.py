@@ -106,6 +106,7 @@ def _check(case: dict, backend: str, target: Target) -> None:
     assert kernel.params["PACK_FIRST"] == (stride == 1)  # stride 1: the first channel block packs as it computes
     assert (kernel.params["MR"], kernel.params["NV"]) == schedule_gemm.register_tile(target, case["oc"])
     assert_close(model(*inputs), expected)
+    return kernel
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -124,6 +125,23 @@ def test_benchmark_shapes_with_several_k_and_pixel_blocks(backend):
     for c, oc, threads, stride in ((256, 64, 1, 1), (96, 384, 2, 1), (64, 128, 1, 2)):
         _check(dict(c=c, oc=oc, h=28 * stride, w=28 * stride, stride=stride, batch=1, bias=True, act="relu",
                     residual=False, threads=threads), backend, target)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("target", RUNNABLE, ids=lambda t: t.name)
+def test_single_pixels_that_end_the_plane_run_with_channel_vectors(backend, target):
+    """The single-pixel tail tiles (channels in vectors, the weight rows read past MR): MobileNetV3-Small's
+    7x7 96 -> 576 and 576 -> 96 + skip (49 = 3 x 16 + 1), partial last channel blocks (37, 130), a strided
+    gather, batch 2 and 2 threads (pixel blocks of 48 and 1: the single pixel alone in its block), K blocks."""
+    cases = [dict(c=96, oc=576, h=7, w=7, batch=1, bias=True, act="relu", residual=False, threads=1),
+             dict(c=576, oc=96, h=7, w=7, batch=1, bias=True, act=None, residual=True, threads=1),
+             dict(c=40, oc=37, h=5, w=7, batch=2, bias=False, act="silu", residual=True, threads=2),
+             dict(c=24, oc=130, h=13, w=13, stride=2, batch=1, bias=True, act=None, residual=False, threads=1),
+             dict(c=33, oc=20, h=7, w=7, batch=3, bias=True, act="relu", residual=False, threads=2)]
+    for case in cases:
+        kernel = _check(case, backend, target)
+        singles = [rows for rows, lanes, _ in kernel.params["TAIL"] if lanes == 1]
+        assert len(singles) == 1 and 1 <= singles[0] < 4
 
 
 def test_grouped_padded_and_short_1x1_convs_stay_on_other_paths():

@@ -4,14 +4,16 @@ per K block of KC input channels the thread runs, tile by tile, every block of M
 the tile's packed panel ([KC][tile width]): at stride 1 (PACK_FIRST) the first block's tile packs it from
 the input rows as it computes and prefetches the next tile's rows, a strided layer gathers every panel
 first; K blocks after the first add to the output rows, the last adds the bias, the skip and the
-activation.  Weights arrive packed at compile time: [KB][OCB][KC][MR] (the last K block kc)."""
+activation.  Weights arrive packed at compile time: [KB][OCB][KC][MR] (the last K block kc), CV x VW zeros after."""
 from __future__ import annotations
+
+from typing import Callable
 
 from llvmlite import ir
 
 from ...lower import Kernel
 from .conv import finish
-from .emitter import I64, PTR, VOID, Emitter, Index, IntLike, Ptr
+from .emitter import I32, I64, PTR, VOID, Emitter, Index, IntLike, Ptr
 from .parallel import Capture, parallel_for, thread_number
 
 POINTERS = ("xp", "wt", "bt", "st", "yt")
@@ -72,20 +74,70 @@ def _gemm_tile(e: Emitter, k: Kernel, rows: int, lanes: int, pack: bool = False)
             wv = te.splat(wv, lanes) if lanes > 1 else wv
             for r in range(rows):
                 acc[j][r].set(te.fma(wv, xv[r], acc[j][r].get()))
-    # stores; after the last K block the bias, then the skip and the activation in place
+    def store(j: int, bias: ir.Value, yp: Ptr) -> None:
+        bias = te.splat(bias, lanes) if lanes > 1 else bias
+        for r in range(rows):
+            te.b.store(te.b.fadd(acc[j][r].get(), bias), (yp + r * lanes).value, align=4)
+    _store_channels(te, p, (bt, st, yt), kb, oc_valid, rows * lanes, store)
+    te.ret()
+    return fn
+
+
+def _store_channels(te: Emitter, p: dict, pointers: tuple[Ptr, Ptr, Ptr], kb: Index, oc_valid: Index,
+                    pixels: int, store: Callable[[int, ir.Value, Ptr], None]) -> None:
+    """A tile's stores, channel by channel (`store(j, bias, its output row)`); after the last K block the
+    bias, then the skip and the activation in place over its `pixels`."""
+    bt, st, yt = pointers
     last = te.icmp("==", kb, p["KB"] - 1)
-    for j in range(mr):
+    for j in range(p["MR"]):
         with te.if_then(te.icmp("<", j, oc_valid)):  # rows past oc_valid: the last block's zero padding
             bias = te.b.select(last, bt[j], te.f32(0.0)) if p["HAS_BIAS"] else te.f32(0.0)
-            bias = te.splat(bias, lanes) if lanes > 1 else bias
-            yp = yt + j * plane
-            for r in range(rows):
-                te.b.store(te.b.fadd(acc[j][r].get(), bias), (yp + r * lanes).value, align=4)
+            yp = yt + j * p["P"]
+            store(j, bias, yp)
             if p["activation"] is not None or p["RESIDUAL"]:
                 with te.if_then(last):
-                    sp = st + j * plane if p["RESIDUAL"] else None
-                    with te.loop(rows * lanes, name="t") as t:
+                    sp = st + j * p["P"] if p["RESIDUAL"] else None
+                    with te.loop(pixels, name="t") as t:
                         yp[t] = finish(te, p, yp[t], sp, t)
+
+
+def _gemm_pixel_tile(e: Emitter, k: Kernel, rows: int, pack: bool = False) -> ir.Function:
+    """The plane's last single pixels (as gemm_pixel_tile in the template): `rows` pixels x the MR output
+    channels as CV vectors of VW lanes over the kc input channels of K block kb, the packed weights' row
+    [c][MR] read as vectors (lanes past MR discarded; the panels end with CV x VW zeros): `rows` x CV FMAs a
+    channel instead of MR x rows scalar ones.  pack: reads the input rows xs and writes the panel xp."""
+    p = k.params
+    fn, te = _tile_function(e, f"{k.fn}.tile{rows}x1{'.pack' if pack else ''}", pack)
+    first_arg = len(PACK_POINTERS) if pack else 0
+    xs = te.arg_ptr(0) if pack else None
+    xp, wt, bt, st, yt = (te.arg_ptr(first_arg + i) for i in range(len(POINTERS)))
+    kc, kb, oc_valid = (te.arg_index(first_arg + len(POINTERS) + i) for i in range(3))
+    in_plane = p["ID"] * p["IH"] * p["IW"]
+    mr, plane, vw, cv = p["MR"], p["P"], p["VW"], p["CV"]
+    assert (cv - 1) * vw < mr <= cv * vw
+    # the partial sums of the earlier K blocks, lane by lane (channels past oc_valid: zero)
+    first = te.icmp("==", kb, 0)
+    acc = [[te.var(te.zeros(vw), f"acc{r}_{v}") for v in range(cv)] for r in range(rows)]
+    for j in range(mr):
+        with te.if_then(te.b.and_(te.b.not_(first), te.icmp("<", j, oc_valid))):
+            for r in range(rows):
+                a = acc[r][j // vw]
+                a.set(te.b.insert_element(a.get(), yt[j * plane + r], ir.Constant(I32, j % vw)))
+    with te.loop(kc, name="c") as c:
+        wv = [wt.load_vector(c * mr + v * vw, vw) for v in range(cv)]
+        for r in range(rows):
+            if pack:
+                xv = xs[c * in_plane + r]
+                xp[c * rows + r] = xv
+            else:
+                xv = xp[c * rows + r]
+            xv = te.splat(xv, vw)
+            for v in range(cv):
+                acc[r][v].set(te.fma(xv, wv[v], acc[r][v].get()))
+    def store(j: int, bias: ir.Value, yp: Ptr) -> None:
+        for r in range(rows):
+            yp[r] = te.b.fadd(te.b.extract_element(acc[r][j // vw].get(), ir.Constant(I32, j % vw)), bias)
+    _store_channels(te, p, (bt, st, yt), kb, oc_valid, rows, store)
     te.ret()
     return fn
 
@@ -121,8 +173,10 @@ def conv_gemm(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None
     assert p["NC"] % nr == 0 and (p["PB"] - 1) * p["NC"] + p["LAST_FULL"] * nr + sum(
         r * l for r, l, _ in p["TAIL"]) == plane
     shapes = [(p["NV"], p["VW"])] + [(rows, lanes) for rows, lanes, _ in p["TAIL"]]
-    tiles = {key: _gemm_tile(e, k, *key) for key in shapes}
-    packing = {key: _gemm_tile(e, k, *key, pack=True) for key in shapes} if p["PACK_FIRST"] else {}
+    def make(rows: int, lanes: int, pack: bool = False) -> ir.Function:
+        return _gemm_pixel_tile(e, k, rows, pack) if lanes == 1 else _gemm_tile(e, k, rows, lanes, pack)
+    tiles = {key: make(*key) for key in shapes}
+    packing = {key: make(*key, pack=True) for key in shapes} if p["PACK_FIRST"] else {}
     null = Ptr(e, ir.Constant(PTR, None))
     in_plane = p["ID"] * p["IH"] * p["IW"]
 
