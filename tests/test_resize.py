@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import onnx
 import onnxruntime
 import pytest
 import torch
@@ -359,20 +360,50 @@ def test_kernels_propagate_nan_and_infinity(backend):
     assert got[0, 0, 6] == np.inf and len(resample.linear_plan(2, taps).sources[6]) == 1
 
 
-UNEVEN = [("avg (3, 4) on 10x10", torch.nn.AdaptiveAvgPool2d((3, 4)), 12),
-          ("avg 7 on 12x12", torch.nn.AdaptiveAvgPool2d((7, 7)), 14)]
+UNEVEN = [("avg (3, 4) on 10x10", torch.nn.AdaptiveAvgPool2d((3, 4)), (12, 12)),
+          ("avg 7 on 12x12", torch.nn.AdaptiveAvgPool2d((7, 7)), (14, 14)),
+          ("avg (5, 4) on 12x9", torch.nn.AdaptiveAvgPool2d((5, 4)), (14, 11))]
 
 
 @pytest.mark.parametrize("name,pool,size", UNEVEN, ids=[u[0] for u in UNEVEN])
 def test_torch_dynamo_uneven_adaptive_pools(name, pool, size, backend):
     """TorchScript refuses uneven bins; dynamo writes Transpose, GatherND with constant indices, then ReduceMean
-    (or masked Where, Gathers, Adds and a Div): imported node by node, against torch."""
+    (bins of one length) or masked Where, Gathers, Adds and a Div: folded back into the adaptive pool
+    (convgen/onnx/adaptive_fold.py: the conv and one resample per axis), against torch."""
     torch.manual_seed(0)
     module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), pool).eval()
-    x = torch.randn(2, 3, size, size)
-    compiled = convgen.compile(convgen.from_onnx(_export(module, x, dynamo=True)), backend=backend)
+    x = torch.randn(2, 3, *size)
+    graph = convgen.from_onnx(_export(module, x, dynamo=True))
+    assert [n.op for n in graph.nodes] == ["conv", "resample", "resample"]
     with torch.no_grad():
-        assert_close(compiled(x.numpy()), module(x).numpy(), rtol=1e-5, atol=1e-6)
+        assert_close(convgen.compile(graph, backend=backend)(x.numpy()), module(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def _dynamo_pool_model(out_size, size):
+    module = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(out_size)).eval()
+    return onnx.load_from_string(_export(module, torch.randn(1, 2, *size), dynamo=True))
+
+
+def test_gather_nd_chains_that_are_not_the_pool_import_op_by_op(backend):
+    """The fold takes only what computes the adaptive average: a ReduceMax in the ReduceMean's place, or the
+    gathered taps also a graph output, stay the ops they are (against onnxruntime)."""
+    maxed = _dynamo_pool_model((3, 4), (10, 10))
+    reduce = next(n for n in maxed.graph.node if n.op_type == "ReduceMean")
+    reduce.op_type = "ReduceMax"
+    shared = _dynamo_pool_model((3, 4), (10, 10))
+    taps = next(n for n in shared.graph.node if n.op_type == "GatherND").output[0]
+    shared.graph.output.append(helper.make_tensor_value_info(taps, TensorProto.FLOAT, None))
+    x = np.random.default_rng(3).standard_normal((1, 2, 10, 10)).astype(np.float32)
+    for model in (maxed, shared):
+        graph = convgen.from_onnx(model)
+        assert "reduce" in [n.op for n in graph.nodes]   # not the two resamples of the fold
+        session = onnxruntime.InferenceSession(model.SerializeToString())
+        expected = session.run(None, {session.get_inputs()[0].name: x})
+        actual = convgen.compile(graph, backend=backend)(x)
+        actual = actual if isinstance(actual, tuple) else (actual,)
+        assert len(actual) == len(expected)
+        for a, e in zip(actual, expected):
+            assert_close(a, e, rtol=1e-5, atol=1e-6)
 
 
 @given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4), data=st.data())

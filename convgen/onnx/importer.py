@@ -9,6 +9,7 @@ from .. import dtypes, ops
 from ..errors import ConvgenError, ModelFormatError, ShapeError, UnsupportedError
 from ..ir import Graph
 from ..trace import Tensor
+from . import adaptive_fold
 from .attributes import element_type, node_attributes, to_array
 from .context import Context, NodeView, c_name, file_name
 from .converters import CONVERTERS
@@ -50,7 +51,19 @@ def from_onnx(model, input_shapes: Mapping[str, Sequence[int]] | None = None) ->
     ctx = Context()
     _read_initializers(ctx, graph, weights)
     _read_inputs(ctx, graph, dict(input_shapes or {}))
-    for node in topological_order(graph, set(ctx.values)):
+    order = topological_order(graph, set(ctx.values))
+    readers: dict[str, list] = {}
+    for node in order:
+        for name in set(node.input):
+            readers.setdefault(name, []).append(node)
+    folded: set[int] = set()   # ids of the nodes of patterns converted as one (adaptive_fold)
+    for position, node in enumerate(order):
+        if id(node) in folded:
+            continue
+        pattern = adaptive_fold.fold(ctx, graph, order, position, readers, default_opset(proto))
+        if pattern is not None:
+            folded.update(id(n) for n in pattern)
+            continue
         _convert(ctx, node)
     return _finish(ctx, graph)
 
