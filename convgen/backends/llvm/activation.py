@@ -231,34 +231,41 @@ def _emit_exp(e: Emitter, x: ir.Value) -> ir.Value:
     return _exp_scaled(e, x, 1.0)
 
 
-# convgen_tanhf's rational approximation (Eigen's): odd numerator, even denominator, in x^2
+# convgen_tanhf's rational approximation (Eigen's): odd numerator, even denominator, in x^2; +-1 past TANH_CLAMP
 TANH_CLAMP = 7.90531110763549805
 TANH_NUMERATOR = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
                   1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03)
 TANH_DENOMINATOR = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
 
 
-def _odd_rational(e: Emitter, x: ir.Value, bound: float, numerator: tuple[float, ...],
-                  denominator: tuple[float, ...], ratio_first: bool = False) -> ir.Value:
-    """c * p(c^2) / q(c^2) with c = x clamped to [-bound, bound], Horner in c^2 (tanh's and erf's form);
-    ratio_first: c * (p / q), as convgen_tanhf."""
-    b, f = e.b, e.f32
-    c = b.select(e.fcmp("<", x, f(-bound)), f(-bound), b.select(e.fcmp(">", x, f(bound)), f(bound), x))
-    x2 = b.fmul(c, c)
+def _horner_pair(e: Emitter, x2: ir.Value, numerator: tuple[float, ...],
+                 denominator: tuple[float, ...]) -> tuple[ir.Value, ir.Value]:
+    """p(x2) and q(x2), Horner, highest coefficient first (tanh's and erf's polynomials in c^2)."""
+    f = e.f32
     p, q = f(numerator[0]), f(denominator[0])
     for a in numerator[1:]:
         p = e.muladd(p, x2, f(a))
     for a in denominator[1:]:
         q = e.muladd(q, x2, f(a))
-    return b.fmul(c, b.fdiv(p, q)) if ratio_first else b.fdiv(b.fmul(c, p), q)
+    return p, q
+
+
+def _odd_rational(e: Emitter, x: ir.Value, bound: float, numerator: tuple[float, ...],
+                  denominator: tuple[float, ...]) -> ir.Value:
+    """c * p(c^2) / q(c^2) with c = x clamped to [-bound, bound] (erf's form)."""
+    b, f = e.b, e.f32
+    c = b.select(e.fcmp("<", x, f(-bound)), f(-bound), b.select(e.fcmp(">", x, f(bound)), f(bound), x))
+    p, q = _horner_pair(e, b.fmul(c, c), numerator, denominator)
+    return b.fdiv(b.fmul(c, p), q)
 
 
 def _emit_tanh(e: Emitter, x: ir.Value) -> ir.Value:
-    """convgen_tanhf: c (p/q) on [-7.905, 7.905] (tiny x too: p/q first), +-1 past 9.1."""
+    """convgen_tanhf: x (p(x^2) / q(x^2)) up to 7.905 in magnitude, +-1 past it (one select, no clamp)."""
     b, f = e.b, e.f32
-    rational = _odd_rational(e, x, TANH_CLAMP, TANH_NUMERATOR, TANH_DENOMINATOR, ratio_first=True)
+    p, q = _horner_pair(e, b.fmul(x, x), TANH_NUMERATOR, TANH_DENOMINATOR)
+    rational = b.fmul(x, b.fdiv(p, q))
     magnitude = e.intrinsic("llvm.fabs", [x])
-    return b.select(e.fcmp(">", magnitude, f(9.1)), e.intrinsic("llvm.copysign", [f(1.0), x]), rational)
+    return b.select(e.fcmp(">", magnitude, f(TANH_CLAMP)), e.intrinsic("llvm.copysign", [f(1.0), x]), rational)
 
 
 def _emit_sigmoid(e: Emitter, x: ir.Value) -> ir.Value:
