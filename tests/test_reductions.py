@@ -217,3 +217,33 @@ def test_reductions_on_two_threads_match_torch(method, case, keepdim, batch, run
     if p["PAR"] == len(p["DIMS"]) - 1 and p["BLOCKS"] > 1:
         assert p["BLOCK"] % p["LANES"] == 0
     assert_close(model(x), _torch_reduce(method, t64(x), dim, keepdim).numpy())
+
+
+INTEGER_TYPES = {"uint8": TensorProto.UINT8, "int8": TensorProto.INT8}   # ReduceMax/Min's 8-bit types
+
+
+@pytest.mark.parametrize("dtype", sorted(INTEGER_TYPES))
+@pytest.mark.parametrize("op", ["ReduceMax", "ReduceMin"])
+@pytest.mark.parametrize("axes", [[1], [2, 3], [0, 3]])
+def test_max_and_min_of_small_integers_are_exact(op, dtype, axes, backend):
+    """8-bit integers are exact in float32, and so are their max and min (the channel, spatial (global
+    pool) and mixed-axes kernels); the result is the input's type, as onnxruntime's."""
+    info = np.iinfo(dtype)
+    x = np.random.default_rng(len(axes)).integers(info.min, info.max, (2, 3, 5, 4), endpoint=True).astype(dtype)
+    node = helper.make_node(op, ["x"], ["y"], axes=axes, keepdims=0)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", INTEGER_TYPES[dtype], x.shape)],
+                              [helper.make_tensor_value_info("y", INTEGER_TYPES[dtype], None)])
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    actual, expected = run_both(data, {"x": x}, backend)
+    assert actual.dtype == expected.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(actual, expected)
+
+
+def test_integer_sums_and_wide_integers_are_refused():
+    """Sums of integers would round in float32 (and ONNX's wrap); int32 does not fit float32 at all."""
+    for op, elem in (("ReduceSum", TensorProto.INT8), ("ReduceMax", TensorProto.INT32)):
+        node = helper.make_node(op, ["x"], ["y"], keepdims=0)
+        graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", elem, (2, 3))],
+                                  [helper.make_tensor_value_info("y", elem, None)])
+        with pytest.raises(convgen.UnsupportedError, match="element type int(8|32)"):
+            convgen.from_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))

@@ -24,7 +24,7 @@ Value = Union[Tensor, np.ndarray]
 INTEGER_EXACT = {"MaxPool", "GlobalMaxPool", "Relu", "Clip", "Concat", "Transpose", "Reshape", "Flatten",
                  "Squeeze", "Unsqueeze", "Identity", "Pad", "Max", "Min", "Resize", "Upsample", "DepthToSpace",
                  "SpaceToDepth", "Split", "Slice", "Gather", "Expand", "Tile", "Where", "GatherND",
-                 "Greater", "Less", "Equal", "GreaterOrEqual", "LessOrEqual"}
+                 "Greater", "Less", "Equal", "GreaterOrEqual", "LessOrEqual", "ReduceMax", "ReduceMin"}
 
 
 def file_name(name) -> str:
