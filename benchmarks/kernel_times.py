@@ -1,0 +1,109 @@
+"""A whole network's time kernel by kernel (C backend, one thread), beside onnxruntime's total.
+
+    PYTHONPATH=. python benchmarks/kernel_times.py mobilenet_v3_small [--runs 400]
+
+The network (a networks.NETWORKS name) is lowered as convgen.compile lowers it; its generated C gets a
+thread-CPU clock around every kernel call of the forward function and is built once more, so each
+kernel's median over the runs is its own time, free of the other processes on a shared host (wall
+clocks are not). The table lists every kernel (template, activation, layer), the sums per template,
+then convgen's and onnxruntime's whole-network thread times (medians of loops of 10 calls).
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import networks
+from convgen import passes, lower
+from convgen.backends import c as c_backend
+from convgen.runtime import CompiledModel
+from convgen.target import host
+
+CALL = re.compile(r'^(\s+)(\S.*;)\s+/\* layer "([^"]*)" \((\w+)\) \*/$')
+
+
+def instrumented(source: str) -> tuple[str, list[str]]:
+    """The source with every kernel call of the forward function timed into convgen_kernel_us[i]."""
+    lines = source.split("\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith("EXPORT int") and "_forward(" in line)
+    layers: list[str] = []
+    for i in range(start, len(lines)):
+        if lines[i] == "}":
+            break
+        call = CALL.match(lines[i])
+        if call:
+            lines[i] = (f"{call.group(1)}{{ struct timespec t0, t1; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0); "
+                        f"{call.group(2)} clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1); convgen_kernel_us[{len(layers)}] "
+                        f"= (t1.tv_sec - t0.tv_sec) * 1e6 + (t1.tv_nsec - t0.tv_nsec) * 1e-3; }}")
+            layers.append(call.group(3))
+    lines.insert(start, f"#include <time.h>\nEXPORT double convgen_kernel_us[{len(layers)}];")
+    return "#define _GNU_SOURCE\n" + "\n".join(lines), layers
+
+
+def thread_time_us(call, seconds: float = 5.0) -> float:
+    """The median thread-CPU time of one call, over loops of 10 calls for `seconds`."""
+    for _ in range(10):
+        call()
+    loops, end = [], time.time() + seconds
+    while time.time() < end:
+        t = time.thread_time_ns()
+        for _ in range(10):
+            call()
+        loops.append((time.thread_time_ns() - t) / 1e4)
+    return float(np.median(loops))
+
+
+def onnxruntime_call(net: networks.Network, x: np.ndarray):
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
+    session = ort.InferenceSession(networks.onnx_bytes(net), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda: session.run(None, {name: x})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("network", choices=sorted(networks.NETWORKS))
+    parser.add_argument("--runs", type=int, default=400, help="timed forward calls; the median per kernel is printed")
+    args = parser.parse_args()
+    net = networks.NETWORKS[args.network]
+    optimized = passes.optimize(networks.convgen_graph(net))
+    lowered = lower.lower(optimized, host(), 1)
+    source, layers = instrumented(c_backend.render_source(lowered))
+    with tempfile.TemporaryDirectory() as tmp:
+        library = Path(tmp) / f"{lowered.prefix}.so"
+        c_backend.compile_source(source, lowered.weights, library)
+        model = CompiledModel(library, lowered.prefix, source=source, graph=optimized, lowered=lowered)
+        times = (ctypes.c_double * len(layers)).in_dll(ctypes.CDLL(str(library)), "convgen_kernel_us")
+        x = np.random.default_rng(0).standard_normal(net.input_shape).astype(np.float32)
+        y = np.empty(net.output_shape, np.float32)
+        samples = np.zeros((args.runs, len(layers)))
+        for run in range(-20, args.runs):
+            model(x, out=y)
+            if run >= 0:
+                samples[run] = times[:]
+        kernels = {k.layer: k for k in lowered.kernels}
+        medians, by_template = np.median(samples, axis=0), {}
+        print(f"{'us':>8}  {'kernel':15} {'activation':13} layer")
+        for layer, us in zip(layers, medians):
+            kernel = kernels[layer]
+            act = kernel.params.get("activation")
+            by_template[kernel.template] = by_template.get(kernel.template, 0.0) + us
+            print(f"{us:8.1f}  {kernel.template:15} {act['kind'] if act else '-':13} {layer}")
+        print("per kernel template (us): " + ", ".join(f"{t} {us:.1f}" for t, us in
+                                                        sorted(by_template.items(), key=lambda kv: -kv[1])))
+        print(f"sum of the kernels' medians {medians.sum():.1f} us; network (thread time, 1 thread): convgen-c "
+              f"{thread_time_us(lambda: model(x, out=y)):.1f} us, onnxruntime "
+              f"{thread_time_us(onnxruntime_call(net, x)):.1f} us")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
