@@ -281,7 +281,10 @@ def lower_winograd(node: Node, ctx: LowerContext, p: dict, sched: schedule.ConvS
     p.update(M=m, A=t.alpha, AT=t.AT.tolist(), BT=t.BT.tolist(), TH=th, TW=tw, T=th * tw,
              TB=sched.chunk_tiles, NCH=math.ceil(th * tw / sched.chunk_tiles), R=sched.row_tile,
              VW=sched.vector_width, OCV=sched.oc_vectors, OCB=math.ceil(p["OCG"] / tile),
-             CV=cv, CB=math.ceil(p["CG"] / cv), CGP=math.ceil(p["CG"] / cv) * cv)
+             CV=cv, CB=math.ceil(p["CG"] / cv), CGP=math.ceil(p["CG"] / cv) * cv,
+             # a tile row's M channel vectors transpose in registers (zero vectors up to a power of two)
+             # where that many lanes fit a vector: not F(6x6) on 4-lane vectors
+             ROW_RUNS=1 << (m - 1).bit_length() <= sched.vector_width)
     points = t.alpha ** 2
     v_floats = p["G"] * points * p["TB"] * p["CGP"]
     m_floats = sched.threads * points * p["R"] * tile

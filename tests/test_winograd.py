@@ -13,7 +13,7 @@ import torch.nn.functional as TF
 from hypothesis import given, strategies as st
 
 import convgen
-from convgen import lower, nn, schedule, winograd
+from convgen import lower, nn, passes, schedule, winograd
 from convgen.target import host
 
 from conftest import capped_settings, t64
@@ -138,3 +138,64 @@ def test_winograd_with_the_batch_given_at_call_time(backend, threads):
     state = module[0].state_dict()
     expected = TF.conv2d(t64(x), t64(state["weight"]), t64(state["bias"]), padding=1).clamp(min=0).numpy()
     np.testing.assert_allclose(model(x), expected, rtol=0, atol=ERROR[4] * np.abs(expected).max())
+
+
+# -- the fused residual epilogue: whole tile rows transposed in registers, the map's last tile column lane by
+# lane, then the skip and the activation over each register tile's rows (which may cross tile rows)
+
+def _check_residual(m, n, cin, cout, h, w, pads, bias, act, threads, order="conv+skip"):
+    """act(conv(x) + skip) on both backends, the add fused into the Winograd conv, against torch in float64."""
+    rng = np.random.default_rng(h * 37 + w * 5 + cout)
+    conv = nn.Conv2d(cin, cout, 3, padding=pads, bias=bias)
+    activation = {None: lambda t: t, "relu": nn.relu, "silu": nn.silu}[act]
+    x_shape = (n, cin, h, w)
+    out_shape = conv.to_graph(x_shape).output_types[0].shape
+    graph = convgen.trace(lambda x, s: activation(conv(x) + s if order == "conv+skip" else s + conv(x)),
+                          x_shape, out_shape, input_names=["x", "skip"], name="winograd_residual")
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    skip = rng.standard_normal(out_shape).astype(np.float32)
+    state = conv.state_dict()
+    xp = TF.pad(t64(x), (pads[1][0], pads[1][1], pads[0][0], pads[0][1]))
+    y = TF.conv2d(xp, t64(state["weight"]), t64(state["bias"]) if bias else None)
+    expected = ACTIVATIONS[act](y + t64(skip)).numpy()
+    scale = max(1.0, float(np.abs(expected).max()))
+    (node,) = [nd for nd in passes.optimize(graph).nodes if nd.op == "conv"]
+    for backend in BACKENDS:
+        optimized = passes.optimize(graph)
+        p = lower.conv_geometry(node, lower.LowerContext(optimized, host(), threads))[0]
+        flops = 2 * 9 * p["CG"] * p["OC"] * p["OH"] * p["OW"] * p["N"]
+        model = _compile_with(graph, backend, threads, {node.name: schedule.winograd_schedule(
+            m, p["CG"], p["OCG"], p["G"], p["OH"], p["OW"], flops, host(), threads)})
+        kernel = _kernel(model)
+        assert kernel.template == "conv_winograd" and kernel.params["M"] == m and kernel.params["RESIDUAL"]
+        assert "add" not in {k.op for k in model._lowered.kernels}
+        assert (kernel.params["activation"] or {}).get("kind") == act
+        np.testing.assert_allclose(model(x, skip), expected, rtol=0, atol=ERROR[m] * scale, err_msg=backend)
+
+
+@capped_settings(max_examples=10)
+@given(m=st.sampled_from(sorted(winograd.POINTS)), n=st.integers(1, 2), cin=st.integers(1, 24),
+       cout=st.integers(1, 40), h=st.integers(3, 23), w=st.integers(3, 23), pads=st.tuples(pads_, pads_),
+       bias=st.booleans(), act=st.sampled_from([None, "relu", "silu"]), threads=st.sampled_from([1, 2]),
+       order=st.sampled_from(["conv+skip", "skip+conv"]))
+def test_winograd_fused_residual_matches_torch(m, n, cin, cout, h, w, pads, bias, act, threads, order):
+    if h + sum(pads[0]) < 3 or w + sum(pads[1]) < 3:
+        return
+    _check_residual(m, n, cin, cout, h, w, pads, bias, act, threads, order)
+
+
+@pytest.mark.parametrize("m", sorted(winograd.POINTS))
+def test_winograd_fused_residual_several_chunks_and_a_remainder_tile(m):
+    """Register tiles that cross tile rows, chunks, a remainder tile, a clipped last tile column and row,
+    channels past a whole vector, batch 2 and two threads."""
+    _check_residual(m, 2, 20, 37, 29, 27, ((1, 1), (1, 1)), True, "relu", threads=2)
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_winograd_tile_rows_wider_than_the_vector_store_lane_by_lane(residual):
+    """F(6x6) on 3 output channels: 4-lane vectors, too narrow for a tile row's 6 (8) pixel vectors to
+    transpose; every tile stores lane by lane (found by hypothesis: nothing was stored)."""
+    if residual:
+        _check_residual(6, 1, 2, 3, 4, 10, ((2, 2), (2, 2)), False, None, threads=1)
+    else:
+        _check(6, 1, 1, 3, 4, 10, ((2, 2), (2, 2)), 1, False, None)

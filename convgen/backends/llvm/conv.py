@@ -58,15 +58,40 @@ def _power_of_two_above(n: int) -> int:
     return size
 
 
+def transposed_runs(e: Emitter, vw: int, vectors: list[ir.Value], first: int, valid: IntLike,
+                    dest: Callable[[int], Ptr]) -> None:
+    """As transposed_runs in templates/conv.c.j2: n pixel vectors (channels in lanes; zero vectors up to P, a
+    power of two) transposed by log2(P) stages of two-vector shuffles (stage k swaps bit k of the pixel with
+    bit k of the lane), so that vector u holds channels c * P + u with pixel i in lane c * P + i; channel
+    `first + c`'s run of n floats stored at dest(first + c) where first + c < valid."""
+    n = len(vectors)
+    size = _power_of_two_above(n)
+    lanes_type = ir.VectorType(I32, vw)
+    t = list(vectors) + [e.zeros(vw)] * (size - n)
+    bit = 1
+    while bit < size:
+        lo = [l if l // bit % 2 == 0 else vw + l - bit for l in range(vw)]
+        hi = [l + bit if l // bit % 2 == 0 else vw + l for l in range(vw)]
+        for i in range(size):
+            if i // bit % 2 == 0:
+                a, b = t[i], t[i + bit]
+                t[i] = e.b.shuffle_vector(a, b, ir.Constant(lanes_type, lo))
+                t[i + bit] = e.b.shuffle_vector(a, b, ir.Constant(lanes_type, hi))
+        bit *= 2
+    for u in range(size):
+        for c in range(vw // size):
+            oc = first + c * size + u
+            run = e.b.shuffle_vector(t[u], t[u], ir.Constant(ir.VectorType(I32, n), list(range(c * size, c * size + n))))
+            with e.if_then(e.icmp("<", oc, valid)):
+                e.b.store(run, dest(oc).value, align=4)
+
+
 def store_transposed(e: Emitter, p: dict, tile_rows: int, rows: int, acc: list[list], bt: Ptr, yt: Ptr,
                      oc_valid: Index) -> None:
     """The direct tile's epilogue, as store_transposed in templates/conv.c.j2: bias, then each row's pixels
-    in pieces of up to VW, each piece's n pixel vectors (zero vectors up to P, a power of two) transposed
-    by log2(P) stages of two-vector shuffles (stage k swaps bit k of the pixel with bit k of the lane), so
-    that vector u holds channels c * P + u with pixel i in lane c * P + i: one run of n floats per channel."""
+    in pieces of up to VW, each piece transposed and stored by transposed_runs."""
     vw, ocv = p["VW"], p["OCV"]
     out_plane = p["OD"] * p["OH"] * p["OW"]
-    lanes_type = ir.VectorType(I32, vw)
     for j in range(ocv):
         bias = e.var(e.zeros(vw), f"bias{j}")
         if p["HAS_BIAS"]:
@@ -76,27 +101,9 @@ def store_transposed(e: Emitter, p: dict, tile_rows: int, rows: int, acc: list[l
         for rr in range(tile_rows):
             for r0 in range(0, rows, vw):
                 n = min(vw, rows - r0)
-                size = _power_of_two_above(n)
                 t = [e.b.fadd(acc[rr * rows + r0 + i][j].get(), bias.get()) for i in range(n)]
-                t += [e.zeros(vw)] * (size - n)
-                bit = 1
-                while bit < size:
-                    lo = [l if l // bit % 2 == 0 else vw + l - bit for l in range(vw)]
-                    hi = [l + bit if l // bit % 2 == 0 else vw + l for l in range(vw)]
-                    for i in range(size):
-                        if i // bit % 2 == 0:
-                            a, b = t[i], t[i + bit]
-                            t[i] = e.b.shuffle_vector(a, b, ir.Constant(lanes_type, lo))
-                            t[i + bit] = e.b.shuffle_vector(a, b, ir.Constant(lanes_type, hi))
-                    bit *= 2
-                for u in range(size):
-                    for c in range(vw // size):
-                        oc = j * vw + c * size + u
-                        run = e.b.shuffle_vector(t[u], t[u], ir.Constant(ir.VectorType(I32, n),
-                                                                         list(range(c * size, c * size + n))))
-                        with e.if_then(e.icmp("<", oc, oc_valid)):
-                            at = yt + (oc * out_plane + rr * p["OW"] + r0)
-                            e.b.store(run, at.value, align=4)
+                transposed_runs(e, vw, t, j * vw, oc_valid,
+                                lambda oc, rr=rr, r0=r0: yt + (oc * out_plane + rr * p["OW"] + r0))
 
 
 def unshared(e: Emitter, ptr: Ptr) -> Ptr:

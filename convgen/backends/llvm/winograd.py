@@ -5,12 +5,12 @@ the output transform, bias and activation.  Each phase is one parallel loop.  Th
 transformed and packed at compile time ([G][OCB][P][CGP][TILE], lower.pack_winograd_weights)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 from llvmlite import ir
 
 from ...lower import Kernel
-from .conv import finish
+from .conv import finish, transposed_runs
 from .emitter import F32, I64, PTR, VOID, Emitter, Index, IntLike, Ptr, vector
 from .parallel import Capture, parallel_for, thread_number
 
@@ -52,9 +52,11 @@ def _tile_function(e: Emitter, name: str) -> tuple[ir.Function, Emitter]:
     return fn, e.sibling(fn)
 
 
-def _products(e: Emitter, p: dict, rows: int, vt: Ptr, ut: Ptr, mb: Ptr) -> None:
+def _products(e: Emitter, p: dict, rows: int, vt: Ptr, ut: Ptr, mb: Ptr, st: Ptr, oc_valid: Index,
+              t0: Index) -> None:
     """For every transform point: the reduction over input channels, OCV weight vectors x `rows`
-    broadcasts of transformed input, into the thread's buffer mb [P][R][TILE]."""
+    broadcasts of transformed input, into the thread's buffer mb [P][R][TILE]; a residual conv's skip
+    prefetched meanwhile, as the template."""
     vw, ocv, cgp, tile = p["VW"], p["OCV"], p["CGP"], p["OCV"] * p["VW"]
     with e.loop(p["A"] * p["A"], name="pt") as pt:
         vp, up = vt + pt * (p["TB"] * cgp), ut + pt * (cgp * tile)
@@ -68,33 +70,92 @@ def _products(e: Emitter, p: dict, rows: int, vt: Ptr, ut: Ptr, mb: Ptr) -> None
         for r in range(rows):
             for j in range(ocv):
                 e.b.store(acc[r][j].get(), (mb + (pt * rows + r) * tile + j * vw).value, align=4)
+        if p["RESIDUAL"]:
+            # the skip of channels pt * TILE / P.. on its way to L2 while the products run, a line a prefetch
+            points = p["A"] * p["A"]
+            with e.loop(e.imin((pt + 1) * tile // points, oc_valid), start=pt * tile // points, name="oc") as oc:
+                def prefetch(e: Emitter, at: Index, c0: Index, c1: Index, oc: Index = oc) -> None:
+                    sp = st + (oc * (p["OH"] * p["OW"]) + at)
+                    with e.loop(c1, start=c0, step=16, name="x") as x:
+                        e.prefetch(sp + x)
+                    e.prefetch(sp + (c1 - 1))
+                tile_row_runs(e, p, rows, t0, prefetch)
 
 
-def store_output(e: Emitter, p: dict, o: list[list[ir.Value]], bt: Ptr, st: Ptr, yt: Ptr, oc_valid: Index,
+def tile_row_runs(e: Emitter, p: dict, rows: int, t0: Index,
+                  body: Callable[[Emitter, Index, Index, Index], None]) -> None:
+    """body(e, at, c0, c1) once per output row of the register tile's `rows` tiles from t0, as tile_row_runs
+    in templates/winograd.c.j2: per tile row they cross, each of its rows (at: the row's first pixel in
+    the plane) from column c0 to c1 (exclusive), the map's last tiles clipped."""
+    m, tw = p["M"], p["TW"]
+    with e.loop((t0 + (rows - 1)) // tw + 1, start=t0 // tw, name="th") as th:
+        first = e.imax(t0 - th * tw, 0)
+        end = e.imin(t0 + rows - th * tw, tw)
+        oh0 = th * m
+        c0, c1 = first * m, e.imin(end * m, p["OW"])
+        with e.loop(e.imin(p["OH"] - oh0, m), name="i") as i:
+            body(e, (oh0 + i) * p["OW"], c0, c1)
+
+
+def store_output(e: Emitter, p: dict, o: list[list[ir.Value]], bt: Ptr, yt: Ptr, oc_valid: Index,
                  j: Index, t: Index) -> None:
-    """Epilogue of one output tile `o` (M x M vectors of VW channels, vector j of the block): bias, the
-    skip (st, a residual conv's), activation, the channel lanes to their NCHW planes; the map's last
-    tiles clipped."""
+    """Epilogue of one output tile `o` (M x M vectors of VW channels, vector j of the block), as the
+    template: bias (and, without a skip, the activation) on the channel vectors; whole tile rows transposed
+    in registers, each channel's M pixels one store (transposed_runs); the map's last tile column, clipped,
+    lane by lane.  A residual conv's skip and activation come after, over the register tile's rows."""
     m, vw, ow = p["M"], p["VW"], p["OW"]
-    lanes = Ptr(e, e.alloca(ir.ArrayType(vector(vw), m * m), name="lanes"))
-    for i in range(m):
-        for jj in range(m):
-            e.b.store(o[i][jj], (lanes + (i * m + jj) * vw).value, align=4)
     oh0, ow0 = t // p["TW"] * m, t % p["TW"] * m
     rows, cols = e.imin(p["OH"] - oh0, m), e.imin(ow - ow0, m)
     # lanes past oc_valid belong to the zero padding of the last channel block
     valid = e.imin(vw, oc_valid - j * vw)
+    lanes = Ptr(e, e.alloca(ir.ArrayType(vector(vw), m * m), name="lanes"))
     if p["activation"] is not None and not p["RESIDUAL"]:   # as the template: vectors first, then the lanes
+        for i in range(m):
+            for jj in range(m):
+                e.b.store(o[i][jj], (lanes + (i * m + jj) * vw).value, align=4)
         _activate_lanes(e, p, lanes, bt, j, valid)
-    with e.loop(valid, name="v") as v:
-        oc = j * vw + v
-        at = oc * (p["OH"] * ow) + oh0 * ow + ow0
-        yp, sp = yt + at, st + at if p["RESIDUAL"] else None
-        activated = p["activation"] is not None and not p["RESIDUAL"]
-        bias = bt[oc] if p["HAS_BIAS"] and not activated else e.f32(0.0)
-        with e.loop(rows, name="i") as i, e.loop(cols, name="jj") as jj:
-            z = lanes[(i * m + jj) * vw + v]
-            yp[i * ow + jj] = z if activated else finish(e, p, e.b.fadd(z, bias), sp, i * ow + jj)
+        o = [[lanes.load_vector((i * m + jj) * vw, vw) for jj in range(m)] for i in range(m)]
+    else:
+        bias = e.var(e.zeros(vw), "bias")
+        if p["HAS_BIAS"]:
+            with e.loop(valid, name="lane") as v:
+                bias.set(e.b.insert_element(bias.get(), bt[j * vw + v], v.value))
+        o = [[e.b.fadd(o[i][jj], bias.get()) for jj in range(m)] for i in range(m)]
+        for i in range(m):
+            for jj in range(m):
+                e.b.store(o[i][jj], (lanes + (i * m + jj) * vw).value, align=4)
+    out_plane = p["OH"] * ow
+    first = j * vw
+
+    def lane_by_lane(e: Emitter) -> None:
+        with e.loop(valid, name="v") as v:
+            yp = yt + ((first + v) * out_plane + oh0 * ow + ow0)
+            with e.loop(rows, name="i") as i, e.loop(cols, name="jj") as jj:
+                yp[i * ow + jj] = lanes[(i * m + jj) * vw + v]
+
+    if not p["ROW_RUNS"]:   # M pixels take more lanes than a vector's
+        lane_by_lane(e)
+        return
+    with e.if_else(e.icmp("==", cols, m)) as (whole, clipped):
+        with whole:   # whole tile rows (the rows past the map's last: not stored)
+            for i in range(m):
+                with e.if_then(e.icmp("<", i, rows)):
+                    yr = yt + ((oh0 + i) * ow + ow0)
+                    transposed_runs(e, vw, o[i], 0, valid, lambda c, yr=yr: yr + (first + c) * out_plane)
+        with clipped:   # the map's last tile column
+            lane_by_lane(e)
+
+
+def add_skip(e: Emitter, p: dict, rows: int, st: Ptr, yt: Ptr, oc_valid: Index, t0: Index) -> None:
+    """A residual conv's skip and activation over the register tile's finished rows, as the template: per
+    channel, per run of its tiles along a tile row, M rows of up to R * M contiguous pixels."""
+    out_plane = p["OH"] * p["OW"]
+    with e.loop(e.imin(oc_valid, p["OCV"] * p["VW"]), name="oc") as oc:
+        def finish_row(e: Emitter, at: Index, c0: Index, c1: Index) -> None:
+            yp, sp = yt + (oc * out_plane + at), st + (oc * out_plane + at)
+            with e.loop(c1, start=c0, name="x", vector_width=p["VW"]) as x:
+                yp[x] = finish(e, p, yp[x], sp, x)
+        tile_row_runs(e, p, rows, t0, finish_row)
 
 
 def _activate_lanes(e: Emitter, p: dict, lanes: Ptr, bt: Ptr, j: Index, valid: IntLike) -> None:
@@ -119,11 +180,13 @@ def _gemm_tile(e: Emitter, k: Kernel, rows: int) -> ir.Function:
     fn, te = _tile_function(e, f"{k.fn}.tile{rows}")
     vt, ut, bt, st, yt, mb = (te.arg_ptr(i) for i in range(6))
     oc_valid, t0 = te.arg_index(6), te.arg_index(7)
-    _products(te, p, rows, vt, ut, mb)
+    _products(te, p, rows, vt, ut, mb, st, oc_valid, t0)
     a, vw, tile = p["A"], p["VW"], p["OCV"] * p["VW"]
     with te.loop(rows, name="r") as r, te.loop(p["OCV"], name="j") as j:
         m = [[mb.load_vector(((x * a + y) * rows + r) * tile + j * vw, vw) for y in range(a)] for x in range(a)]
-        store_output(te, p, _transform(te, p["AT"], m), bt, st, yt, oc_valid, j, t0 + r)
+        store_output(te, p, _transform(te, p["AT"], m), bt, yt, oc_valid, j, t0 + r)
+    if p["RESIDUAL"]:
+        add_skip(te, p, rows, st, yt, oc_valid, t0)
     te.ret()
     return fn
 
