@@ -70,7 +70,7 @@ def _products(e: Emitter, p: dict, rows: int, vt: Ptr, ut: Ptr, mb: Ptr, st: Ptr
         for r in range(rows):
             for j in range(ocv):
                 e.b.store(acc[r][j].get(), (mb + (pt * rows + r) * tile + j * vw).value, align=4)
-        if p["RESIDUAL"]:
+        if p["RESIDUAL"] and p["ROW_RUNS"]:
             # the skip of channels pt * TILE / P.. on its way to L2 while the products run, a line a prefetch
             points = p["A"] * p["A"]
             with e.loop(e.imin((pt + 1) * tile // points, oc_valid), start=pt * tile // points, name="oc") as oc:
@@ -97,12 +97,13 @@ def tile_row_runs(e: Emitter, p: dict, rows: int, t0: Index,
             body(e, (oh0 + i) * p["OW"], c0, c1)
 
 
-def store_output(e: Emitter, p: dict, o: list[list[ir.Value]], bt: Ptr, yt: Ptr, oc_valid: Index,
+def store_output(e: Emitter, p: dict, o: list[list[ir.Value]], bt: Ptr, st: Ptr, yt: Ptr, oc_valid: Index,
                  j: Index, t: Index) -> None:
     """Epilogue of one output tile `o` (M x M vectors of VW channels, vector j of the block), as the
     template: bias (and, without a skip, the activation) on the channel vectors; whole tile rows transposed
     in registers, each channel's M pixels one store (transposed_runs); the map's last tile column, clipped,
-    lane by lane.  A residual conv's skip and activation come after, over the register tile's rows."""
+    lane by lane.  A residual conv's skip and activation come after, over the register tile's rows; without
+    ROW_RUNS (lower_winograd) every tile goes lane by lane, the skip and activation with it."""
     m, vw, ow = p["M"], p["VW"], p["OW"]
     oh0, ow0 = t // p["TW"] * m, t % p["TW"] * m
     rows, cols = e.imin(p["OH"] - oh0, m), e.imin(ow - ow0, m)
@@ -129,11 +130,13 @@ def store_output(e: Emitter, p: dict, o: list[list[ir.Value]], bt: Ptr, yt: Ptr,
 
     def lane_by_lane(e: Emitter) -> None:
         with e.loop(valid, name="v") as v:
-            yp = yt + ((first + v) * out_plane + oh0 * ow + ow0)
+            at = (first + v) * out_plane + oh0 * ow + ow0
+            yp = yt + at
             with e.loop(rows, name="i") as i, e.loop(cols, name="jj") as jj:
-                yp[i * ow + jj] = lanes[(i * m + jj) * vw + v]
+                z = lanes[(i * m + jj) * vw + v]
+                yp[i * ow + jj] = finish(e, p, z, st + at, i * ow + jj) if p["RESIDUAL"] and not p["ROW_RUNS"] else z
 
-    if not p["ROW_RUNS"]:   # M pixels take more lanes than a vector's
+    if not p["ROW_RUNS"]:   # lower_winograd: F(2x2), or M pixels take more lanes than a vector's
         lane_by_lane(e)
         return
     with e.if_else(e.icmp("==", cols, m)) as (whole, clipped):
@@ -153,7 +156,7 @@ def add_skip(e: Emitter, p: dict, rows: int, st: Ptr, yt: Ptr, oc_valid: Index, 
     with e.loop(e.imin(oc_valid, p["OCV"] * p["VW"]), name="oc") as oc:
         def finish_row(e: Emitter, at: Index, c0: Index, c1: Index) -> None:
             yp, sp = yt + (oc * out_plane + at), st + (oc * out_plane + at)
-            with e.loop(c1, start=c0, name="x", vector_width=p["VW"]) as x:
+            with e.loop(c1, start=c0, name="x") as x:
                 yp[x] = finish(e, p, yp[x], sp, x)
         tile_row_runs(e, p, rows, t0, finish_row)
 
@@ -184,8 +187,8 @@ def _gemm_tile(e: Emitter, k: Kernel, rows: int) -> ir.Function:
     a, vw, tile = p["A"], p["VW"], p["OCV"] * p["VW"]
     with te.loop(rows, name="r") as r, te.loop(p["OCV"], name="j") as j:
         m = [[mb.load_vector(((x * a + y) * rows + r) * tile + j * vw, vw) for y in range(a)] for x in range(a)]
-        store_output(te, p, _transform(te, p["AT"], m), bt, yt, oc_valid, j, t0 + r)
-    if p["RESIDUAL"]:
+        store_output(te, p, _transform(te, p["AT"], m), bt, st, yt, oc_valid, j, t0 + r)
+    if p["RESIDUAL"] and p["ROW_RUNS"]:
         add_skip(te, p, rows, st, yt, oc_valid, t0)
     te.ret()
     return fn
