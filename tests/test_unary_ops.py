@@ -121,6 +121,31 @@ def test_approximations_are_accurate_over_dense_sweeps(backend, kind):
     assert error[worst] <= bound, f"{kind}({x[worst]!r}) off by {error[worst]:.2e}"
 
 
+SPECIAL_EXPONENTS = [-np.inf, -200.0, -104.0, -103.97, -103.5, -100.0, -88.0, -87.4, -0.0, 0.0, 1.0, 88.72, 88.73, 1e30,
+                     np.inf, np.nan]
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_standalone_exp_on_every_tail_length(backend, batch):
+    """The exp layer (on AVX-512 16-lane vectors and a masked last vector) at every length mod 16, with a
+    run-time batch, the clamps' edges, subnormal results and specials: within the sweep's bound of float64
+    (subnormals to their ulp), NaN and inf where numpy has them."""
+    rng = np.random.default_rng(batch)
+    for length in list(range(1, 34)) + [241]:
+        x = rng.uniform(-110.0, 90.0, (batch, length)).astype(np.float32)
+        x.reshape(-1)[:len(SPECIAL_EXPONENTS)] = SPECIAL_EXPONENTS[:x.size]
+        x_in = nn.Input((1, length))
+        model = convgen.compile(nn.graph(nn.exp(x_in), name="exp"), backend=backend, batch=None)
+        with np.errstate(over="ignore"):
+            exact = np.exp(x.astype(np.float64))
+        got = model(x)
+        finite = np.isfinite(exact.astype(np.float32))
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(exact))
+        np.testing.assert_array_equal(got[~finite & ~np.isnan(exact)], np.float32(np.inf))
+        error = np.abs(got[finite] - exact[finite])
+        assert np.all(error <= np.maximum(6e-7 * exact[finite], 2.0 ** -149)), length
+
+
 FUSED_KINDS = st.sampled_from([
     ("silu", ()), ("gelu", ()), ("gelu_tanh", ()), ("mish", ()), ("elu", (0.3,)), ("celu", (2.0,)),
     ("selu", (1.6732632423543772, 1.0507009873554805)), ("softplus", (2.0, 5.0)), ("softsign", ()),
