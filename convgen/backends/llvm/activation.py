@@ -283,7 +283,8 @@ def _emit_exp_full(e: Emitter, x: ir.Value) -> ir.Value:
         return e.b.fmul(h, h)
     b, f = e.b, e.f32
     # -104: e^x rounds to 0 below -103.97; 89: to inf past 88.73 (NaN passes both selects)
-    x = b.select(e.fcmp(">", x, f(89.0)), f(89.0), b.select(e.fcmp("<", x, f(-104.0)), f(-104.0), x))
+    low = b.select(e.fcmp("<", x, f(-104.0)), f(-104.0), x)
+    x = b.select(e.fcmp("<", f(89.0), low), f(89.0), low)   # 89 < x ? 89 : x: one vminps (x > 89 was two ops)
     shifted = e.muladd(x, f(_f32(1.44269504)), f(12582912.0))  # 1.5 * 2^23 + n: n in the low bits
     n = b.fsub(shifted, f(12582912.0))
     whole = b.sub(b.bitcast(shifted, I32), ir.Constant(I32, 0x4B400000), name="exp_bits")  # n, exactly
