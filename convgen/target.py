@@ -58,26 +58,24 @@ def _cpuinfo() -> str:
         return ""
 
 
-def _cpu_flags(text: str) -> tuple[str, tuple[str, ...]]:
-    if not text:
-        return platform.processor() or platform.machine(), ()
-    model, flags = platform.machine(), ()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "model name" and model == platform.machine():
-            model = value.strip()
-        elif key in ("flags", "Features") and not flags:
-            flags = tuple(sorted(value.split()))
-    return model, flags
-
-
-def _fma_bytes(text: str, flags: tuple[str, ...]) -> int:
-    """32 on AMD family 25 with AVX-512 (Zen 4: 512-bit FMAs on 256-bit pipes), else 0 (full width)."""
-    fields = {}
+def _cpu_fields(text: str) -> dict[str, str]:
+    """The "key: value" lines of /proc/cpuinfo, each key's first value (the first CPU's)."""
+    fields: dict[str, str] = {}
     for line in text.splitlines():
         key, _, value = line.partition(":")
         fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def _cpu_flags(fields: dict[str, str]) -> tuple[str, tuple[str, ...]]:
+    if not fields:
+        return platform.processor() or platform.machine(), ()
+    flags = fields.get("flags", fields.get("Features", ""))
+    return fields.get("model name", platform.machine()), tuple(sorted(flags.split()))
+
+
+def _fma_bytes(fields: dict[str, str], flags: tuple[str, ...]) -> int:
+    """32 on AMD family 25 with AVX-512 (Zen 4: 512-bit FMAs on 256-bit pipes), else 0 (full width)."""
     zen4 = fields.get("vendor_id") == "AuthenticAMD" and fields.get("cpu family") == "25"
     return 32 if zen4 and "avx512f" in flags else 0
 
@@ -109,12 +107,12 @@ def _cache_sizes() -> dict[str, int]:
 
 @functools.lru_cache(maxsize=None)
 def host() -> Target:
-    text = _cpuinfo()
-    model, flags = _cpu_flags(text)
+    fields = _cpu_fields(_cpuinfo())
+    model, flags = _cpu_flags(fields)
     cores = available_cores()
     caches = _cache_sizes()
     if "avx512f" in flags:
-        return Target(model, 64, 32, flags, cores, fma_bytes=_fma_bytes(text, flags), **caches)
+        return Target(model, 64, 32, flags, cores, fma_bytes=_fma_bytes(fields, flags), **caches)
     if "avx2" in flags and "fma" in flags:
         return Target(model, 32, 16, flags, cores, **caches)
     if platform.machine() in ("aarch64", "arm64"):

@@ -45,13 +45,16 @@ ZEN4 = Target("zen4", vector_bytes=64, vector_registers=32, features=("avx2", "a
 
 
 def test_zen4_runs_512_bit_fmas_on_256_bit_pipes():
-    from convgen.target import _fma_bytes
+    from convgen.target import _cpu_fields, _fma_bytes
+
+    def fma_bytes(cpuinfo: str, flags: tuple[str, ...]) -> int:
+        return _fma_bytes(_cpu_fields(cpuinfo), flags)
     avx512, avx2 = ("avx2", "avx512f", "fma"), ("avx2", "fma")
-    assert _fma_bytes(ZEN4_CPUINFO, avx512) == 32
-    assert _fma_bytes(ZEN4_CPUINFO, avx2) == 0            # Zen 3: family 25 without AVX-512, full-width ymm pipes
-    assert _fma_bytes(ZEN4_CPUINFO.replace("25", "26"), avx512) == 0          # Zen 5: 512-bit pipes
-    assert _fma_bytes(ZEN4_CPUINFO.replace("AuthenticAMD", "GenuineIntel").replace("25", "6"), avx512) == 0
-    assert _fma_bytes("", avx512) == 0
+    assert fma_bytes(ZEN4_CPUINFO, avx512) == 32
+    assert fma_bytes(ZEN4_CPUINFO, avx2) == 0            # Zen 3: family 25 without AVX-512, full-width ymm pipes
+    assert fma_bytes(ZEN4_CPUINFO.replace("25", "26"), avx512) == 0          # Zen 5: 512-bit pipes
+    assert fma_bytes(ZEN4_CPUINFO.replace("AuthenticAMD", "GenuineIntel").replace("25", "6"), avx512) == 0
+    assert fma_bytes("", avx512) == 0
     # FLOPs a cycle: Sapphire Rapids 2 x 16 lanes x 2, Zen 4 as its AVX2 (2 x 8 x 2), which is what its probe measures
     assert (AVX512.flops_per_cycle, ZEN4.flops_per_cycle, AVX2.flops_per_cycle) == (64, 32, 32)
     assert ZEN4.fma_chains == AVX512.fma_chains == 8     # two pipes, four cycles each: the accumulators stay
