@@ -12,7 +12,6 @@ onnxruntime runs its own graph for the layer (Conv, Add, Relu), which it fuses a
 from __future__ import annotations
 
 import argparse
-import io
 import time
 
 import numpy as np
@@ -30,10 +29,16 @@ LAYERS = {
 }
 
 
+def out_size(layer) -> int:
+    """The output's height and width: padding k // 2 on each side, as ResNet pads."""
+    _, _, size, k, stride, _ = layer
+    return (size + 2 * (k // 2) - k) // stride + 1
+
+
 def arrays(layer, seed=0):
     cin, cout, size, k, stride, residual = layer
     rng = np.random.default_rng(seed)
-    out = (size + 2 * (k // 2) - k) // stride + 1
+    out = out_size(layer)
     x = rng.standard_normal((1, cin, size, size)).astype(np.float32)
     w = (rng.standard_normal((cout, cin, k, k)) / np.sqrt(cin * k * k)).astype(np.float32)
     b = rng.standard_normal(cout).astype(np.float32) * 0.1
@@ -57,11 +62,10 @@ def convgen_model(layer, w, b, backend):
 
 
 def onnxruntime_session(layer, w, b):
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
     cin, cout, size, k, stride, residual = layer
-    out = (size + 2 * (k // 2) - k) // stride + 1
+    out = out_size(layer)
     nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[k, k], strides=[stride, stride],
                               pads=[k // 2] * 4)]
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, size, size])]
