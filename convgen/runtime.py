@@ -310,8 +310,9 @@ class CompiledModel:
         # Under CONVGEN_SANITIZE the library allocates an exact-size arena per call, so
         # AddressSanitizer sees a write past its end (our slack of 64 bytes would hide it).
         self._exact_workspace = sanitizing()
-        self._single = self._single_array_call()
         self._fast = self._c_call()
+        # The Python fast path, only where the C one is unavailable (__call__ tries the C one first).
+        self._single = self._single_array_call() if self._fast is None else None
         # Unmap the library when the model goes (nothing else holds its functions), but not at exit,
         # when other threads may still be running.
         close = getattr(self._library, "close", None)
