@@ -380,7 +380,12 @@ def lower_depthwise(node: Node, p: dict, sched: schedule.ConvSchedule) -> Kernel
              COL_PHASES=[list(t) for t in zip(cols_axis.before, cols_axis.copied, cols_axis.first)],
              TAPS=taps, BANDS=bands, RB=band_rows, STACKED=sched.stacked, QPITCH=qpitch,
              COLUMNS=[[offset, [list(m) for m in members]] for offset, members in columns],
-             TILES=[list(t) for t in sorted(tiles)])
+             TILES=[list(t) for t in sorted(tiles)],
+             # strided column phases of at least 2 vectors a row fill in one loop over a row's columns, their
+             # loads one interleaved group the compilers vectorize with permutes (3x3 stride 2 16x112x112,
+             # Zen 4, 1 thread, C: 49 -> 42 us); not shorter rows, left scalar either way, where the shared
+             # row loop was slower (5x5 stride 2 288x14x14: 29 -> 39 us)
+             FILL_TOGETHER=p["SW"] > 1 and min(cols_axis.copied) >= 2 * vw)
     scratch = sched.threads * sched.oc_vectors * (pset + band_floats) * 4
     return KernelSpec("conv_depthwise", p, conv_operands(node, node.inputs[1]), [("y", node.output)], scratch)
 

@@ -125,6 +125,30 @@ def test_network_layers_on_the_depthwise_kernel(backend, shape, k, stride, act, 
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape, k, stride, padding", [   # on 16 lanes:
+    ((1, 16, 112, 112), 3, 2, 1),   # together: MobileNetV3-Small's first depthwise, 56 columns a phase row
+    ((2, 3, 9, 67), 3, 2, 1),       # together: phase columns 33 and 34 (the last one's own loop), batch 2
+    ((1, 2, 8, 101), 5, 3, 2),      # together: stride 3, three column phases of 34, 33 and 34
+    ((1, 4, 9, 60), 3, 2, 0),       # apart: 30 columns a phase, less than 2 vectors
+    ((1, 4, 28, 28), 5, 2, 2),      # apart: 14x14 strided
+])
+def test_strided_column_phases_fill_together(backend, shape, k, stride, padding):
+    """FILL_TOGETHER: a strided row's column phases of at least 2 vectors copied in one loop (an interleaved
+    group of loads), the common columns first, each phase's last after; shorter rows a loop per phase."""
+    nn.manual_seed(shape[1] + k)
+    conv, module = _module(shape[1], 1, k, stride, padding, 1, True, "relu")
+    x = np.random.default_rng(shape[3]).standard_normal(shape).astype(np.float32)
+    model = convgen.compile(module.to_graph(x.shape, name="dw"), backend=backend, threads=1)
+    kernel = _conv_kernel(model)
+    # phase b's columns: the padded row's positions j * stride + b inside the input [padding, padding + W)
+    columns = [sum(padding <= j * stride + b < padding + shape[3] for j in range(shape[3] + 2 * padding))
+               for b in range(stride)]
+    together = min(columns) >= 2 * host().max_vector_width
+    assert kernel.template == "conv_depthwise" and kernel.params["FILL_TOGETHER"] == together
+    assert_close(model(x), _reference(conv, x, "relu", stride=stride, padding=padding, groups=shape[1]))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("act", [None, "relu", "hard_swish"])
 def test_depthwise_kernel_adds_a_fused_skip(backend, act):
     """conv(x) + skip, then the activation: the skip is added as each row leaves the band buffer."""

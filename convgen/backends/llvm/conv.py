@@ -594,25 +594,41 @@ def _depthwise_stacked_tile(e: Emitter, k: Kernel, tile_rows: int, vectors: int)
 
 def _fill_phases(e: Emitter, p: dict, dst: Ptr, src: Ptr) -> None:
     """Copy input plane src ([IH][IW]) into its stride phases at dst ([SH][SW][PHH][PWW], zero outside the
-    input), as fill_phases in templates/conv.c.j2, then zero the slack the last vectors read."""
-    for a, (top, count, first_row) in enumerate(p["ROW_PHASES"]):
-        for b, (left, copied, first_col) in enumerate(p["COL_PHASES"]):
-            with e.loop(p["PHH"], name="i") as i:
-                row = dst + ((a * p["SW"] + b) * p["PP"] + i * p["PWW"])
-                inside = e.all_of([e.icmp(">=", i, top), e.icmp("<", i, top + count)])
-                with e.if_else(inside) as (then, otherwise):
-                    with then:
-                        fill_row(e, row, 0, left, 0.0)
-                        src_row = src + ((i - top) * p["SH"] + first_row) * p["IW"] + first_col
-                        if p["SW"] == 1:
-                            e.memcpy(row + left, src_row, 4 * copied)
-                        else:
-                            with e.loop(copied, name="j") as j:
-                                row[j + left] = src_row[j * p["SW"]]
-                        fill_row(e, row, left + copied, p["PWW"], 0.0)
-                    with otherwise:
-                        fill_row(e, row, 0, p["PWW"], 0.0)
+    input), as fill_phases in templates/conv.c.j2 (FILL_TOGETHER: a row's column phases in one loop over its
+    columns, an interleaved group of loads), then zero the slack the last vectors read."""
+    for a in range(p["SH"]):
+        for phases in [list(range(p["SW"]))] if p["FILL_TOGETHER"] else [[b] for b in range(p["SW"])]:
+            _fill_phase_rows(e, p, dst, src, a, phases)
     fill_row(e, dst, p["PHASES_END"], p["PSET"], 0.0)
+
+
+def _fill_phase_rows(e: Emitter, p: dict, dst: Ptr, src: Ptr, a: int, phases: list[int]) -> None:
+    """Row phase a's rows of the column phases `phases`: their columns common to all in one loop over j."""
+    top, count, first_row = p["ROW_PHASES"][a]
+    cols = [p["COL_PHASES"][b] for b in phases]
+    common = min(copied for _, copied, _ in cols) if len(phases) > 1 else 0
+    with e.loop(p["PHH"], name="i") as i:
+        rows = [dst + ((a * p["SW"] + b) * p["PP"] + i * p["PWW"]) for b in phases]
+        inside = e.all_of([e.icmp(">=", i, top), e.icmp("<", i, top + count)])
+        with e.if_else(inside) as (then, otherwise):
+            with then:
+                src_row = src + ((i - top) * p["SH"] + first_row) * p["IW"]
+                for row, (left, _, _) in zip(rows, cols):
+                    fill_row(e, row, 0, left, 0.0)
+                if common:
+                    with e.loop(common, name="j") as j:
+                        for row, (left, _, first_col) in zip(rows, cols):
+                            row[j + left] = src_row[j * p["SW"] + first_col]
+                for row, (left, copied, first_col) in zip(rows, cols):
+                    if p["SW"] == 1:
+                        e.memcpy(row + left, src_row + first_col, 4 * copied)
+                    elif copied > common:
+                        with e.loop(copied, start=common, name="j") as j:
+                            row[j + left] = src_row[j * p["SW"] + first_col]
+                    fill_row(e, row, left + copied, p["PWW"], 0.0)
+            with otherwise:
+                for row in rows:
+                    fill_row(e, row, 0, p["PWW"], 0.0)
 
 
 def conv_depthwise(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
