@@ -724,11 +724,9 @@ def check_load() -> float:
 
 def host_info() -> dict:
     cc = subprocess.run([os.environ.get("CC", "cc"), "--version"], capture_output=True, text=True).stdout
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                 platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
     from convgen.target import host
     target = host()
-    return {"cpu": model, "cpus": os.cpu_count(), "cc": cc.splitlines()[0] if cc else "?",
+    return {"cpu": target.name, "cpus": os.cpu_count(), "cc": cc.splitlines()[0] if cc else "?",
             "isa": target.isa, "fma_units": target.fma_units, "fma_bits": 8 * (target.fma_bytes or target.vector_bytes),
             "flops_per_cycle": target.flops_per_cycle, "l1d_kib": target.l1d_bytes // 1024,
             "l2_kib": target.l2_bytes // 1024, "python": platform.python_version(), "numpy": np.__version__}

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import zoo_models  # noqa: E402
 from models import (BasicBlock, lenet5, numpy_state, randomize_batch_norm,  # noqa: E402

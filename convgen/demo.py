@@ -58,7 +58,7 @@ def run_demo(backend: str = "c", threads: int | None = 1, images: int | None = N
     net.load_state_dict(state)
     graph = net.to_graph((1, 1, 32, 32), name="lenet5")
     print("LeNet-5 on scikit-learn's handwritten digits (8x8 upsampled to 32x32), "
-          f"weights trained by scripts/train_lenet_digits.py\n")
+          "weights trained by scripts/train_lenet_digits.py\n")
     graph.summary()
     with tempfile.TemporaryDirectory(prefix="convgen-demo-") as cache:
         model, cold = _timed_compile(graph, backend, threads, cache)

@@ -14,7 +14,6 @@ from hypothesis import given, strategies as st
 import convgen
 import convgen.functional as F
 from convgen import lower, nn, passes, schedule
-from convgen.target import host
 
 from conftest import BACKENDS, assert_close, capped_settings, t64
 from test_conv_targets import AVX2, AVX512, RUNNABLE, compiled_for

@@ -2,10 +2,7 @@
 both backends against torch and the references, ShuffleNet's channel shuffle."""
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
-import onnx
 import onnxruntime
 import pytest
 import torch

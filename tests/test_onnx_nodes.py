@@ -8,7 +8,6 @@ counted as passes; the terminal summary prints the passes per op type and backen
 from __future__ import annotations
 
 import fnmatch
-import re
 
 import numpy as np
 import pytest

@@ -6,7 +6,6 @@ op folded when its data is an initializer.  The DSL's x.mean/sum/amax/amin/prod/
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import onnxruntime
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st

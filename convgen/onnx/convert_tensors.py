@@ -7,7 +7,6 @@ import numpy as np
 
 from .. import ops
 from ..errors import ShapeError
-from ..trace import Tensor
 from .context import NodeView
 from .converters import converter, data
 from .folding import FOLDERS, axes_of, shape_slice

@@ -1,7 +1,6 @@
 """Linear (y = x W^T + b over the last axis) and softmax."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
