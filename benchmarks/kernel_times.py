@@ -4,9 +4,10 @@
 
 The network (a networks.NETWORKS name) is lowered as convgen.compile lowers it; its generated C gets a
 thread-CPU clock around every kernel call of the forward function and is built once more, so each
-kernel's median over the runs is its own time, free of the other processes on a shared host (wall
-clocks are not). The table lists every kernel (template, activation, layer), the sums per template,
-then convgen's and onnxruntime's whole-network thread times (medians of loops of 10 calls).
+kernel's median over the runs, less the median of an empty timed region (reading the thread clock is a
+system call), is its own time, free of the other processes on a shared host (wall clocks are not). The
+table lists every kernel (template, activation, layer), the sums per template, then convgen's (built
+without the clocks) and onnxruntime's whole-network thread times (medians of loops of 10 calls).
 """
 from __future__ import annotations
 
@@ -29,6 +30,27 @@ from convgen.target import host
 CALL = re.compile(r'^(\s+)(\S.*;)\s+/\* layer "([^"]*)" \((\w+)\) \*/$')
 
 
+# The cost of the clock itself: a timed region with nothing in it, EMPTY_RUNS times. Reading the thread
+# clock is a system call (no vDSO fast path for CLOCK_THREAD_CPUTIME_ID; ~0.5 us under KVM), which would
+# otherwise be counted into every kernel; its median is subtracted from each kernel's.
+EMPTY_RUNS = 1001
+EMPTY_REGIONS = f"""EXPORT void convgen_empty_regions_us(double *us) {{
+    for (int i = 0; i < {EMPTY_RUNS}; i++) {{
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+        us[i] = (t1.tv_sec - t0.tv_sec) * 1e6 + (t1.tv_nsec - t0.tv_nsec) * 1e-3;
+    }}
+}}"""
+
+
+def clock_cost_us(library: ctypes.CDLL) -> float:
+    """The median time of an empty timed region, in us."""
+    us = (ctypes.c_double * EMPTY_RUNS)()
+    library.convgen_empty_regions_us(us)
+    return float(np.median(us[:]))
+
+
 def instrumented(source: str) -> tuple[str, list[str]]:
     """The source with every kernel call of the forward function timed into convgen_kernel_us[i]."""
     lines = source.split("\n")
@@ -43,7 +65,7 @@ def instrumented(source: str) -> tuple[str, list[str]]:
                         f"{call.group(2)} clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1); convgen_kernel_us[{len(layers)}] "
                         f"= (t1.tv_sec - t0.tv_sec) * 1e6 + (t1.tv_nsec - t0.tv_nsec) * 1e-3; }}")
             layers.append(call.group(3))
-    lines.insert(start, f"#include <time.h>\nEXPORT double convgen_kernel_us[{len(layers)}];")
+    lines.insert(start, f"#include <time.h>\nEXPORT double convgen_kernel_us[{len(layers)}];\n{EMPTY_REGIONS}")
     return "#define _GNU_SOURCE\n" + "\n".join(lines), layers
 
 
@@ -77,12 +99,18 @@ def main() -> None:
     net = networks.NETWORKS[args.network]
     optimized = passes.optimize(networks.convgen_graph(net))
     lowered = lower.lower(optimized, host(), 1)
-    source, layers = instrumented(c_backend.render_source(lowered))
+    plain_source = c_backend.render_source(lowered)
+    source, layers = instrumented(plain_source)
     with tempfile.TemporaryDirectory() as tmp:
-        library = Path(tmp) / f"{lowered.prefix}.so"
+        library, plain_library = Path(tmp) / f"{lowered.prefix}.so", Path(tmp) / "plain" / f"{lowered.prefix}.so"
+        plain_library.parent.mkdir()
         c_backend.compile_source(source, lowered.weights, library)
+        c_backend.compile_source(plain_source, lowered.weights, plain_library)
         model = CompiledModel(library, lowered.prefix, source=source, graph=optimized, lowered=lowered)
-        times = (ctypes.c_double * len(layers)).in_dll(ctypes.CDLL(str(library)), "convgen_kernel_us")
+        # The whole network is timed without the clocks around its kernels.
+        plain = CompiledModel(plain_library, lowered.prefix, source=plain_source, graph=optimized, lowered=lowered)
+        handle = ctypes.CDLL(str(library))
+        times = (ctypes.c_double * len(layers)).in_dll(handle, "convgen_kernel_us")
         x = np.random.default_rng(0).standard_normal(net.input_shape).astype(np.float32)
         y = np.empty(net.output_shape, np.float32)
         samples = np.zeros((args.runs, len(layers)))
@@ -91,7 +119,9 @@ def main() -> None:
             if run >= 0:
                 samples[run] = times[:]
         kernels = {k.layer: k for k in lowered.kernels}
-        medians, by_template = np.median(samples, axis=0), {}
+        clock = clock_cost_us(handle)
+        medians, by_template = np.maximum(np.median(samples, axis=0) - clock, 0.0), {}
+        print(f"an empty timed region takes {clock:.2f} us (the thread clock's own cost): subtracted from each kernel")
         print(f"{'us':>8}  {'kernel':15} {'activation':13} layer")
         for layer, us in zip(layers, medians):
             kernel = kernels[layer]
@@ -101,7 +131,7 @@ def main() -> None:
         print("per kernel template (us): " + ", ".join(f"{t} {us:.1f}" for t, us in
                                                         sorted(by_template.items(), key=lambda kv: -kv[1])))
         print(f"sum of the kernels' medians {medians.sum():.1f} us; network (thread time, 1 thread): convgen-c "
-              f"{thread_time_us(lambda: model(x, out=y)):.1f} us, onnxruntime "
+              f"{thread_time_us(lambda: plain(x, out=y)):.1f} us, onnxruntime "
               f"{thread_time_us(onnxruntime_call(net, x)):.1f} us")
 
 

@@ -27,5 +27,8 @@ def test_instrumented_forward_times_each_kernel_and_matches_the_model(tmp_path):
     model = CompiledModel(library, lowered.prefix, source=source, graph=optimized, lowered=lowered)
     x = np.random.default_rng(0).standard_normal((1, 3, 12, 12)).astype(np.float32)
     np.testing.assert_allclose(model(x), convgen.compile(graph, threads=1)(x), rtol=1e-6, atol=1e-6)
-    times = (ctypes.c_double * len(layers)).in_dll(ctypes.CDLL(str(library)), "convgen_kernel_us")
+    handle = ctypes.CDLL(str(library))
+    times = (ctypes.c_double * len(layers)).in_dll(handle, "convgen_kernel_us")
     assert all(t >= 0 for t in times) and sum(times) > 0
+    clock = kernel_times.clock_cost_us(handle)   # an empty region: the clock's own cost, taken off each kernel
+    assert 0 < clock < sum(times) + 1e3
