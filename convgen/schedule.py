@@ -199,7 +199,8 @@ def depthwise_schedule(groups: int, multiplier: int, out_height: int, out_width:
     stacked = stacked_tile(out_height, out_width, columns, target) if columns else None
     if stacked:
         rows, vectors = stacked
-        return ConvSchedule("depthwise", width, 1, vectors, threads_for(flops, threads), tile_rows=rows, stacked=True)
+        return ConvSchedule("depthwise", stacked_width(out_width, target), 1, vectors, threads_for(flops, threads),
+                            tile_rows=rows, stacked=True)
     budget = accumulator_budget(target, "pixels")
     most = max(1, min(out_height, DEPTHWISE_BAND_FLOATS // row_pitch))
     rows = math.ceil(out_height / math.ceil(out_height / most))
@@ -223,6 +224,15 @@ class ColumnTaps:
     taps: int
 
 
+def stacked_width(out_width: int, target: Target) -> int:
+    """Lanes of the stacked tile's vectors: the widest register's; but where the FMA pipes are narrower
+    (Target.fma_bytes: Zen 4 runs a 512-bit FMA on both its 256-bit pipes) and a row fits one pipe-wide
+    vector, that width: its FMAs cost the pipes the same per lane and a 7-pixel row leaves 1 lane of 8 idle,
+    not 9 of 16."""
+    pipe = target.fma_bytes // 4
+    return pipe if 0 < pipe < target.max_vector_width and out_width <= pipe else target.max_vector_width
+
+
 def stacked_tile(out_height: int, out_width: int, columns: ColumnTaps, target: Target) -> tuple[int, int] | None:
     """(output rows, vectors a row) of the depthwise kernel's stacked tile, or None where it does not pay.
 
@@ -232,9 +242,13 @@ def stacked_tile(out_height: int, out_width: int, columns: ColumnTaps, target: T
     columns x (R + reach) / R loads and taps / (R V) broadcasts instead of the flat tile's one load and
     broadcast per tap (7x7: ~14 against ~50), which made the flat tile load-bound.  R and V: the fewest
     loads per output vector whose accumulators, weights, one row's loads and a spare fit the registers,
-    with at least as many accumulators as FMA chains (7-row maps keep the flat tile's channel pairs)."""
-    width, registers = target.max_vector_width, target.vector_registers
+    with at least as many accumulators as FMA chains (7-row maps keep the flat tile's channel pairs), or, in
+    pipe-wide vectors (stacked_width), the whole plane: 5x5 576x7x7 on Zen 4 AVX-512, 1 thread, thread time,
+    flat tiles of 2 channels x 5 zmm -> 7 rows x 1 ymm (7 accumulators): C 47-53 -> 29-34 us, LLVM 44-66 ->
+    29-31 (onnxruntime 47 with its Hardswish)."""
+    width, registers = stacked_width(out_width, target), target.vector_registers
     row_vectors = math.ceil(out_width / width)
+    chains = target.fma_chains if width == target.max_vector_width else min(target.fma_chains, out_height * row_vectors)
     best, best_cost = None, math.inf
     for most_vectors in range(1, row_vectors + 1):
         vectors, _, _ = depthwise_tiles(row_vectors, most_vectors)
@@ -242,7 +256,7 @@ def stacked_tile(out_height: int, out_width: int, columns: ColumnTaps, target: T
         if most_rows < 2:
             continue
         rows = math.ceil(out_height / math.ceil(out_height / most_rows))
-        if rows * vectors < target.fma_chains:
+        if rows * vectors < chains:
             continue
         cost = (columns.columns * (rows + columns.reach) * vectors + columns.taps) / (rows * vectors)
         if cost < best_cost:

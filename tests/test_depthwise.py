@@ -20,6 +20,12 @@ from convgen.target import host
 
 from conftest import BACKENDS, assert_close, capped_settings, t64
 from test_conv_targets import AVX2, AVX512, RUNNABLE, compiled_for
+from convgen.target import Target
+
+# AVX-512 whose 512-bit FMAs run on two 256-bit pipes (Zen 4): stacked tiles of rows that fit 8 lanes take ymm
+ZEN4 = Target("simulated zen4", vector_bytes=64, vector_registers=32, features=AVX512.features, cores=1,
+              fma_bytes=32)
+RUNNABLE_PIPES = RUNNABLE + ([ZEN4] if AVX512 in RUNNABLE else [])
 
 ACTIVATIONS = {None: (None, lambda y: y), "relu": (nn.ReLU, torch.relu), "hard_swish": (nn.Hardswish, TF.hardswish),
                "hard_sigmoid": (nn.Hardsigmoid, TF.hardsigmoid)}
@@ -60,7 +66,7 @@ def depthwise_cases(draw):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("target", RUNNABLE, ids=lambda t: t.name)
+@pytest.mark.parametrize("target", RUNNABLE_PIPES, ids=lambda t: t.name)
 @capped_settings(12)
 @given(case=depthwise_cases())
 def test_depthwise_kernel_matches_torch_on_each_target(backend, target, case):
@@ -84,7 +90,8 @@ def test_depthwise_kernel_matches_torch_on_each_target(backend, target, case):
     assert kernel.template == ("conv_depthwise" if short or stacked else "conv_rowwise"), kernel.template
     p = kernel.params
     if kernel.template == "conv_depthwise":
-        assert p["VW"] == target.max_vector_width and p["STACKED"] == stacked
+        narrow = stacked and target.fma_bytes and out_w <= target.fma_bytes // 4 < target.max_vector_width
+        assert p["VW"] == (target.fma_bytes // 4 if narrow else target.max_vector_width) and p["STACKED"] == stacked
         for rows, vectors in p["TILES"]:   # accumulators, one column's weights, a row's loads and a spare fit
             most = _columns(case["k"], case["stride"], case["dilation"]).most
             held = rows * vectors + most + vectors + 1 if stacked else p["CT"] * vectors + 1
@@ -102,23 +109,32 @@ def _columns(k: int, stride: int, dilation: int) -> schedule.ColumnTaps:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("shape, k, stride, act, stacked", [
-    ((1, 96, 28, 28), 5, 2, "hard_swish", True),   # MobileNetV3-Small's strided 5x5 layers: 4 phases, 10 columns
-    ((1, 40, 14, 14), 5, 1, "hard_swish", True),   # 14x14: one tile of 14 rows
-    ((2, 36, 7, 7), 5, 1, "relu", False),          # 7x7: flat tiles of 2 channels
-    ((1, 6, 7, 7), 9, 1, None, False),             # 81 taps on 7 rows: the flat tile's loop over the offsets
-    ((1, 6, 23, 12), 9, 1, None, True),            # 81 taps, 9 a column, stacked
-    ((1, 3, 301, 16), 3, 1, "hard_swish", True),   # 301 rows: 11 bands of one tile of 26 rows, one of 15
-    ((1, 192, 28, 28), 7, 1, None, True),          # ConvNeXt's 7x7: 2 tiles of a vector a row
-    ((1, 5, 19, 61), 3, 1, "relu", True),          # 61 pixels: 4 vectors a row, in tiles of 1
+@pytest.mark.parametrize("target, shape, k, stride, act, stacked", [
+    (AVX512, (1, 96, 28, 28), 5, 2, "hard_swish", True),   # MobileNetV3-Small's strided 5x5: 4 phases, 10 columns
+    (AVX512, (1, 40, 14, 14), 5, 1, "hard_swish", True),   # 14x14: one tile of 14 rows
+    (AVX512, (2, 36, 7, 7), 5, 1, "relu", False),          # 7x7: flat tiles of 2 channels
+    (AVX512, (1, 6, 7, 7), 9, 1, None, False),             # 81 taps on 7 rows: the flat tile's loop over the offsets
+    (AVX512, (1, 6, 23, 12), 9, 1, None, True),            # 81 taps, 9 a column, stacked
+    (AVX512, (1, 3, 301, 16), 3, 1, "hard_swish", True),   # 301 rows: 11 bands of one tile of 26 rows, one of 15
+    (AVX512, (1, 192, 28, 28), 7, 1, None, True),          # ConvNeXt's 7x7: 2 tiles of a vector a row
+    (AVX512, (1, 5, 19, 61), 3, 1, "relu", True),          # 61 pixels: 4 vectors a row, in tiles of 1
+    # 256-bit FMA pipes: 7x7 maps in one stacked tile of 7 rows x 1 ymm
+    (ZEN4, (2, 36, 7, 7), 5, 1, "hard_swish", True),       # MobileNetV3-Small's 576x7x7, batch 2
+    (ZEN4, (1, 29, 14, 14), 5, 2, "relu", True),           # its 288x14x14 stride 2 -> 7x7
+    (ZEN4, (1, 6, 7, 7), 9, 1, None, True),                # 81 taps, 9 a column
+    (ZEN4, (1, 7, 5, 8), 3, 1, None, True),                # 5 rows of 8 pixels, the whole vector
 ])
-def test_network_layers_on_the_depthwise_kernel(backend, shape, k, stride, act, stacked):
+def test_network_layers_on_the_depthwise_kernel(backend, target, shape, k, stride, act, stacked):
+    if target not in RUNNABLE_PIPES:
+        pytest.skip(f"{target.name} code does not run on this host")
     nn.manual_seed(shape[1])
     conv, module = _module(shape[1], 1, k, stride, k // 2, 1, True, act)
     x = np.random.default_rng(shape[1]).standard_normal(shape).astype(np.float32)
-    model = convgen.compile(module.to_graph(x.shape, name="dw"), backend=backend, threads=1)
+    with compiled_for(target):
+        model = convgen.compile(module.to_graph(x.shape, name="dw"), backend=backend, threads=1)
     kernel = _conv_kernel(model)
     assert kernel.template == "conv_depthwise" and kernel.params["STACKED"] == stacked
+    assert kernel.params["VW"] == (8 if target is ZEN4 else 16)
     if shape[2] == 301:
         assert [band[:3] for band in kernel.params["BANDS"]] == [[0, 11, 26], [11, 1, 15]]   # 27 rows fit
     assert_close(model(x), _reference(conv, x, act, stride=stride, padding=k // 2, groups=shape[1]))
@@ -217,12 +233,18 @@ def test_depthwise_tiles_follow_each_register_file(target, out_size, pitch, tile
     (AVX512, 7, 5, 1, None),        # 7 rows of 1 vector: flat tiles of 2 channels instead
     (AVX512, 14, 5, 2, None),       # 7 x 7 outputs
     (AVX512, 56, 3, 1, (19, 1)),    # 4 vectors a row: 27 rows of 1 fit, 3 x 19 over 56
+    # 256-bit FMA pipes: rows of up to 8 pixels in ymm, the whole plane in one tile though it has fewer
+    # accumulators than chains; wider rows as on AVX512
+    (ZEN4, 7, 5, 1, (7, 1)), (ZEN4, 14, 5, 2, (7, 1)), (ZEN4, 8, 3, 1, (8, 1)), (ZEN4, 5, 3, 1, (5, 1)),
+    (ZEN4, 9, 3, 1, (9, 1)), (ZEN4, 28, 7, 1, (14, 1)),   # zmm, as AVX512
 ])
 def test_stacked_tiles_follow_each_register_file(target, size, k, stride, tile):
     out = (size + 2 * (k // 2) - k) // stride + 1
     assert schedule.stacked_tile(out, out, _columns(k, stride, 1), target) == tile
     sched = schedule.depthwise_schedule(64, 1, out, out, out + k, 10**9, target, 1, _columns(k, stride, 1))
     assert sched.stacked == (tile is not None)
+    narrow = tile is not None and target.fma_bytes and out <= target.fma_bytes // 4
+    assert sched.vector_width == (8 if narrow else target.max_vector_width)
     if tile:
         assert (sched.tile_rows, sched.row_tile, sched.oc_vectors) == (*tile, 1)
 
