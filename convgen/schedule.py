@@ -65,8 +65,9 @@ def accumulator_budget(target: Target, path: str = "direct") -> int:
     slower than 7 x 2 (Sapphire Rapids, 1 thread, quiet run, C / LLVM us: 3x3 stride 2 128x56 1252 / 1207
     -> 1397 / 1426, dilated 256x28 4777 / 4757 -> 5103 / 5149).  2-D tiles over short rows ("rows") take
     28 as oneDNN does, leaving 2 weight vectors, a broadcast and a spare, held in registers by the _FULL
-    hints of model.c.j2 and LLVM's barrier (3x3 512x7x7, 2 rows x 7 x 2: C 1294 -> 1228 us).  The pixels
-    path keeps half the file (14 channels x 2 vectors measured no faster in C, and LLVM spilled them).
+    hints of model.c.j2 and LLVM's barrier (3x3 512x7x7, 2 rows x 7 x 2: C 1294 -> 1228 us).  "pixels" keeps
+    half the file (14 channels x 2 vectors measured no faster in C, and LLVM spilled them); the pixels path's
+    own tile is pixels_accumulators'.
     """
     if target.vector_registers <= 16:
         return 12 if path == "pixels" else 8
@@ -306,11 +307,23 @@ def in_place_row_tiles(sched: ConvSchedule, out_width: int, inside: tuple[int, i
     return tiles if len(tiles.left) + len(tiles.right) <= MAX_BORDER_TILES else None
 
 
+def pixels_accumulators(target: Target) -> tuple[int, int]:
+    """The pixels tile's (pixel vectors, accumulators) at most: a vector of pixels per 8 registers and 3/4 of
+    the file as accumulators, the rest its input vectors and one broadcast weight.  16 registers: 2 vectors x 6
+    channels (accumulator_budget's measured 12).  32: 4 x 6, each broadcast weight serving 4 FMAs and each
+    input vector 6 (10 loads per 24 FMAs, 2 x 8 took 10 per 16): conv1d 64x16000 k3, AMD EPYC Zen 4 AVX-512,
+    1 thread, thread-time medians interleaved in one process, us, C / LLVM: 2 x 8 6373 / 5397 -> 4 x 6
+    5238 / 4979 and 4509 / 4715 in a second run (4 x 5: 4692 / 4711; 2 x 12 and 2 x 14 slower, LLVM 6635 /
+    8409: its spills; 4 x 7 5570 / 6676)."""
+    return max(1, target.vector_registers // 8), target.vector_registers * 3 // 4
+
+
 def pixels_schedule(ocg: int, out_width: int, target: Target, threads: int, inner: bool) -> ConvSchedule:
-    """Up to 2 vectors of pixels x as many output channels as the accumulator budget leaves."""
+    """Up to pixels_accumulators' vectors of pixels x as many output channels as its accumulators leave."""
     width = target.max_vector_width
-    vectors = max(1, min(2, out_width // width))
-    channels = max(1, min(ocg, accumulator_budget(target, "pixels") // vectors))
+    most, accumulators = pixels_accumulators(target)
+    vectors = max(1, min(most, out_width // width))
+    channels = max(1, min(ocg, accumulators // most))
     return ConvSchedule("pixels", width, channels, vectors, threads, inner)
 
 

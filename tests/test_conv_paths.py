@@ -19,8 +19,9 @@ from convgen.target import Target, host
 
 from conftest import assert_close, t64
 
-TILE = 2 * host().max_vector_width  # pixels of one full tile at the schedule's 2 vectors
-TAIL = TILE // 2 + TILE // 4 + 3      # a whole vector, a halved one and three single pixels (AVX-512)
+VW = host().max_vector_width
+TILE = schedule.pixels_accumulators(host())[0] * VW  # pixels of one full tile (2 vectors on 16 registers, 4 on 32)
+TAIL = VW + VW // 2 + 3               # a whole vector, a halved one and three single pixels (AVX-512)
 
 
 def _kernel(model):
@@ -39,6 +40,7 @@ PIXEL_CASES = [
     ((1, 4, 40 * TILE + TAIL), 6, dict(kernel_size=5, padding=4, dilation=2)),         # several chunks
     ((1, 6, 2 * TILE), 8, dict(kernel_size=3, groups=2)),                              # no tail, groups
     ((1, 3, TILE + TILE // 4 + 2), 4, dict(kernel_size=2)),                            # one tile and a tail
+    ((1, 5, 2 * TILE + TILE - VW + 5), 13, dict(kernel_size=3, padding=2)),            # tail: all but one vector
     ((1, 7, 9, 13), 12, dict(kernel_size=1)),                                          # 1x1 plane flattened
     ((2, 4, 3, 5, 7), 9, dict(kernel_size=1)),                                         # 1x1x1 volume flattened
 ]
@@ -67,10 +69,10 @@ def test_pixels_tile_leaves_registers_for_inputs_and_a_weight(registers):
     """The pixels tile's accumulators (MR channels x NV vectors) plus its NV input vectors and one
     broadcast weight fit the register file, whatever the budget the schedule gives the path."""
     target = dataclasses.replace(host(), vector_registers=registers)
-    budget = schedule.accumulator_budget(target, "pixels")
+    most, budget = schedule.pixels_accumulators(target)
     for ocg in (4, 11, 64, 256):
         sched = schedule.pixels_schedule(ocg, 64 * target.max_vector_width, target, 1, True)
-        assert sched.oc_vectors * sched.row_tile <= budget, sched
+        assert sched.row_tile == most and sched.oc_vectors * sched.row_tile <= budget, sched
         assert sched.oc_vectors * sched.row_tile + sched.row_tile + 1 <= registers, sched
 
 
