@@ -19,6 +19,7 @@ from .. import __version__
 from .. import cache, dtypes
 from ..errors import CompileError, UnsupportedError
 from ..lower import LoweredModel
+from ..ops.activation import APPROXIMATIONS
 from ..target import host
 
 DEFAULT_CFLAGS = "-O3 -march=native"
@@ -79,6 +80,7 @@ def environment() -> jinja2.Environment:
     env.filters.update(c_comment=_c_comment, c_float=_c_float, c_string=_c_string, product=math.prod,
                        c_type=lambda name: dtypes.get(name).c_type, itemsize=lambda name: dtypes.get(name).itemsize)
     env.globals["raise"] = _raise
+    env.globals.update(APPROXIMATIONS)  # the exp, tanh and erf constants of templates/activation.c.j2
     return env
 
 

@@ -77,6 +77,33 @@ def _sign(x, nan_propagates):
 
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
+
+# -- the inline approximations' constants ------------------------------------------------------------
+# One home for the numbers both backends compute exp, tanh and erf with: templates/activation.c.j2 reads
+# them as Jinja globals (APPROXIMATIONS, set in backends/c.environment), backends/llvm/activation.py
+# imports them.  Each is rounded to float32 where it is used, as the C literal `c`f is.
+
+# e^x = 2^n e^r: n = round(x log2(e)), r = x - n ln2 with ln2 in two parts (Cody-Waite: the high part
+# exact in float32), e^r = 1 + r + r^2 (c2 + ... + c5 r^3) on [-ln2/2, ln2/2], highest coefficient first
+# (c2..c5 fitted to the least maximum relative error)
+EXP_LOG2E = 1.44269504
+EXP_LN2_HIGH, EXP_LN2_LOW = 0.693145752, 1.42860677e-6
+EXP_POLYNOMIAL = (8.31252523e-3, 4.18901145e-2, 1.66671142e-1, 4.99992311e-1, 1.0, 1.0)
+# tanh (Eigen's rational): x p(x^2) / q(x^2), odd numerator over even denominator, +-1 past TANH_CLAMP
+TANH_CLAMP = 7.90531110763549805
+TANH_NUMERATOR = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
+                  1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03)
+TANH_DENOMINATOR = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
+# erf (Eigen's rational): c p(c^2) / q(c^2) with c = x clamped to [-ERF_CLAMP, ERF_CLAMP]
+ERF_CLAMP = 4.0
+ERF_NUMERATOR = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
+                 -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)
+ERF_DENOMINATOR = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
+                   -1.42647390514189e-02)
+APPROXIMATIONS = dict(EXP_LOG2E=EXP_LOG2E, EXP_LN2_HIGH=EXP_LN2_HIGH, EXP_LN2_LOW=EXP_LN2_LOW,
+                      EXP_POLYNOMIAL=EXP_POLYNOMIAL, TANH_CLAMP=TANH_CLAMP, TANH_NUMERATOR=TANH_NUMERATOR,
+                      TANH_DENOMINATOR=TANH_DENOMINATOR, ERF_CLAMP=ERF_CLAMP, ERF_NUMERATOR=ERF_NUMERATOR,
+                      ERF_DENOMINATOR=ERF_DENOMINATOR)
 SELU_ALPHA, SELU_GAMMA = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 
 

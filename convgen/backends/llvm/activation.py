@@ -12,6 +12,8 @@ import numpy as np
 from llvmlite import ir
 
 from ...errors import CompileError
+from ...ops.activation import (ERF_CLAMP, ERF_DENOMINATOR, ERF_NUMERATOR, EXP_LN2_HIGH, EXP_LN2_LOW, EXP_LOG2E,
+                               EXP_POLYNOMIAL, TANH_CLAMP, TANH_DENOMINATOR, TANH_NUMERATOR)
 from .emitter import F32, I32, Emitter
 from .native import host_target
 
@@ -193,25 +195,20 @@ def _prelude(e: Emitter, name: str, emit: Callable[[Emitter, ir.Value], ir.Value
     return fn
 
 
-# convgen_expf's e^r = 1 + r + r^2 (c2 + ... + c5 r^3) on [-ln2/2, ln2/2], highest first (least maximum
-# relative error, fitted; as templates/activation.c.j2)
-EXP_POLYNOMIAL = (8.31252523e-3, 4.18901145e-2, 1.66671142e-1, 4.99992311e-1, 1.0, 1.0)
-
-
 def _exp_scaled(e: Emitter, x: ir.Value, k: float) -> ir.Value:
     """convgen_exp_scaledf: e^(k x) for k of 1 or 1/2, Cody-Waite with ln2 / k, the polynomial in r with
     coefficients c_j k^j, e^-87 below -87 / k, n capped at 127 by an integer min (the polynomial
     overflows to inf beyond), 2^n shifted out of the rounding constant's bits."""
     b, f = e.b, e.f32
     x = b.select(e.fcmp("<", x, f(-87.0 / k)), f(-87.0 / k), x)
-    shifted = e.muladd(x, f(_f32(1.44269504) * k), f(12583039.0))  # 1.5 * 2^23 + 127 + n
+    shifted = e.muladd(x, f(_f32(EXP_LOG2E) * k), f(12583039.0))  # 1.5 * 2^23 + 127 + n
     # (named exp_bits: the only i32 arithmetic in a module, tests/test_large_indices.py checks)
     bits = b.bitcast(shifted, I32)
     bits = b.select(b.icmp_signed("<", bits, ir.Constant(I32, 0x4B4000FE), name="exp_bits"), bits,
                     ir.Constant(I32, 0x4B4000FE), name="exp_bits")  # n <= 127
     n = b.fsub(b.bitcast(bits, F32), f(12583039.0))
-    r = e.muladd(b.fneg(n), f(_f32(0.693145752) / k), x)
-    r = e.muladd(b.fneg(n), f(_f32(1.42860677e-6) / k), r)
+    r = e.muladd(b.fneg(n), f(_f32(EXP_LN2_HIGH) / k), x)
+    r = e.muladd(b.fneg(n), f(_f32(EXP_LN2_LOW) / k), r)
     degree = len(EXP_POLYNOMIAL) - 1
     p = f(_f32(EXP_POLYNOMIAL[0]) * k ** degree)
     for j, c in enumerate(EXP_POLYNOMIAL[1:], 1):
@@ -229,13 +226,6 @@ def _f32(c: float) -> float:
 def _emit_exp(e: Emitter, x: ir.Value) -> ir.Value:
     """convgen_expf: e^x, e^-87 below -87, inf past 88.7."""
     return _exp_scaled(e, x, 1.0)
-
-
-# convgen_tanhf's rational approximation (Eigen's): odd numerator, even denominator, in x^2; +-1 past TANH_CLAMP
-TANH_CLAMP = 7.90531110763549805
-TANH_NUMERATOR = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
-                  1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03)
-TANH_DENOMINATOR = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
 
 
 def _horner_pair(e: Emitter, x2: ir.Value, numerator: tuple[float, ...],
@@ -285,11 +275,11 @@ def _emit_exp_full(e: Emitter, x: ir.Value) -> ir.Value:
     # -104: e^x rounds to 0 below -103.97; 89: to inf past 88.73 (NaN passes both selects)
     low = b.select(e.fcmp("<", x, f(-104.0)), f(-104.0), x)
     x = b.select(e.fcmp("<", f(89.0), low), f(89.0), low)   # 89 < x ? 89 : x: one vminps (x > 89 was two ops)
-    shifted = e.muladd(x, f(_f32(1.44269504)), f(12582912.0))  # 1.5 * 2^23 + n: n in the low bits
+    shifted = e.muladd(x, f(_f32(EXP_LOG2E)), f(12582912.0))  # 1.5 * 2^23 + n: n in the low bits
     n = b.fsub(shifted, f(12582912.0))
     whole = b.sub(b.bitcast(shifted, I32), ir.Constant(I32, 0x4B400000), name="exp_bits")  # n, exactly
-    r = e.muladd(b.fneg(n), f(_f32(0.693145752)), x)
-    r = e.muladd(b.fneg(n), f(_f32(1.42860677e-6)), r)
+    r = e.muladd(b.fneg(n), f(_f32(EXP_LN2_HIGH)), x)
+    r = e.muladd(b.fneg(n), f(_f32(EXP_LN2_LOW)), r)
     p = f(_f32(EXP_POLYNOMIAL[0]))
     for c in EXP_POLYNOMIAL[1:]:
         p = e.muladd(p, r, f(_f32(c)))
@@ -345,15 +335,8 @@ def _emit_log(e: Emitter, x: ir.Value) -> ir.Value:
     return b.select(b.or_(e.fcmp("==", x, f(np.inf)), e.is_nan(x)), x, y)
 
 
-# convgen_erff's rational approximation (Eigen's): odd numerator, even denominator, in x^2, on [-4, 4]
-ERF_NUMERATOR = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
-                 -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)
-ERF_DENOMINATOR = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
-                   -1.42647390514189e-02)
-
-
 def _emit_erf(e: Emitter, x: ir.Value) -> ir.Value:
-    return _odd_rational(e, x, 4.0, ERF_NUMERATOR, ERF_DENOMINATOR)
+    return _odd_rational(e, x, ERF_CLAMP, ERF_NUMERATOR, ERF_DENOMINATOR)
 
 
 def _emit_mish(e: Emitter, x: ir.Value) -> ir.Value:
