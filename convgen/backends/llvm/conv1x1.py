@@ -3,8 +3,8 @@ pixels gathered by the packing), as templates/conv1x1.c.j2: threads over (sample
 per K block of KC input channels the thread runs, tile by tile, every block of MR output channels over
 the tile's packed panel ([KC][tile width]): at stride 1 (PACK_FIRST) the first block's tile packs it from
 the input rows as it computes and prefetches the next tile's rows, a strided layer gathers every panel
-first; K blocks after the first add to the output rows, the last adds the bias, the skip and the
-activation.  Weights arrive packed at compile time: [KB][OCB][KC][MR] (the last K block kc), CV x VW zeros after."""
+first; the first K block starts from the bias, the ones after it add to the output rows, the last adds
+the skip and the activation.  Weights arrive packed at compile time: [KB][OCB][KC][MR] (the last K block kc), CV x VW zeros after."""
 from __future__ import annotations
 
 from typing import Callable
@@ -52,13 +52,20 @@ def _gemm_tile(e: Emitter, k: Kernel, rows: int, lanes: int, pack: bool = False)
     def load(ptr: Ptr, at: IntLike) -> ir.Value:
         return ptr.load_vector(at, lanes) if lanes > 1 else ptr[at]
 
-    # the first K block starts from zero, the others from the partial sums in the output rows
+    # the first K block starts from the bias, the others from the partial sums in the output rows (as the
+    # template, which adds no bias to its stores)
     first = te.icmp("==", kb, 0)
     acc = [[te.var(zero, f"acc{j}_{r}") for r in range(rows)] for j in range(mr)]
     for j in range(mr):
-        with te.if_then(te.b.and_(te.b.not_(first), te.icmp("<", j, oc_valid))):
-            for r in range(rows):
-                acc[j][r].set(load(yt, j * plane + r * lanes))
+        with te.if_then(te.icmp("<", j, oc_valid)), te.if_else(first) as (then, otherwise):
+            with then:
+                if p["HAS_BIAS"]:
+                    bias = te.splat(bt[j], lanes) if lanes > 1 else bt[j]
+                    for r in range(rows):
+                        acc[j][r].set(bias)
+            with otherwise:
+                for r in range(rows):
+                    acc[j][r].set(load(yt, j * plane + r * lanes))
     # the reduction over the block's input channels: `rows` input vectors, MR weight broadcasts
     with te.loop(kc, name="c") as c:
         if pack:
@@ -74,26 +81,24 @@ def _gemm_tile(e: Emitter, k: Kernel, rows: int, lanes: int, pack: bool = False)
             wv = te.splat(wv, lanes) if lanes > 1 else wv
             for r in range(rows):
                 acc[j][r].set(te.fma(wv, xv[r], acc[j][r].get()))
-    def store(j: int, bias: ir.Value, yp: Ptr) -> None:
-        bias = te.splat(bias, lanes) if lanes > 1 else bias
+    def store(j: int, yp: Ptr) -> None:
         for r in range(rows):
-            te.b.store(te.b.fadd(acc[j][r].get(), bias), (yp + r * lanes).value, align=4)
-    _store_channels(te, p, (bt, st, yt), kb, oc_valid, rows * lanes, store)
+            te.b.store(acc[j][r].get(), (yp + r * lanes).value, align=4)
+    _store_channels(te, p, (st, yt), kb, oc_valid, rows * lanes, store)
     te.ret()
     return fn
 
 
-def _store_channels(te: Emitter, p: dict, pointers: tuple[Ptr, Ptr, Ptr], kb: Index, oc_valid: Index,
-                    pixels: int, store: Callable[[int, ir.Value, Ptr], None]) -> None:
-    """A tile's stores, channel by channel (`store(j, bias, its output row)`); after the last K block the
-    bias, then the skip and the activation in place over its `pixels`."""
-    bt, st, yt = pointers
+def _store_channels(te: Emitter, p: dict, pointers: tuple[Ptr, Ptr], kb: Index, oc_valid: Index,
+                    pixels: int, store: Callable[[int, Ptr], None]) -> None:
+    """A tile's stores, channel by channel (`store(j, its output row)`); after the last K block the skip
+    and the activation in place over its `pixels` (the bias came in with the first K block)."""
+    st, yt = pointers
     last = te.icmp("==", kb, p["KB"] - 1)
     for j in range(p["MR"]):
         with te.if_then(te.icmp("<", j, oc_valid)):  # rows past oc_valid: the last block's zero padding
-            bias = te.b.select(last, bt[j], te.f32(0.0)) if p["HAS_BIAS"] else te.f32(0.0)
             yp = yt + j * p["P"]
-            store(j, bias, yp)
+            store(j, yp)
             if p["activation"] is not None or p["RESIDUAL"]:
                 with te.if_then(last):
                     sp = st + j * p["P"] if p["RESIDUAL"] else None
@@ -115,14 +120,16 @@ def _gemm_pixel_tile(e: Emitter, k: Kernel, rows: int, pack: bool = False) -> ir
     in_plane = p["ID"] * p["IH"] * p["IW"]
     mr, plane, vw, cv = p["MR"], p["P"], p["VW"], p["CV"]
     assert (cv - 1) * vw < mr <= cv * vw
-    # the partial sums of the earlier K blocks, lane by lane (channels past oc_valid: zero)
+    # the bias (the first K block) or the partial sums of the earlier ones, lane by lane (channels past
+    # oc_valid: zero)
     first = te.icmp("==", kb, 0)
     acc = [[te.var(te.zeros(vw), f"acc{r}_{v}") for v in range(cv)] for r in range(rows)]
     for j in range(mr):
-        with te.if_then(te.b.and_(te.b.not_(first), te.icmp("<", j, oc_valid))):
+        with te.if_then(te.icmp("<", j, oc_valid)):
+            start = [te.b.select(first, bt[j] if p["HAS_BIAS"] else te.f32(0.0), yt[j * plane + r]) for r in range(rows)]
             for r in range(rows):
                 a = acc[r][j // vw]
-                a.set(te.b.insert_element(a.get(), yt[j * plane + r], ir.Constant(I32, j % vw)))
+                a.set(te.b.insert_element(a.get(), start[r], ir.Constant(I32, j % vw)))
     with te.loop(kc, name="c") as c:
         wv = [wt.load_vector(c * mr + v * vw, vw) for v in range(cv)]
         for r in range(rows):
@@ -134,10 +141,10 @@ def _gemm_pixel_tile(e: Emitter, k: Kernel, rows: int, pack: bool = False) -> ir
             xv = te.splat(xv, vw)
             for v in range(cv):
                 acc[r][v].set(te.fma(xv, wv[v], acc[r][v].get()))
-    def store(j: int, bias: ir.Value, yp: Ptr) -> None:
+    def store(j: int, yp: Ptr) -> None:
         for r in range(rows):
-            yp[r] = te.b.fadd(te.b.extract_element(acc[r][j // vw].get(), ir.Constant(I32, j % vw)), bias)
-    _store_channels(te, p, (bt, st, yt), kb, oc_valid, rows, store)
+            yp[r] = te.b.extract_element(acc[r][j // vw].get(), ir.Constant(I32, j % vw))
+    _store_channels(te, p, (st, yt), kb, oc_valid, rows, store)
     te.ret()
     return fn
 
