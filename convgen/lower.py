@@ -179,6 +179,21 @@ def _padded_plane_bytes(p: dict) -> int:
     return p["XD"] * p["XH"] * p["XW"] * 4
 
 
+def _narrow_read_layout(p: dict, sched: schedule.ConvSchedule, scratch: int) -> int:
+    """The narrow path's input strides (channel CS, row RS, kernel column KWS) and, for flat row blocks, the
+    copy per kernel column it reads ([N][C][KW][XD][XH][OW] at FLAT_OFFSET): the scratch bytes then used."""
+    if sched.flat and (p["SH"] != 1 or p["OH"] % sched.tile_rows):
+        raise UnsupportedError(f"flat narrow row blocks need stride 1 down the rows and blocks of rows that divide "
+                           f"them: stride {p['SH']}, {p['OH']} rows in blocks of {sched.tile_rows}")
+    p["FLAT"] = sched.flat
+    if not sched.flat:
+        p.update(CS=p["XD"] * p["XH"] * p["XW"], RS=p["XW"], KWS=p["DW"])
+        return scratch
+    plane = p["XD"] * p["XH"] * p["OW"]
+    p.update(CS=p["KW"] * plane, RS=p["OW"], KWS=plane, FLAT_OFFSET=align(scratch) // 4)
+    return align(scratch) + p["N"] * p["C"] * p["KW"] * plane * 4
+
+
 def _pad_scratch_bytes(p: dict) -> int:
     return p["N"] * p["C"] * _padded_plane_bytes(p) if p["PAD_COPY"] else 0
 
@@ -221,7 +236,8 @@ def conv_geometry(node: Node, ctx: LowerContext, gemm: bool = True) -> tuple[dic
                                    one_row=pointwise or p["OD"] * p["OH"] == 1,
                                    weight_bytes=w_type.nbytes, kernel_w=p["KW"], out_height=p["OH"])
     if sched.path == "direct" and g == 1 and p["SW"] == 1:   # few channels: pixels in vectors, if they fill more lanes
-        sched = schedule.narrow_schedule(oc, p["OW"], p["OH"], flops, ctx.target, ctx.threads) or sched
+        sched = schedule.narrow_schedule(oc, p["OW"], p["OH"], flops, ctx.target, ctx.threads, stride_h=p["SH"],
+                                         kernel_h=p["KH"]) or sched
     # strided 1x1 layers stay direct unless tuning picks the gather (64 -> 128 56x56 stride 2, Sapphire
     # Rapids, 1 thread: gathered 360 us, direct 88; 256 -> 512 14x14: 95 against 70)
     if gemm and gemm_applies(p, ctx, constant_weights) and p["SD"] * p["SH"] * p["SW"] == 1:
@@ -446,7 +462,10 @@ def lower_conv(node: Node, ctx: LowerContext) -> KernelSpec:
                      ACTIVATION_AFTER=schedule.activation_after_layer(out_floats, p["OW"], ctx.target.max_vector_width,
                                                                       sched.threads))
         elif sched.path == "narrow":
-            full, tail, tail_at = schedule.narrow_row_tiles(p["OW"], sched.vector_width, sched.row_tile)
+            scratch = _narrow_read_layout(p, sched, scratch)
+            p["WPACK_OFFSET"] = align(scratch) // 4
+            row = sched.tile_rows * p["OW"] if sched.flat else p["OW"]
+            full, tail, tail_at = schedule.narrow_row_tiles(row, sched.vector_width, sched.row_tile)
             p.update(VW=sched.vector_width, MR=sched.oc_vectors, NV=sched.row_tile, RH=sched.tile_rows,
                      OHB=math.ceil(p["OH"] / sched.tile_rows), FULL=full, TAIL=tail, TAIL_AT=tail_at)
         else:

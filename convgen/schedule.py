@@ -6,7 +6,7 @@ templates use as a compile-time constant.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .target import Target
 
@@ -32,6 +32,7 @@ class ConvSchedule:
     tile_rows: int = 1   # "direct": output rows in the register tile (2-D tiles over rows shorter than it)
     stacked: bool = False  # "depthwise": tiles of tile_rows output rows x row_tile vectors a row, which share
                            # each input row's loads (else row_tile vectors along the flattened band)
+    flat: bool = False   # "narrow": blocks of tile_rows output rows run as one row of whole pixel vectors
 
 
 @dataclass(frozen=True)
@@ -493,28 +494,62 @@ NARROW_MAX_CHANNELS = 8
 
 
 def narrow_schedule(out_channels_per_group: int, out_width: int, out_height: int, flops: int, target: Target,
-                    threads: int) -> ConvSchedule | None:
+                    threads: int, stride_h: int = 1, kernel_h: int = 1) -> ConvSchedule | None:
     """Output pixels along a row in vectors, the last one ending at the row's end (overlapping the one
     before it: no tail, no masks), every output channel of a block broadcast from its packed weights:
     where those vectors hold more of the register's lanes than the direct path's channel vectors.
     LeNet-5's C1, 1 -> 6 channels, 28-pixel rows: direct 8-channel vectors use 6 of 16 lanes on
     AVX-512, 2 vectors of 16 pixels 28 of 32 (Sapphire Rapids, 1 thread, C: 4.35 -> 2.93 us with tanh,
-    1.43 us without)."""
+    1.43 us without); flat blocks of 4 rows (7 vectors) all 112 (flat_pays)."""
     ocg = out_channels_per_group
     width = _pixel_width(out_width, target)
     if not width or ocg > NARROW_MAX_CHANNELS:
         return None
     if _lane_use(out_width, width, target) <= _lane_use(ocg, _vector_width_for(ocg, target), target):
         return None
-    return narrow_tiles(ocg, out_width, out_height, target, threads_for(flops, threads))
+    flat = stride_h == 1 and flat_pays(ocg, out_width, out_height, kernel_h, target)
+    return narrow_tiles(ocg, out_width, out_height, target, threads_for(flops, threads), flat=flat)
 
 
-def narrow_tiles(ocg: int, out_width: int, out_height: int, target: Target, threads: int) -> ConvSchedule:
+def flat_rows(out_width: int, out_height: int, width: int) -> int:
+    """The fewest output rows whose pixels make whole vectors of `width` (4 rows of 28 in 16-pixel vectors),
+    where a row does not and they divide the plane's rows; else 0."""
+    if out_width % width == 0:
+        return 0
+    rows = width // math.gcd(out_width, width)
+    return rows if out_height % rows == 0 else 0
+
+
+def flat_pays(ocg: int, out_width: int, out_height: int, kernel_h: int, target: Target) -> bool:
+    """Whether flat row blocks save more FMAs than their input copy costs: per input channel and kernel
+    column, a row's copy is about a row of stores, against the lanes a row wastes (its last vector's
+    overlap) times the ocg channels and kernel_h rows of taps that read it."""
+    width = _pixel_width(out_width, target)
+    if not width or not flat_rows(out_width, out_height, width):
+        return False
+    wasted = math.ceil(out_width / width) * width - out_width
+    return wasted * ocg * kernel_h > out_width
+
+
+def narrow_tiles(ocg: int, out_width: int, out_height: int, target: Target, threads: int,
+                 flat: bool = False) -> ConvSchedule:
     """The narrow path's register tile: MR channels x NV pixel vectors x RH rows of accumulators, with
     the RH * NV input vectors and a broadcast within the register file (one spare); the fewest channel
     blocks (each re-reads the input) that leave room for two pixel vectors, then the most accumulators,
-    balanced along the row and down the plane.  Needs an output row of at least 4 pixels."""
+    balanced along the row and down the plane.  Needs an output row of at least 4 pixels.  With `flat`
+    (where flat_rows finds blocks; the layer's rows at stride 1), blocks of flat_rows rows run as one row
+    of tiles of 1 row x NV vectors: tile_rows is then the block's rows."""
     width = _pixel_width(out_width, target)
+    block = flat_rows(out_width, out_height, width) if flat else 0
+    if block:
+        return replace(_narrow_register_tile(ocg, block * out_width, 1, width, target, threads), tile_rows=block,
+                       flat=True)
+    return _narrow_register_tile(ocg, out_width, out_height, width, target, threads)
+
+
+def _narrow_register_tile(ocg: int, out_width: int, out_height: int, width: int, target: Target,
+                          threads: int) -> ConvSchedule:
+    """narrow_tiles' tile for rows of `out_width` pixels in vectors of `width`."""
     row_vectors = math.ceil(out_width / width)
     budget = target.vector_registers - 2
     most = max(1, budget // min(2, row_vectors) - 1)

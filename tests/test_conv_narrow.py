@@ -36,8 +36,25 @@ def _conv_kernel(model):
 ])
 def test_narrow_tiles_follow_each_register_file(target, ocg, out_height, out_width, tile):
     sched = schedule.narrow_schedule(ocg, out_width, out_height, 10**9, target, 1)
-    assert sched is not None and sched.path == "narrow"
+    assert sched is not None and sched.path == "narrow" and not sched.flat
     assert (sched.vector_width, sched.oc_vectors, sched.row_tile, sched.tile_rows) == tile
+
+
+@pytest.mark.parametrize("target, ocg, out_height, out_width, stride_h, kernel_h, tile", [
+    # LeNet-5's C1: blocks of 4 rows of 28 are 7 vectors of 16 (tiles of 4 + 3), 2 rows 7 of 8 (2 + 2 + 2 + 1)
+    (AVX512, 6, 28, 28, 1, 5, (16, 6, 4, 4, True)), (AVX2, 6, 28, 28, 1, 5, (8, 6, 2, 2, True)),
+    # strides down the rows: no flat blocks; nor where the blocks do not divide the rows (20 in 16: 4 rows)
+    (AVX512, 6, 28, 28, 2, 5, (16, 6, 2, 2, False)), (AVX512, 6, 27, 20, 1, 3, (16, 6, 2, 2, False)),
+    # one channel and a 1-row kernel: the copy costs more than the 4 lanes a row wastes
+    (AVX512, 1, 28, 28, 1, 5, (16, 1, 1, 14, False)), (AVX512, 6, 28, 28, 1, 1, (16, 6, 2, 2, False)),
+    # rows that fill whole vectors need no blocks
+    (AVX512, 4, 32, 32, 1, 5, (16, 4, 2, 3, False)),
+])
+def test_flat_blocks_where_rows_end_short_of_a_vector(target, ocg, out_height, out_width, stride_h, kernel_h, tile):
+    sched = schedule.narrow_schedule(ocg, out_width, out_height, 10**9, target, 1, stride_h=stride_h, kernel_h=kernel_h)
+    assert (sched.vector_width, sched.oc_vectors, sched.row_tile, sched.tile_rows, sched.flat) == tile
+    if sched.flat:  # a block's pixels are whole vectors
+        assert sched.tile_rows * out_width % sched.vector_width == 0 and out_height % sched.tile_rows == 0
 
 
 @pytest.mark.parametrize("target, ocg, out_height, out_width", [
@@ -85,7 +102,7 @@ def narrow_cases(draw):
                 c=groups * draw(st.integers(1, 5)), oc=groups * draw(st.integers(1, schedule.NARROW_MAX_CHANNELS)),
                 stride=draw(st.integers(1, 2)), spatial=leading + (width,), bias=draw(st.booleans()),
                 act=draw(st.sampled_from(list(ACTIVATIONS))), batch=draw(st.integers(1, 3)),
-                threads=draw(st.sampled_from([1, 1, 2])), seed=draw(st.integers(0, 2**16)))
+                threads=draw(st.sampled_from([1, 1, 2])), flat=draw(st.booleans()), seed=draw(st.integers(0, 2**16)))
 
 
 def _narrow_model(case: dict, backend: str, target):
@@ -102,7 +119,8 @@ def _narrow_model(case: dict, backend: str, target):
     (node,) = [n for n in optimized.nodes if n.op == "conv"]
     # the kernel's geometry (a 1x1 stride-1 plane runs as one row)
     p = lower.conv_geometry(node, lower.LowerContext(optimized, target, case["threads"]))[0]
-    sched = schedule.narrow_tiles(p["OCG"], p["OW"], p["OH"], target, case["threads"])
+    flat = case.get("flat", False) and p["SH"] == 1  # flat blocks where the rows allow them
+    sched = schedule.narrow_tiles(p["OCG"], p["OW"], p["OH"], target, case["threads"], flat=flat)
     with compiled_for(target):
         model = _compile_with(graph, backend, case["threads"], {node.name: sched})
     return conv, stride, model
@@ -118,12 +136,40 @@ def test_narrow_path_matches_torch(backend, target, case):
     assert kernel.template == "conv_narrow" and kernel.params["VW"] <= target.max_vector_width
     rng = np.random.default_rng(case["seed"])
     x = rng.standard_normal((case["batch"], case["c"], *case["spatial"])).astype(np.float32)
+    assert_close(model(x), _expected(case, conv, stride, x))
+
+
+def _expected(case: dict, conv, stride, x):
     state = conv.state_dict()
     expected = getattr(TF, f"conv{case['ndim']}d")(t64(x), t64(state["weight"]),
                                                     t64(state["bias"]) if case["bias"] else None, stride=stride,
                                                     padding=case["padding"], dilation=case["dilation"],
                                                     groups=case["groups"])
-    assert_close(model(x), ACTIVATIONS[case["act"]](expected).numpy())
+    return ACTIVATIONS[case["act"]](expected).numpy()
+
+
+# (ndim, k, dilation, padding, groups, c, oc, spatial, batch, threads): flat blocks of whole vectors on
+# AVX-512 (16 lanes) and AVX2 (8): 28-pixel rows in blocks of 4 (2), 20 in 4 (2), 12 in 4 (2), 3-D planes
+FLAT_CASES = [
+    (2, 5, 1, 0, 1, 1, 6, (32, 32), 1, 1),     # LeNet-5's C1
+    (2, 3, 2, 2, 1, 2, 5, (28, 28), 2, 2),     # padding, dilation, batch, two threads
+    (2, 3, 1, 1, 2, 4, 6, (8, 20), 1, 1),      # groups
+    (3, 3, 1, 1, 1, 2, 3, (3, 4, 12), 1, 1),   # depth: a copy per plane; runtime weights below
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("target", RUNNABLE, ids=lambda t: t.name)
+@pytest.mark.parametrize("ndim, k, dilation, padding, groups, c, oc, spatial, batch, threads", FLAT_CASES)
+def test_flat_blocks_match_torch(backend, target, ndim, k, dilation, padding, groups, c, oc, spatial, batch, threads):
+    case = dict(ndim=ndim, k=k, dilation=dilation, padding=padding, groups=groups, c=c, oc=oc, stride=1,
+                spatial=spatial, bias=True, act="tanh", batch=batch, threads=threads, flat=True)
+    nn.manual_seed(c * 7 + oc)
+    conv, stride, model = _narrow_model(case, backend, target)
+    kernel = _conv_kernel(model)
+    assert kernel.template == "conv_narrow" and kernel.params["FLAT"], kernel.params
+    x = np.random.default_rng(oc).standard_normal((batch, c, *spatial)).astype(np.float32)
+    assert_close(model(x), _expected(case, conv, stride, x))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -139,11 +185,18 @@ def test_cost_model_runs_lenet_c1_narrow_with_its_tanh_fused(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_narrow_path_packs_runtime_weights(backend):
+@pytest.mark.parametrize("x_shape, w_shape, flat", [
+    ((2, 2, 13, 30), (5, 2, 3, 4), False),
+    ((1, 2, 32, 28), (6, 2, 3, 5), True),   # a 32 x 28 output: flat blocks, the weights packed after their copy
+])
+def test_narrow_path_packs_runtime_weights(backend, x_shape, w_shape, flat):
     """Weights given at run time (the functional API) are packed per call into the kernel's scratch."""
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((2, 2, 13, 30)).astype(np.float32)
-    w = rng.standard_normal((5, 2, 3, 4)).astype(np.float32)
-    b = rng.standard_normal(5).astype(np.float32)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
     y = F.conv2d(x, w, b, padding=(1, 2), backend=backend)
     assert_close(y, TF.conv2d(t64(x), t64(w), t64(b), padding=(1, 2)).numpy())
+    kernels = [k for key, m in F._kernels.items() if key[2][0] == x.shape and key[3] == backend
+               for k in m._lowered.kernels]
+    assert [(k.template, k.params["FLAT"], k.params["PACK_AT_RUNTIME"]) for k in kernels] == [("conv_narrow", flat, True)]

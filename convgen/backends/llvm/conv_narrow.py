@@ -1,6 +1,7 @@
 """The narrow convolution path, as templates/conv_narrow.c.j2: few output channels, output pixels along a
 row in vectors (the row's last vector ending at its end, overlapping the one before it), each output
-channel's weight broadcast."""
+channel's weight broadcast; with FLAT, blocks of RH rows as one row of RH * OW pixels, read from a copy of
+the input per kernel column with rows OW long."""
 from __future__ import annotations
 
 from llvmlite import ir
@@ -23,11 +24,11 @@ def _narrow_tile(e: Emitter, k: Kernel, tile_rows: int, offsets: list[int], name
     acc = [[[te.var(te.zeros(vw), f"acc{rr}_{i}_{v}") for v in range(len(offsets))] for i in range(mr)]
            for rr in range(tile_rows)]
     with te.loop(p["CG"], name="c") as c, te.loop(p["KD"], name="kd") as kd, te.loop(p["KH"], name="kh") as kh:
-        xk = xt + ((c * p["XD"] + kd * p["DD"]) * p["XH"] + kh * p["DH"]) * p["XW"]
+        xk = xt + c * p["CS"] + (kd * (p["DD"] * p["XH"]) + kh * p["DH"]) * p["RS"]
         wk = wt + ((c * p["KD"] + kd) * p["KH"] + kh) * (p["KW"] * mr)
         with te.loop(p["KW"], name="kw") as kw:
             # tile_rows x NV input vectors, then one broadcast per channel serving them all
-            xv = [[xk.load_vector(kw * p["DW"] + rr * (p["SH"] * p["XW"]) + offset, vw) for offset in offsets]
+            xv = [[xk.load_vector(kw * p["KWS"] + rr * (p["SH"] * p["RS"]) + offset, vw) for offset in offsets]
                   for rr in range(tile_rows)]
             for i in range(mr):  # unrolled: the accumulators stay in registers
                 wv = te.splat(wk[kw * mr + i], vw)
@@ -47,19 +48,33 @@ def _narrow_tile(e: Emitter, k: Kernel, tile_rows: int, offsets: list[int], name
     return fn
 
 
+def _flat_copy(e: Emitter, p: dict, xs: Ptr, xf: Ptr) -> None:
+    """The flat blocks' input: xf[n][c][kw][d][r][ow] = xs[n][c][d][r][ow + kw * DW], rows OW long."""
+    extents = [p["N"], p["C"], p["KW"], p["XD"], p["XH"]]
+    with e.nest(extents, ["n", "c", "kw", "d", "r"]) as (n, c, kw, d, r):
+        src = xs + (((n * p["C"] + c) * p["XD"] + d) * p["XH"] + r) * p["XW"] + kw * p["DW"]
+        e.memcpy(xf + ((((n * p["C"] + c) * p["KW"] + kw) * p["XD"] + d) * p["XH"] + r) * p["OW"], src, 4 * p["OW"])
+
+
 def conv_narrow(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> None:
     p = k.params
-    rows_tail = p["OH"] % p["RH"]
+    rows_tail = p["OH"] % p["RH"]  # 0 with FLAT
     tiles = {}
-    for rh in [p["RH"]] + ([rows_tail] if rows_tail else []):
+    for rh in [1] if p["FLAT"] else [p["RH"]] + ([rows_tail] if rows_tail else []):
         if p["FULL"]:
             tiles["tile", rh] = _narrow_tile(e, k, rh, list(range(0, p["NV"] * p["VW"], p["VW"])), f"tile{rh}")
         if p["TAIL"]:
             tiles["tail", rh] = _narrow_tile(e, k, rh, p["TAIL"], f"tail{rh}")
     xs, wp = input_and_channel_weights(e, p, args, scratch)
+    if p["FLAT"]:  # the tiles read the copy per kernel column
+        xf = scratch + p["FLAT_OFFSET"]
+        _flat_copy(e, p, xs, xf)
+        xs = xf
 
     def row_block(e: Emitter, index: list[Index], cap: dict[str, Capture]) -> None:
-        oh, oc_valid, wt, bt, xrow, row_at = row_block_operands(e, p, cap, index, p["MR"])
+        oh, oc_valid, wt, bt, _, row_at = row_block_operands(e, p, cap, index, p["MR"])
+        n, g, _, od, _ = index
+        xrow = cap["xs"] + (n * p["C"] + g * p["CG"]) * p["CS"] + (od * (p["SD"] * p["XH"]) + oh * p["SH"]) * p["RS"]
         yrow = cap["y"] + row_at
 
         def call(e: Emitter, tile: ir.Function, at: IntLike) -> None:
@@ -68,9 +83,9 @@ def conv_narrow(e: Emitter, k: Kernel, args: dict[str, Ptr], scratch: Ptr) -> No
         def along_rows(e: Emitter, rh: int) -> None:
             if p["FULL"]:
                 with e.loop(p["FULL"], name="tile") as t:
-                    call(e, tiles["tile", rh], t * (p["NV"] * p["VW"]))
+                    call(e, tiles["tile", 1 if p["FLAT"] else rh], t * (p["NV"] * p["VW"]))
             if p["TAIL"]:  # the row's last vectors
-                call(e, tiles["tail", rh], p["TAIL_AT"])
+                call(e, tiles["tail", 1 if p["FLAT"] else rh], p["TAIL_AT"])
         with_remainder_rows(e, p, index[4], along_rows)
         if p["activation"] is not None or p["RESIDUAL"]:
             finish_rows(e, p, cap, yrow, row_at, oh, oc_valid)
