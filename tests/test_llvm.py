@@ -301,3 +301,17 @@ def test_cache_key_separates_backends_and_reuses_llvm_libraries(tmp_path):
     assert first.library_path == second.library_path != c_model.library_path
     assert sorted(Path(p).name for p in tmp_path.glob("*.so")) == sorted(
         [c_model.library_path.name, first.library_path.name])
+
+
+def test_weights_object_from_a_cache_path_with_quotes_and_backslashes(tmp_path, rng):
+    """The weights are assembled by .incbin from a file in the build directory: a cache path the
+    assembler and the IR string must both escape still gives the weights, 64-byte aligned."""
+    nn.manual_seed(3)
+    graph = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()).to_graph((1, 3, 10, 10), name="quoted")
+    cache = tmp_path / 'we"ird \\ dir\u00e9'
+    model = convgen.compile(graph, backend="llvm", cache_dir=cache)
+    assert model.library_path.parent == cache
+    weights = model._library.function(model._ffi, f"{model.prefix}_embedded_weights", "const void*(*)(void)")()
+    assert int(model._ffi.cast("uintptr_t", weights)) % 64 == 0
+    x = rng.standard_normal((1, 3, 10, 10)).astype(np.float32)
+    assert_same(convgen.compile(graph, backend="c")(x), model(x))

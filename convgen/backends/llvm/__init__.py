@@ -12,8 +12,8 @@ from pathlib import Path
 from ... import cache
 from ...errors import ConvgenError
 from ...lower import LoweredModel
-from .module import build_module, layer_code, source_text, weights_ir
-from .native import JitLibrary, data_layout, find_linker, host_target, link_library, write_archive
+from .module import build_module, layer_code, source_text, weights_symbol
+from .native import JitLibrary, Weights, data_layout, find_linker, host_target, link_library, write_archive
 from .parallel import uses_openmp
 
 __all__ = ["build", "generate", "layer_code"]
@@ -32,17 +32,17 @@ def build(model: LoweredModel, cache_dir=None) -> tuple[Path | JitLibrary, str]:
     source, openmp = generate(model)
     linker = find_linker()
     if linker is None:
-        return JitLibrary(source, _weights_module(model), openmp), source
+        return JitLibrary(source, _weights(model), openmp), source
     key = cache.cache_key("llvm", source, model.weights, *host_target().identity())
     path = cache.library(cache.cache_root(cache_dir), model.prefix, key,
-                         lambda output: link_library(source, _weights_module(model), output, linker, openmp))
+                         lambda output: link_library(source, _weights(model), output, linker, openmp))
     return path, source
 
 
 def write_library(model: LoweredModel, output: Path, static: bool, embed: bool) -> None:
     """A shared (static=False) or static library of `model` at `output`, with its weights embedded or not."""
     source, openmp = generate(model, embed)
-    weights = _weights_module(model) if embed else None
+    weights = _weights(model) if embed else None
     if static:
         write_archive(source, weights, output)
         return
@@ -53,6 +53,5 @@ def write_library(model: LoweredModel, output: Path, static: bool, embed: bool) 
     link_library(source, weights, output, linker, openmp)
 
 
-def _weights_module(model: LoweredModel) -> str | None:
-    # Built only when code is made: the IR text of a multi-MB blob costs ~10 ms per MB.
-    return weights_ir(model, host_target().triple) if model.weights else None
+def _weights(model: LoweredModel) -> Weights | None:
+    return Weights(weights_symbol(model), model.weights) if model.weights else None

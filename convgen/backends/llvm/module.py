@@ -8,7 +8,6 @@ import json
 import re
 from typing import Callable
 
-import numpy as np
 from llvmlite import ir
 
 from ... import __version__
@@ -38,8 +37,8 @@ def weights_symbol(model: LoweredModel) -> str:
 
 
 def _declare_weights(module: ir.Module, model: LoweredModel) -> ir.GlobalVariable | None:
-    """The weights blob: declared here, defined by weights_ir() in a module linked in (its bytes
-    stay out of the printed source)."""
+    """The weights blob: declared here, defined in an object of its own (native.Weights; its bytes
+    stay out of the printed source and out of the optimizer)."""
     if not model.weights:
         return None
     weights = ir.GlobalVariable(module, ir.ArrayType(I8, len(model.weights)), weights_symbol(model))
@@ -47,14 +46,6 @@ def _declare_weights(module: ir.Module, model: LoweredModel) -> ir.GlobalVariabl
     weights.storage_class = "hidden"  # printed where LLVM expects the visibility
     weights.align = 64
     return weights
-
-
-def weights_ir(model: LoweredModel, triple: str) -> str:
-    """The module that defines the weights: one 64-byte aligned constant of the blob's bytes."""
-    table = np.array([b"\\%02X" % byte for byte in range(256)], dtype="S3")
-    text = table[np.frombuffer(model.weights, np.uint8)].tobytes().decode("ascii")
-    return (f'target triple = "{triple}"\n'
-            f'@{weights_symbol(model)} = hidden constant [{len(model.weights)} x i8] c"{text}", align 64\n')
 
 
 def _kernel_function(module: ir.Module, k: Kernel, fma: bool, dynamic_batch: bool) -> ir.Function:

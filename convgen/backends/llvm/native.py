@@ -1,6 +1,7 @@
 """From IR text to machine code: llvmlite's O3 pipeline for the host CPU, then either a
 position-independent object file linked into a shared library by the system linker (cc or ld),
-or, on a machine with neither, MCJIT in this process."""
+or, on a machine with neither, MCJIT in this process.  The weights are an object of their own,
+their bytes assembled by LLVM's .incbin from a file (Weights)."""
 from __future__ import annotations
 
 import ctypes.util
@@ -12,9 +13,11 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import llvmlite
 import llvmlite.binding as llvm
+import numpy as np
 
 from ...errors import CompileError, ConvgenError
 
@@ -46,6 +49,45 @@ def host_target() -> HostTarget:
         # vectorizer uses vscatterdps, slower than scalar stores (10 channels: 1.21x -> 0.92x of C).
         features += ",+prefer-no-scatter"
     return HostTarget(triple, llvm.get_host_cpu_name(), features)
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A model's weights blob and the hidden symbol its code reads them by (declared in the model's module)."""
+    symbol: str
+    blob: bytes
+
+    def ir(self, triple: str) -> str:
+        """A module defining the symbol as one 64-byte aligned constant of the blob's bytes, for the JIT
+        (it has no files to assemble from).  Its IR text costs ~10 ms per MB to build and as much to parse:
+        ResNet-18's 1.2 s + ~0.5 s of a cold compile, before the weights became an object of their own."""
+        table = np.array([b"\\%02X" % byte for byte in range(256)], dtype="S3")
+        text = table[np.frombuffer(self.blob, np.uint8)].tobytes().decode("ascii")
+        return (f'target triple = "{triple}"\n'
+                f'@{self.symbol} = hidden constant [{len(self.blob)} x i8] c"{text}", align 64\n')
+
+    def object_code(self, path: Path, machine: llvm.TargetMachine) -> bytes:
+        """An ELF object defining the symbol in .rodata, 64-byte aligned, from the blob written to `path`:
+        module-level assembly whose .incbin LLVM's assembler copies in (100 MB in ~0.35 s), as
+        templates/model.c.j2 embeds the C backend's weights."""
+        path.write_bytes(self.blob)
+        quoted = _ir_string(_asm_string(str(path.resolve())))
+        lines = [".section .rodata", ".balign 64", f".globl {self.symbol}", f".hidden {self.symbol}",
+                 f".type {self.symbol},@object", f"{self.symbol}:", f".incbin {quoted}",
+                 f".size {self.symbol}, {len(self.blob)}", ".previous"]
+        text = f'target triple = "{host_target().triple}"\n' + "".join(f'module asm "{line}"\n' for line in lines)
+        return _emit(text, None, machine, optimize=False)
+
+
+def _asm_string(text: str) -> str:
+    """`text` as an assembler string literal (quotes and backslashes escaped)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _ir_string(text: str) -> str:
+    """`text` safe inside an IR string constant: quotes, backslashes and unprintables as \\XX escapes."""
+    return "".join(ch if ch.isprintable() and ch not in '"\\' and ord(ch) < 128 else
+                   "".join(f"\\{byte:02X}" for byte in ch.encode()) for ch in text)
 
 
 def target_machine(jit: bool = False) -> llvm.TargetMachine:
@@ -155,27 +197,29 @@ def find_linker() -> list[str] | None:
     return None
 
 
-def _link_command(linker: list[str], objects: str, output: str, openmp: bool) -> list[str]:
+def _link_command(linker: list[str], objects: list[str], output: str, openmp: bool) -> list[str]:
     libraries = ["-lm"] if Path(linker[0]).name != "ld" else ["-l:libm.so.6", "-l:libc.so.6"]
     if openmp:
         gomp = openmp_library()
         if gomp is None:
             raise CompileError("the model runs on several threads but libgomp was not found")
         libraries.append(f"-l:{gomp}")
-    return linker + ["-o", output, objects] + libraries
+    return linker + ["-o", output, *objects] + libraries
 
 
 # Contexts of failed compiles, never disposed: their modules may live on in a traceback.
 _KEPT_CONTEXTS: list = []
 
 
-def _object_code(source: str, weights_source: str | None, machine: llvm.TargetMachine) -> bytes:
-    """The module's object code, built in an LLVM context of its own, disposed after: in llvmlite's
-    global context every compile's constants and types stayed interned for the life of the process
-    (a LeNet-5 compile left 500 KiB resident, 216 KiB with its own context; benchmarks/soak.py)."""
+def _emit(source: str, weights_source: str | None, machine: llvm.TargetMachine, optimize: bool = True) -> bytes:
+    """The module's object code (optimized unless optimize=False), built in an LLVM context of its own,
+    disposed after: in llvmlite's global context every compile's constants and types stayed interned for
+    the life of the process (a LeNet-5 compile left 500 KiB resident, 216 KiB with its own context;
+    benchmarks/soak.py)."""
     context = llvm.create_context()
     try:
-        module = optimized_module(source, weights_source, machine, context)
+        module = (optimized_module(source, weights_source, machine, context) if optimize
+                  else _parsed(source, weights_source, context))
         try:
             return machine.emit_object(module)
         finally:
@@ -188,22 +232,27 @@ def _object_code(source: str, weights_source: str | None, machine: llvm.TargetMa
             context.close()
 
 
-def _from_object(source: str, weights_source: str | None, output: Path, make) -> None:
-    """Compile to a PIC object model.o in a temporary directory beside `output`; `make(directory)` turns
-    it into a file there and returns its name, which then replaces `output` atomically."""
+def _from_object(source: str, weights: Weights | None, output: Path, make: Callable[[Path, list[str]], str]) -> None:
+    """Compile to a PIC object model.o (and the weights to weights.o) in a temporary directory beside
+    `output`; `make(directory, objects)` turns them into a file there and returns its name, which then
+    replaces `output` atomically."""
     machine = target_machine()
-    obj = _object_code(source, weights_source, machine)
+    obj = _emit(source, None, machine)
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=".build-") as tmp:
         build = Path(tmp)
         (build / "model.o").write_bytes(obj)
-        os.replace(build / make(build), output)
+        objects = ["model.o"]
+        if weights is not None:
+            (build / "weights.o").write_bytes(weights.object_code(build / "weights.bin", machine))
+            objects.append("weights.o")
+        os.replace(build / make(build, objects), output)
 
 
-def link_library(source: str, weights_source: str | None, output: Path, linker: list[str], openmp: bool) -> None:
-    """Compile to a PIC object and link it into a shared library at `output`, atomically."""
-    def link(build: Path) -> str:
-        argv = _link_command(linker, "model.o", "model.so", openmp)
+def link_library(source: str, weights: Weights | None, output: Path, linker: list[str], openmp: bool) -> None:
+    """Compile to PIC objects and link them into a shared library at `output`, atomically."""
+    def link(build: Path, objects: list[str]) -> str:
+        argv = _link_command(linker, objects, "model.so", openmp)
         try:
             result = subprocess.run(argv, cwd=build, capture_output=True, text=True, timeout=600)
         except (OSError, subprocess.SubprocessError) as e:
@@ -211,17 +260,17 @@ def link_library(source: str, weights_source: str | None, output: Path, linker: 
         if result.returncode != 0:
             raise CompileError(f"linking failed (exit {result.returncode}): {' '.join(argv)}", result.stderr)
         return "model.so"
-    _from_object(source, weights_source, output, link)
+    _from_object(source, weights, output, link)
 
 
-def write_archive(source: str, weights_source: str | None, output: Path) -> None:
-    """Compile to an object and archive it into a static library at `output`, atomically."""
+def write_archive(source: str, weights: Weights | None, output: Path) -> None:
+    """Compile to objects and archive them into a static library at `output`, atomically."""
     from ..c import archive
 
-    def pack(build: Path) -> str:
-        archive(["model.o"], "model.a", build)
+    def pack(build: Path, objects: list[str]) -> str:
+        archive(objects, "model.a", build)
         return "model.a"
-    _from_object(source, weights_source, output, pack)
+    _from_object(source, weights, output, pack)
 
 
 # -- the JIT ------------------------------------------------------------------------------
@@ -231,15 +280,15 @@ class JitLibrary:
 
     path = None
 
-    def __init__(self, source: str, weights_source: str | None, openmp: bool) -> None:
-        self.source, self.weights_source, self.openmp = source, weights_source, openmp
+    def __init__(self, source: str, weights: Weights | None, openmp: bool) -> None:
+        self.source, self.weights, self.openmp = source, weights, openmp
         if openmp:
             gomp = openmp_library()
             if gomp is None:
                 raise CompileError("the model runs on several threads but libgomp was not found")
             llvm.load_library_permanently(gomp)
         machine = target_machine(jit=True)
-        self._module = optimized_module(source, weights_source, machine)
+        self._module = optimized_module(source, weights.ir(host_target().triple) if weights else None, machine)
         self._engine = llvm.create_mcjit_compiler(self._module, machine)
         self._engine.finalize_object()
 
@@ -256,4 +305,4 @@ class JitLibrary:
             raise ConvgenError("this model was JIT-compiled because no C compiler or linker was found "
                                "(looked for $CC or cc, and $LD or ld); saving it needs one to write the "
                                "shared library")
-        link_library(self.source, self.weights_source, destination, linker, self.openmp)
+        link_library(self.source, self.weights, destination, linker, self.openmp)
