@@ -76,7 +76,7 @@ class Weights:
                  f".type {self.symbol},@object", f"{self.symbol}:", f".incbin {quoted}",
                  f".size {self.symbol}, {len(self.blob)}", ".previous"]
         text = f'target triple = "{host_target().triple}"\n' + "".join(f'module asm "{line}"\n' for line in lines)
-        return _emit(text, None, machine, optimize=False)
+        return _emit(text, machine, optimize=False)
 
 
 def _asm_string(text: str) -> str:
@@ -211,15 +211,14 @@ def _link_command(linker: list[str], objects: list[str], output: str, openmp: bo
 _KEPT_CONTEXTS: list = []
 
 
-def _emit(source: str, weights_source: str | None, machine: llvm.TargetMachine, optimize: bool = True) -> bytes:
+def _emit(source: str, machine: llvm.TargetMachine, optimize: bool = True) -> bytes:
     """The module's object code (optimized unless optimize=False), built in an LLVM context of its own,
     disposed after: in llvmlite's global context every compile's constants and types stayed interned for
     the life of the process (a LeNet-5 compile left 500 KiB resident, 216 KiB with its own context;
     benchmarks/soak.py)."""
     context = llvm.create_context()
     try:
-        module = (optimized_module(source, weights_source, machine, context) if optimize
-                  else _parsed(source, weights_source, context))
+        module = optimized_module(source, None, machine, context) if optimize else _parsed(source, None, context)
         try:
             return machine.emit_object(module)
         finally:
@@ -237,7 +236,7 @@ def _from_object(source: str, weights: Weights | None, output: Path, make: Calla
     `output`; `make(directory, objects)` turns them into a file there and returns its name, which then
     replaces `output` atomically."""
     machine = target_machine()
-    obj = _emit(source, None, machine)
+    obj = _emit(source, machine)
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=".build-") as tmp:
         build = Path(tmp)
